@@ -1,0 +1,1 @@
+"""The gateway: serves Patchwork's REST API from the SQLite mirror."""

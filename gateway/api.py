@@ -1,0 +1,134 @@
+"""Serving the read API from the mirror: one generic path for every resource.
+
+Given a resolved route, the request's query parameters and its origin,
+build the answer exactly as Patchwork would: permission refusals, parent
+checks, filters, pagination with its ``Link`` header, rendering.
+"""
+
+from __future__ import annotations
+
+from multidict import MultiMapping
+
+from gateway import pagination, query
+from gateway.reader import Reader
+from gateway.render import Context, effective_version, embedded_refs, renderer
+from gateway.responses import Answer, detail, escape_uri_path, json_answer
+from gateway.routing import ApiRoute
+from mirror.model import Resource
+from mirror.resources import INDEX, RESOURCES
+
+NOT_AUTHENTICATED = "Authentication credentials were not provided."
+
+
+def _no_match(model: str) -> str:
+    return f"No {model} matches the given query."
+
+
+async def serve(
+    route: ApiRoute,
+    params: MultiMapping[str],
+    raw_query: str,
+    path: str,
+    origin: str,
+    reader: Reader,
+) -> Answer:
+    ctx = Context(origin, route.version, effective_version(route.version))
+    if route.kind == "index":
+        data = {name: f"{ctx.api}{RESOURCES[name].path}/" for name in INDEX}
+        return json_answer(200, data, "GET, HEAD, OPTIONS")
+    res = route.resource
+    assert res is not None
+    if route.kind == "list":
+        return await _list(res, route, params, raw_query, path, ctx, reader)
+    return await _detail(res, route, params, ctx, reader)
+
+
+async def _parent_missing(res: Resource, route: ApiRoute, reader: Reader) -> str | None:
+    if res.parent is None or route.parent_id is None:
+        return None
+    parent = RESOURCES[res.parent.resource]
+    if await reader.exists(parent.table, route.parent_id):
+        return None
+    return _no_match(parent.model)
+
+
+async def _list(
+    res: Resource,
+    route: ApiRoute,
+    params: MultiMapping[str],
+    raw_query: str,
+    path: str,
+    ctx: Context,
+    reader: Reader,
+) -> Answer:
+    allow = res.allow_list
+    if res.requires_auth:
+        return detail(403, NOT_AUTHENTICATED, allow)
+    missing = await _parent_missing(res, route, reader)
+    if missing:
+        return detail(404, missing, allow)
+    if "\x00" in "".join(params.getall("q", [])):
+        return json_answer(400, ["Null characters are not allowed."], allow)
+
+    try:
+        q = await query.build(res, ctx.effective, params, reader.fetch, parent_id=route.parent_id)
+        count = await reader.count(res.table, q)
+    except query.EmptyResult:
+        q, count = None, 0
+    try:
+        page = pagination.paginate(params, count)
+    except pagination.InvalidPage:
+        return detail(404, "Invalid page.", allow)
+
+    docs = [] if q is None or page.limit == 0 else await reader.page(
+        res.table, q, page.offset, page.limit
+    )
+    refs = [ref for doc in docs for ref in embedded_refs(res.name, doc)]
+    embeds = await reader.embeds(refs)
+    render = renderer(res.name, ctx.effective, False)
+    data = [render(doc, embeds, ctx) for doc in docs]
+    link = pagination.link_header(ctx.origin + escape_uri_path(path), raw_query, page)
+    return json_answer(200, data, allow, link=link)
+
+
+async def _detail(
+    res: Resource, route: ApiRoute, params: MultiMapping[str], ctx: Context, reader: Reader
+) -> Answer:
+    allow = res.allow_detail
+    if res.requires_auth:
+        return detail(403, NOT_AUTHENTICATED, allow)
+    missing = await _parent_missing(res, route, reader)
+    if missing:
+        return detail(404, missing, allow)
+
+    try:
+        q = await query.build(
+            res, ctx.effective, params, reader.fetch, parent_id=route.parent_id, for_list=False
+        )
+    except query.EmptyResult:
+        return detail(404, _no_match(res.model), allow)
+
+    key = route.key or ""
+    doc = None
+    try:
+        obj_id: int | None = int(key)
+    except ValueError:
+        obj_id = None
+    if obj_id is not None and -(2**63) <= obj_id < 2**63:
+        doc = await _fetch_one(res, q, "t.id = ?", obj_id, reader)
+    if doc is None and res.lookup == "project":
+        doc = await _fetch_one(res, q, "t.linkname = ?", key, reader)
+    if doc is None:
+        return detail(404, _no_match(res.model), allow)
+
+    embeds = await reader.embeds(embedded_refs(res.name, doc))
+    data = renderer(res.name, ctx.effective, True)(doc, embeds, ctx)
+    return json_answer(200, data, allow)
+
+
+async def _fetch_one(
+    res: Resource, q: query.Query, condition: str, value: object, reader: Reader
+) -> dict | None:
+    one = query.Query(where=[*q.where, condition], args=[*q.args, value])
+    docs = await reader.page(res.table, one, 0, 1, detail=True)
+    return docs[0] if docs else None

@@ -1,0 +1,192 @@
+"""The aiohttp application: dispatch, caching, and what goes upstream.
+
+Anonymous GET and HEAD requests for the API are answered from the mirror
+(and cached until the mirror changes).  Requests carrying credentials and
+writes belong upstream until the gateway knows identities: they are
+forwarded with the caller's own credentials.  Site pages and downloads
+are redirected to the upstream, except the legacy by-id redirects, which
+the mirror answers.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import orjson
+from aiohttp import web
+
+from gateway import api
+from gateway.cache import ResponseCache
+from gateway.config import Config
+from gateway.proxy import Proxy
+from gateway.reader import Reader
+from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
+from gateway.routing import SiteRoute, resolve_api, resolve_site, resolves
+
+log = logging.getLogger(__name__)
+
+READ_METHODS = ("GET", "HEAD")
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+READER = web.AppKey("reader", Reader)
+STATE = web.AppKey("state", "GatewayState")
+
+
+class GatewayState:
+    """Everything the handler needs, built at start-up."""
+
+    def __init__(self, config: Config, reader: Reader, *, demo: bool = False) -> None:
+        self.config = config
+        self.reader = reader
+        self.demo = demo
+        self.upstream = config.upstream.url
+        self.proxy = Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
+        self.cache = ResponseCache(config.server.cache_bytes)
+        self.not_found = NotFoundPage()
+        self.mode_header = (
+            "demo mirror built from the test fixtures (no upstream configured)"
+            if demo
+            else "mirror"
+        )
+        reader.on_change(self._changed)
+
+    def _changed(self) -> None:
+        self.cache.clear()
+
+    async def load_404(self) -> None:
+        raw = await self.reader.meta("upstream.404")
+        if raw:
+            before, after = orjson.loads(raw)
+            self.not_found = NotFoundPage((before, after))
+
+
+def _credentials(request: web.Request) -> bool:
+    return "Authorization" in request.headers or "sessionid" in request.cookies
+
+
+def _origin(request: web.Request, state: GatewayState) -> str | None:
+    if state.config.server.public_url:
+        return state.config.server.public_url
+    host = request.headers.get("Host", "")
+    if not _HOST.match(host):
+        return None
+    return f"{request.scheme}://{host}"
+
+
+def _respond(request: web.Request, answer: Answer, state: GatewayState, source: str) -> web.Response:
+    headers = dict(answer.headers)
+    headers["X-Patchwork-Gateway"] = state.mode_header if source == "mirror" else source
+    # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
+    return web.Response(status=answer.status, body=answer.body, headers=headers)
+
+
+def _slash_or_404(path: str, raw_query: str, state: GatewayState) -> Answer:
+    if not path.endswith("/") and resolves(path + "/"):
+        location = escape_uri_path(path) + "/"
+        if location.startswith("//"):
+            location = "/%2F" + location[2:]
+        if raw_query:
+            location += "?" + raw_query
+        return redirect(301, location)
+    return state.not_found.answer(path)
+
+
+async def handle(request: web.Request) -> web.Response:
+    state = request.app[STATE]
+    path = request.path
+    raw_query = request.rel_url.raw_query_string
+    origin = _origin(request, state)
+    if origin is None:
+        return web.Response(status=400, text="Bad Request: invalid Host header\n")
+
+    route = resolve_api(path) if path.startswith("/api/") else None
+    if route is None:
+        site = resolve_site(path)
+        if site is None:
+            return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")
+        return await _site(request, site, state)
+
+    if request.method not in READ_METHODS or _credentials(request):
+        if state.proxy is None:
+            return _respond(
+                request,
+                detail(503, "This gateway has no upstream to forward this request to."),
+                state,
+                "mirror",
+            )
+        answer = await state.proxy.forward(request, origin)
+        return _respond(request, answer, state, "upstream")
+
+    key = (origin, request.rel_url.raw_path_qs)
+    answer = state.cache.get(key)
+    if answer is None:
+        answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
+        state.cache.put(key, answer)
+    return _respond(request, answer, state, "mirror")
+
+
+async def _site(request: web.Request, site: SiteRoute, state: GatewayState) -> web.Response:
+    if site.kind == "redirect-by-id":
+        location = await _location_by_id(site, state.reader)
+        answer = redirect(302, location) if location else state.not_found.answer(request.path)
+        return _respond(request, answer, state, "mirror")
+    # A page or download only the upstream serves (for now).
+    if not state.upstream:
+        answer = Answer(
+            503,
+            b"This gateway has no upstream; pages and downloads are not mirrored yet.\n",
+            (("Content-Type", "text/plain; charset=utf-8"),),
+        )
+        return _respond(request, answer, state, "mirror")
+    target = state.upstream + request.rel_url.raw_path_qs
+    status = 302 if request.method in READ_METHODS else 307
+    return _respond(request, redirect(status, target), state, "mirror")
+
+
+async def _location_by_id(site: SiteRoute, reader: Reader) -> str | None:
+    """Where Patchwork's legacy ``/patch/<id>/...`` URLs redirect."""
+    if site.resource == "comments":
+        for table, parent_table, key in (
+            ("patch_comments", "patches", "patch"),
+            ("cover_comments", "covers", "cover"),
+        ):
+            docs = await reader.embeds([(table, site.obj_id)])
+            comment = docs.get((table, site.obj_id))
+            if comment is None or comment.get(key) is None:
+                continue
+            parents = await reader.embeds([(parent_table, comment[key])])
+            parent = parents.get((parent_table, comment[key]))
+            if parent and parent.get("web_url"):
+                return f"{parent['web_url']}#{site.obj_id}"
+        return None
+    docs = await reader.embeds([(site.resource, site.obj_id)])
+    doc = docs.get((site.resource, site.obj_id))
+    if doc is None:
+        return None
+    if site.suffix == "web":
+        return doc.get("web_url")
+    mbox = doc.get("mbox")
+    if site.suffix == "raw" and mbox and mbox.endswith("/mbox/"):
+        return mbox[: -len("mbox/")] + "raw/"
+    return mbox
+
+
+def create_app(config: Config, reader: Reader, *, demo: bool = False) -> web.Application:
+    app = web.Application(client_max_size=8 * 1024 * 1024)
+    state = GatewayState(config, reader, demo=demo)
+    app[STATE] = state
+    app[READER] = reader
+
+    async def startup(app: web.Application) -> None:
+        await state.load_404()
+
+    async def cleanup(app: web.Application) -> None:
+        if state.proxy is not None:
+            await state.proxy.close()
+
+    app.on_startup.append(startup)
+    app.on_cleanup.append(cleanup)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+

@@ -1,0 +1,155 @@
+"""Configuration: a TOML file, validated at start-up.
+
+Every problem is reported as one line naming the setting, e.g.
+``config error: [server] port: expected an integer from 1 to 65535``.
+See ``config.example.toml`` for every key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+TOKEN_ENV = "PATCHWORK_GATEWAY_TOKEN"
+
+
+class ConfigError(Exception):
+    """A setting is missing or wrong; the message names it."""
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    url: str  # "" means no upstream: the gateway serves the demo mirror
+    token: str
+    concurrency: int
+    timeout: float
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    path: Path
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str
+    port: int
+    #: Origin the gateway is reached at (``https://pw.example.com``); empty
+    #: means the origin of each request.
+    public_url: str
+    cache_bytes: int
+    #: How often the server looks for sync writes to drop stale caches.
+    refresh_interval: float
+
+
+@dataclass(frozen=True)
+class Config:
+    upstream: UpstreamConfig
+    storage: StorageConfig
+    server: ServerConfig
+    log_level: str
+    source: Path | None = None
+
+
+_KNOWN = {
+    "upstream": {"url", "token", "concurrency", "timeout"},
+    "storage": {"path"},
+    "server": {"host", "port", "public_url", "cache_bytes", "refresh_interval"},
+    "logging": {"level"},
+}
+
+
+def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
+    value = table.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise ConfigError(f"[{section}] {key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _http_url(section: str, key: str, value: str) -> str:
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ConfigError(f"[{section}] {key}: expected an http(s) URL, got {value!r}")
+    return value.rstrip("/")
+
+
+def parse(data: dict[str, Any], source: Path | None = None) -> Config:
+    for section, table in data.items():
+        if section not in _KNOWN:
+            raise ConfigError(f"[{section}]: unknown section")
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}]: expected a table")
+        for key in table:
+            if key not in _KNOWN[section]:
+                raise ConfigError(f"[{section}] {key}: unknown setting")
+
+    up = data.get("upstream", {})
+    url = _http_url("upstream", "url", _get(up, "upstream", "url", str, "").strip())
+    token = os.environ.get(TOKEN_ENV) or _get(up, "upstream", "token", str, "")
+    concurrency = _get(up, "upstream", "concurrency", int, 4)
+    if not 1 <= concurrency <= 64:
+        raise ConfigError("[upstream] concurrency: expected an integer from 1 to 64")
+    timeout = _get(up, "upstream", "timeout", float, 60.0)
+    if not 0 < timeout <= 3600:
+        raise ConfigError("[upstream] timeout: expected seconds, more than 0 and at most 3600")
+
+    st = data.get("storage", {})
+    path_str = _get(st, "storage", "path", str, "mirror.sqlite3")
+    if not path_str:
+        raise ConfigError("[storage] path: must not be empty")
+    path = Path(path_str).expanduser()
+    if not path.is_absolute() and source is not None:
+        path = source.parent / path
+
+    sv = data.get("server", {})
+    host = _get(sv, "server", "host", str, "127.0.0.1")
+    port = _get(sv, "server", "port", int, 8080)
+    if not 0 <= port <= 65535:
+        raise ConfigError("[server] port: expected an integer from 0 to 65535")
+    public_url = _http_url("server", "public_url", _get(sv, "server", "public_url", str, ""))
+    if public_url and urlsplit(public_url).path not in ("", "/"):
+        raise ConfigError("[server] public_url: must be an origin, without a path")
+    cache_bytes = _get(sv, "server", "cache_bytes", int, 256 * 1024 * 1024)
+    if cache_bytes < 0:
+        raise ConfigError("[server] cache_bytes: must not be negative")
+    refresh = _get(sv, "server", "refresh_interval", float, 1.0)
+    if not 0 < refresh <= 3600:
+        raise ConfigError("[server] refresh_interval: expected seconds, more than 0")
+
+    lg = data.get("logging", {})
+    level = _get(lg, "logging", "level", str, "info").upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("[logging] level: expected debug, info, warning or error")
+
+    return Config(
+        upstream=UpstreamConfig(url, token, concurrency, timeout),
+        storage=StorageConfig(path),
+        server=ServerConfig(host, port, public_url, cache_bytes, refresh),
+        log_level=level,
+        source=source,
+    )
+
+
+def load(path: str | Path | None) -> Config:
+    """Read and validate the TOML file at ``path`` (``None``: all defaults)."""
+    if path is None:
+        return parse({})
+    path = Path(path)
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    return parse(data, source=path.resolve())

@@ -1,0 +1,78 @@
+"""The demo mirror: what the gateway serves when no upstream is configured.
+
+It is built by the real sync code from the recorded crawl in
+``tests/fixtures`` (no network needed), so a newcomer sees a working API
+on a fresh machine.  Responses say so in the ``X-Patchwork-Gateway``
+header, and the log says so at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import orjson
+
+from mirror import schema, store
+from sync.crawler import PROBE_404, Crawler
+from sync.progress import Progress
+from sync.recorded import Recording, RecordingSource, read_records
+
+log = logging.getLogger(__name__)
+
+DEMO_ORIGIN = "http://demo.invalid"
+FIXTURE_ENV = "PATCHWORK_GATEWAY_FIXTURES"
+
+
+def fixtures_dir() -> Path:
+    configured = os.environ.get(FIXTURE_ENV)
+    if configured:
+        return Path(configured)
+    return Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+
+
+def demo_path(storage: Path) -> Path:
+    return storage.with_name(storage.stem + "-demo.sqlite3")
+
+
+def _recorded_404(fixtures: Path) -> tuple[str, str] | None:
+    """Split a recorded 404 page around the path it names."""
+    conformance = fixtures / "conformance.jsonl.xz"
+    if not conformance.exists():
+        return None
+    for rec in read_records(conformance):
+        body = rec.get("body")
+        if rec["status"] == 404 and isinstance(body, str) and "<code>" in body:
+            path = rec["path"].split("?")[0]
+            if f"<code>{path}</code>" in body:
+                before, _, after = body.partition(path)
+                return before, after
+    return None
+
+
+async def build(storage: Path) -> Path:
+    """Build (once) and return the demo mirror next to ``storage``."""
+    path = demo_path(storage)
+    fixtures = fixtures_dir()
+    crawl = fixtures / "crawl.jsonl.xz"
+    db = await schema.connect(path)
+    try:
+        if await store.get_meta(db, "sync.state") == "complete":
+            return path
+        if not crawl.exists():
+            raise FileNotFoundError(f"demo fixtures not found at {crawl}")
+        log.info("building the demo mirror at %s from %s", path, crawl)
+        recording = Recording.from_file(crawl, DEMO_ORIGIN)
+        page = _recorded_404(fixtures)
+        if page:
+            # Answer the sync's 404 probe as the recorded instance would.
+            before, after = page
+            recording.add_404(PROBE_404, before + PROBE_404 + after)
+        crawler = Crawler(db, RecordingSource(recording), DEMO_ORIGIN, progress=Progress(bar=False))
+        report = await crawler.run()
+        log.info("demo mirror built: %d objects in %.1fs", report.objects, report.seconds)
+        await store.set_meta(db, "demo", orjson.dumps(True).decode())
+    finally:
+        await db.close()
+    return path

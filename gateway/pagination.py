@@ -1,0 +1,101 @@
+"""Page-number pagination and the ``Link`` header, as Patchwork does them.
+
+Patchwork uses DRF's PageNumberPagination with ``per_page`` (default 30,
+at most 250) and builds an RFC 5988 ``Link`` header with ``next``,
+``prev``, ``first`` and ``last``, in that order.  The links are the
+request's own absolute URL with ``page`` replaced (or, for a ``prev`` to
+page 1, removed); DRF re-encodes the query with its keys sorted, which we
+reproduce with the same standard-library functions.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from urllib.parse import parse_qs, urlencode
+
+from multidict import MultiMapping
+
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 250
+
+
+class InvalidPage(Exception):
+    """The requested page does not exist: 404 ``Invalid page.``"""
+
+
+@dataclass(frozen=True)
+class Page:
+    number: int
+    per_page: int
+    count: int
+    num_pages: int
+
+    @property
+    def offset(self) -> int:
+        return (self.number - 1) * self.per_page
+
+    @property
+    def limit(self) -> int:
+        return max(0, min(self.per_page, self.count - self.offset))
+
+
+def _last(params: MultiMapping[str], name: str) -> str | None:
+    values = params.getall(name, [])
+    return values[-1] if values else None
+
+
+def per_page(params: MultiMapping[str]) -> int:
+    """``per_page``: a positive integer, capped at 250; else the default."""
+    raw = _last(params, "per_page")
+    if raw is None:
+        return DEFAULT_PER_PAGE
+    try:
+        value = int(raw)
+    except ValueError:
+        return DEFAULT_PER_PAGE
+    if value <= 0:
+        return DEFAULT_PER_PAGE
+    return min(value, MAX_PER_PAGE)
+
+
+def paginate(params: MultiMapping[str], count: int) -> Page:
+    size = per_page(params)
+    num_pages = max(1, math.ceil(count / size))
+    raw = _last(params, "page") or "1"
+    if raw == "last":
+        number = num_pages
+    else:
+        try:
+            number = int(raw)
+        except ValueError:
+            raise InvalidPage from None
+        if number < 1 or number > num_pages:
+            raise InvalidPage
+    return Page(number, size, count, num_pages)
+
+
+def _with_page(base: str, query: str, page: int | None) -> str:
+    items = parse_qs(query, keep_blank_values=True)
+    if page is None:
+        items.pop("page", None)
+    else:
+        items["page"] = [str(page)]
+    encoded = urlencode(sorted(items.items()), doseq=True)
+    return f"{base}?{encoded}" if encoded else base
+
+
+def link_header(base: str, query: str, page: Page) -> str:
+    """The ``Link`` header for ``page`` of the list at ``base`` + ``query``.
+
+    ``base`` is the absolute URL without query; ``query`` the raw query.
+    """
+    links = []
+    if page.number < page.num_pages:
+        links.append(f'<{_with_page(base, query, page.number + 1)}>; rel="next"')
+    if page.number > 1:
+        prev = None if page.number == 2 else page.number - 1
+        links.append(f'<{_with_page(base, query, prev)}>; rel="prev"')
+    links.append(f'<{_with_page(base, query, 1)}>; rel="first"')
+    links.append(f'<{_with_page(base, query, page.num_pages)}>; rel="last"')
+    return ", ".join(links)

@@ -1,0 +1,125 @@
+"""Forwarding requests the mirror cannot answer to the configured upstream.
+
+Only the one configured upstream is ever contacted, only for Patchwork
+paths (the caller has resolved the route), and the caller's credentials
+are passed through untouched and never logged.  URLs in the answer
+(JSON URL fields, ``Link``, ``Location``) are rewritten to the gateway's
+origin; other content (a patch's diff may well contain the upstream's
+URL) is left alone.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway.responses import Answer, detail, json_body
+
+log = logging.getLogger(__name__)
+
+#: Request headers passed upstream.  Everything else (Host, proxies'
+#: X-Forwarded-*, hop-by-hop headers) stays here.
+FORWARD_REQUEST = ("Authorization", "Content-Type", "Accept", "Cookie", "X-CSRFToken", "Referer")
+#: Response headers passed back.
+FORWARD_RESPONSE = (
+    "Content-Type",
+    "Link",
+    "Location",
+    "Allow",
+    "Content-Disposition",
+    "WWW-Authenticate",
+    "Vary",
+    "Retry-After",
+)
+#: JSON keys whose values are (lists of) URLs of the upstream.
+URL_KEYS = frozenset(
+    ("url", "web_url", "mbox", "comments", "checks", "dependencies", "dependents")
+)
+
+
+class Proxy:
+    def __init__(self, base_url: str, *, timeout: float = 60.0, max_bytes: int = 64 << 20) -> None:
+        self.base = base_url.rstrip("/")
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
+        self._max_bytes = max_bytes
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=self._timeout, auto_decompress=True, cookie_jar=aiohttp.DummyCookieJar()
+            )
+        return self._session
+
+    def _swap(self, value: str, origin: str) -> str:
+        if value.startswith(self.base + "/") or value == self.base:
+            return origin + value[len(self.base) :]
+        return value
+
+    def _rewrite(self, data: Any, origin: str) -> Any:
+        if isinstance(data, list):
+            return [self._rewrite(item, origin) for item in data]
+        if isinstance(data, dict):
+            out = {}
+            for key, value in data.items():
+                if key in URL_KEYS and isinstance(value, str):
+                    out[key] = self._swap(value, origin)
+                elif key in URL_KEYS and isinstance(value, list):
+                    out[key] = [
+                        self._swap(v, origin) if isinstance(v, str) else self._rewrite(v, origin)
+                        for v in value
+                    ]
+                else:
+                    out[key] = self._rewrite(value, origin)
+            return out
+        return data
+
+    async def forward(self, request: web.Request, origin: str) -> Answer:
+        url = self.base + request.rel_url.raw_path
+        if request.rel_url.raw_query_string:
+            url += "?" + request.rel_url.raw_query_string
+        headers = {k: request.headers[k] for k in FORWARD_REQUEST if k in request.headers}
+        body = await request.read() if request.can_read_body else None
+        try:
+            async with self._client().request(
+                request.method, url, headers=headers, data=body, allow_redirects=False
+            ) as resp:
+                if resp.content_length and resp.content_length > self._max_bytes:
+                    return detail(502, "Upstream answer too large.")
+                payload = await resp.content.read(self._max_bytes + 1)
+                if len(payload) > self._max_bytes:
+                    return detail(502, "Upstream answer too large.")
+                status = resp.status
+                out_headers = [
+                    (k, resp.headers[k]) for k in FORWARD_RESPONSE if k in resp.headers
+                ]
+        except TimeoutError:
+            log.warning("%s %s: upstream timed out", request.method, request.rel_url.path)
+            return detail(504, "Upstream Patchwork did not answer in time.")
+        except aiohttp.ClientError as exc:
+            log.warning("%s %s: upstream unreachable: %s", request.method, request.rel_url.path,
+                        type(exc).__name__)
+            return detail(502, "Upstream Patchwork is unreachable.")
+
+        rewritten = []
+        for key, value in out_headers:
+            if key == "Link":
+                value = value.replace(f"<{self.base}/", f"<{origin}/")
+            elif key == "Location":
+                value = self._swap(value, origin)
+            rewritten.append((key, value))
+        ctype = dict(rewritten).get("Content-Type", "")
+        if ctype.startswith("application/json") and payload:
+            try:
+                payload = json_body(self._rewrite(orjson.loads(payload), origin))
+            except orjson.JSONDecodeError:
+                pass
+        return Answer(status, payload, tuple(rewritten))

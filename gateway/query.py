@@ -1,0 +1,310 @@
+"""Query parameters -> SQL, with Patchwork's semantics.
+
+This reproduces what Django REST Framework, django-filter and Patchwork's
+filter classes do with a query string: which filters exist in which
+version, which values they accept (an invalid one empties the list rather
+than failing), how repeated values combine, how ``q`` splits into terms
+and how ``order`` picks and breaks ties.  Text comparisons use SQLite's
+``LIKE``, exactly as Django does on SQLite (ASCII-only case folding).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import MultiMapping
+
+from mirror.model import (
+    BoolFilter,
+    ChoiceFilter,
+    DateFilter,
+    Filter,
+    Ordering,
+    RefFilter,
+    Resource,
+    TextFilter,
+)
+from mirror.resources import COMMENT_EVENT_CATEGORIES, ORDERING_JOINS, RESOURCES
+from mirror.versions import has_version
+
+Fetch = Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]]
+
+#: SQLite integers are 64-bit; larger ids cannot exist.
+_MAX_ID = 2**63 - 1
+
+
+class EmptyResult(Exception):
+    """A filter value names nothing: the answer is an empty list."""
+
+
+@dataclass
+class Query:
+    """The WHERE and ORDER BY parts of a list or detail query."""
+
+    where: list[str] = field(default_factory=list)
+    args: list[Any] = field(default_factory=list)
+    joins: list[str] = field(default_factory=list)
+    order_by: str = "t.id"
+    #: The ordering joins multiply rows (order=check); counts ignore them.
+    multiplied: bool = False
+
+    def where_sql(self) -> str:
+        return " WHERE " + " AND ".join(self.where) if self.where else ""
+
+
+def like_escape(value: str) -> str:
+    """Escape LIKE wildcards, as Django does before an ``i*`` lookup."""
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _last(params: MultiMapping[str], name: str) -> str | None:
+    values = params.getall(name, [])
+    return values[-1] if values else None
+
+
+def _as_int(value: str) -> int | None:
+    """Python's int(), which is what Django applies to ids."""
+    try:
+        number = int(value)
+    except ValueError:
+        return None
+    return number if -_MAX_ID <= number <= _MAX_ID else None
+
+
+# -- dates -------------------------------------------------------------------
+
+_DATETIME = re.compile(
+    r"(\d{4})-(\d{1,2})-(\d{1,2})[T ](\d{1,2}):(\d{1,2})"
+    r"(?::(\d{1,2})(?:[.,](\d{1,6})\d{0,6})?)?"
+    r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?$"
+)
+
+
+def parse_datetime(text: str) -> dt.datetime | None:
+    """Parse a ``since``/``before`` value the way Django's forms accept it.
+
+    ISO 8601 as Python reads it (a bare date, ``T`` or a space, optional
+    seconds and microseconds, an offset), else the looser form Django also
+    takes (single-digit fields, a comma before the fraction, up to 12
+    fraction digits).  ``None`` if neither; ``ValueError`` for impossible
+    dates, which Django also rejects.
+    """
+    text = text.strip()
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        pass
+    match = _DATETIME.match(text)
+    if not match:
+        return None
+    year, month, day, hour, minute, second, micro, zone = match.groups()
+    tzinfo = None
+    if zone == "Z":
+        tzinfo = dt.UTC
+    elif zone:
+        minutes = 60 * int(zone[1:3]) + (int(zone[-2:]) if len(zone) > 3 else 0)
+        tzinfo = dt.timezone(dt.timedelta(minutes=-minutes if zone[0] == "-" else minutes))
+    return dt.datetime(
+        int(year),
+        int(month),
+        int(day),
+        int(hour),
+        int(minute),
+        int(second or 0),
+        int(micro.ljust(6, "0")) if micro else 0,
+        tzinfo=tzinfo,
+    )
+
+
+def date_bound(text: str) -> str:
+    """The stored-date string a ``since``/``before`` value compares with.
+
+    Raises :class:`EmptyResult` for a value Django rejects.  An aware
+    value is converted to UTC and made naive (django-filter's intent;
+    Patchwork on SQLite answers 500 instead, see docs/compatibility.md).
+    """
+    try:
+        value = parse_datetime(text)
+    except (ValueError, OverflowError):
+        raise EmptyResult from None
+    if value is None:
+        raise EmptyResult
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat()
+
+
+# -- search ------------------------------------------------------------------
+
+_SMART_SPLIT = re.compile(
+    r"""((?:[^\s'"]*(?:(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')[^\s'"]*)+)|\S+)"""
+)
+
+
+def search_terms(value: str) -> list[str]:
+    """Split ``q`` into terms as DRF's SearchFilter does.
+
+    Whitespace separates terms, quoted phrases stay whole, commas also
+    separate unquoted terms.
+    """
+    terms = []
+    for match in _SMART_SPLIT.finditer(value):
+        term = match.group(0).strip(",")
+        if term[:1] in ("\"", "'") and term[0] == term[-1]:
+            quote = term[0]
+            terms.append(term[1:-1].replace("\\" + quote, quote).replace("\\\\", "\\"))
+        else:
+            terms.extend(part.strip() for part in term.split(",") if part)
+    return terms
+
+
+# -- filters -----------------------------------------------------------------
+
+
+async def _ref_values(flt: RefFilter, values: list[str], fetch: Fetch) -> list[Any]:
+    """Resolve every value to the target's key; any unknown value empties."""
+    lookup_resource = flt.validate_against or flt.target
+    table = "states" if lookup_resource == "states" else RESOURCES[lookup_resource].table
+    key = flt.target_key if not flt.validate_against else "id"
+    resolved: set[Any] = set()
+    for value in set(values):
+        number = _as_int(value)
+        if number is not None:
+            rows = await fetch(f"SELECT {key} FROM {table} WHERE id = ?", (number,))
+        elif flt.alt_column and not flt.validate_against:
+            name = " ".join(value.split("-")) if flt.dash_to_space else value
+            rows = await fetch(
+                f"SELECT {key} FROM {table} WHERE {flt.alt_column} LIKE ? ESCAPE '\\'",
+                (like_escape(name),),
+            )
+        else:
+            rows = []
+        if not rows:
+            raise EmptyResult
+        if flt.validate_against:
+            resolved.add(number)
+        else:
+            resolved.update(r[0] for r in rows)
+    return sorted(resolved, key=str)
+
+
+async def _apply_filter(
+    flt: Filter, params: MultiMapping[str], query: Query, fetch: Fetch
+) -> None:
+    if isinstance(flt, RefFilter):
+        values = params.getall(flt.param, [])
+        if not values:
+            return
+        if not flt.multiple:
+            values = values[-1:]
+            if values == [""]:
+                return
+        keys = await _ref_values(flt, values, fetch)
+        query.where.append(f"t.{flt.column} IN ({','.join('?' * len(keys))})")
+        query.args.extend(keys)
+        return
+
+    value = _last(params, flt.param)
+    if value is None:
+        return
+    if isinstance(flt, BoolFilter):
+        flag = {"true": 1, "1": 1, "false": 0, "0": 0}.get(value.lower())
+        if flag is not None:
+            query.where.append(f"t.{flt.column} = ?")
+            query.args.append(flag)
+    elif value == "":
+        return
+    elif isinstance(flt, TextFilter):
+        if flt.iexact:
+            query.where.append(f"t.{flt.column} LIKE ? ESCAPE '\\'")
+            query.args.append(like_escape(value))
+        else:
+            query.where.append(f"t.{flt.column} = ?")
+            query.args.append(f"<{value}>" if flt.angle_brackets else value)
+    elif isinstance(flt, ChoiceFilter):
+        if value not in flt.choices:
+            raise EmptyResult
+        query.where.append(f"t.{flt.column} = ?")
+        query.args.append(flt.choices[value])
+    elif isinstance(flt, DateFilter):
+        query.where.append(f"t.{flt.column} {flt.op} ?")
+        query.args.append(date_bound(value))
+
+
+def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
+    """The valid terms of ``order`` (the last one given), else the default."""
+    raw = _last(params, "order")
+    if raw:
+        terms = [t.strip() for t in raw.split(",")]
+        valid = [t for t in terms if t.removeprefix("-") in res.orderings]
+        if valid:
+            return valid
+    return [res.default_order]
+
+
+def _order(res: Resource, terms: list[str], query: Query) -> None:
+    parts = []
+    joins: list[str] = []
+    only: Ordering | None = None
+    for term in terms:
+        desc = term.startswith("-")
+        ordering = res.orderings[term.removeprefix("-")]
+        only = ordering
+        direction = " DESC" if desc else ""
+        parts.append(ordering.expr + direction)
+        for join in ordering.joins:
+            if join not in joins:
+                joins.append(join)
+        query.multiplied = query.multiplied or ordering.multiplies_rows
+    if len(terms) == 1 and only is not None and only.index_ties is not None:
+        direction = " DESC" if terms[0].startswith("-") else ""
+        parts.extend(expr + direction for expr in only.index_ties)
+        parts.append("t.id" + direction)
+    else:
+        parts.append("t.id")
+    query.order_by = ", ".join(parts)
+    query.joins = [ORDERING_JOINS[j] for j in joins]
+
+
+async def build(
+    res: Resource,
+    effective: str,
+    params: MultiMapping[str],
+    fetch: Fetch,
+    *,
+    parent_id: int | None = None,
+    for_list: bool = True,
+) -> Query:
+    """The query for a list (or, ``for_list=False``, a detail) of ``res``.
+
+    Raises :class:`EmptyResult` when a filter value names nothing.
+    """
+    query = Query()
+    if res.public_column:
+        query.where.append(f"t.{res.public_column} = 1")
+    if res.parent is not None and parent_id is not None:
+        query.where.append(f"t.{res.parent.column} = ?")
+        query.args.append(parent_id)
+    if res.name == "events" and not has_version(effective, "1.3"):
+        marks = ",".join("?" * len(COMMENT_EVENT_CATEGORIES))
+        query.where.append(f"t.category NOT IN ({marks})")
+        query.args.extend(COMMENT_EVENT_CATEGORIES)
+
+    if for_list or res.filters_on_detail:
+        for flt in res.filters:
+            if has_version(effective, flt.since):
+                await _apply_filter(flt, params, query, fetch)
+
+    if for_list:
+        q = _last(params, "q")
+        if q and res.search:
+            for term in search_terms(q):
+                ors = " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search)
+                query.where.append(f"({ors})")
+                query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
+        _order(res, ordering_terms(res, params), query)
+    return query

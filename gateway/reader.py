@@ -1,0 +1,156 @@
+"""Reading the mirror: pages, details and the objects they embed.
+
+A small pool of read connections lets SQLite work on two cores.  Embedded
+objects (a patch's project, submitter, series...) are fetched with one
+batched query per table and kept, parsed, in an LRU cache; the cache (and
+the response cache, through ``on_change``) is dropped as soon as SQLite's
+``data_version`` shows that the sync worker has written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import orjson
+from cachetools import LRUCache
+
+from mirror import schema
+from gateway.query import Query
+from gateway.render import Doc, Embeds
+
+log = logging.getLogger(__name__)
+
+
+class Reader:
+    def __init__(self, path: Path, *, connections: int = 3, embed_cache: int = 100_000) -> None:
+        self.path = path
+        self._size = connections
+        self._pool: list[aiosqlite.Connection] = []
+        self._next = itertools.cycle(range(connections))
+        self._embeds: LRUCache[tuple[str, int], Doc] = LRUCache(maxsize=embed_cache)
+        self._listeners: list[Callable[[], None]] = []
+        self._watch: asyncio.Task[None] | None = None
+        self._data_version: int | None = None
+        self._counts: LRUCache[tuple[str, tuple[Any, ...]], int] = LRUCache(maxsize=10_000)
+
+    async def open(self, refresh_interval: float = 1.0) -> None:
+        for _ in range(self._size):
+            self._pool.append(await schema.connect(self.path))
+        self._data_version = await self._read_data_version()
+        self._watch = asyncio.create_task(self._watch_changes(refresh_interval))
+
+    async def close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            try:
+                await self._watch
+            except asyncio.CancelledError:
+                pass
+        for conn in self._pool:
+            await conn.close()
+        self._pool.clear()
+
+    def on_change(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    # -- change detection ----------------------------------------------------
+
+    async def _read_data_version(self) -> int:
+        rows = await self._pool[0].execute_fetchall("PRAGMA data_version")
+        return rows[0][0]
+
+    async def _watch_changes(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check_changes()
+            except Exception:  # keep watching whatever one poll hit
+                log.exception("could not poll the mirror for changes")
+
+    async def check_changes(self) -> bool:
+        """Drop every cache if another process has written the mirror."""
+        version = await self._read_data_version()
+        if version == self._data_version:
+            return False
+        self._data_version = version
+        self.invalidate()
+        return True
+
+    def invalidate(self) -> None:
+        self._embeds.clear()
+        self._counts.clear()
+        for listener in self._listeners:
+            listener()
+
+    # -- queries -------------------------------------------------------------
+
+    def _conn(self) -> aiosqlite.Connection:
+        return self._pool[next(self._next)]
+
+    async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return list(await self._conn().execute_fetchall(sql, args))
+
+    async def count(self, table: str, query: Query) -> int:
+        sql = f"SELECT count(*) FROM {table} AS t{query.where_sql()}"
+        key = (sql, tuple(query.args))
+        cached = self._counts.get(key)
+        if cached is None:
+            cached = (await self.fetch(sql, query.args))[0][0]
+            self._counts[key] = cached
+        return cached
+
+    async def page(
+        self, table: str, query: Query, offset: int, limit: int, *, detail: bool = False
+    ) -> list[Doc]:
+        """Stored documents of one page (with their detail keys if asked)."""
+        columns = "t.doc, t.detail" if detail else "t.doc"
+        sql = (
+            f"SELECT {columns} FROM {table} AS t {' '.join(query.joins)}"
+            f"{query.where_sql()} ORDER BY {query.order_by} LIMIT ? OFFSET ?"
+        )
+        rows = await self.fetch(sql, [*query.args, limit, offset])
+        docs = []
+        for row in rows:
+            doc = orjson.loads(row[0])
+            if detail and row[1]:
+                doc.update(orjson.loads(row[1]))
+            docs.append(doc)
+        return docs
+
+    async def exists(self, table: str, obj_id: int) -> bool:
+        return bool(await self.fetch(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
+
+    async def embeds(self, refs: Iterable[tuple[str, int]]) -> Embeds:
+        """The stored documents of every (table, id) in ``refs``."""
+        found: Embeds = {}
+        missing: dict[str, set[int]] = defaultdict(set)
+        for ref in refs:
+            if ref in found:
+                continue
+            doc = self._embeds.get(ref)
+            if doc is None:
+                missing[ref[0]].add(ref[1])
+            else:
+                found[ref] = doc
+        for table, ids in missing.items():
+            id_list = sorted(ids)
+            for start in range(0, len(id_list), 500):
+                chunk = id_list[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                rows = await self.fetch(f"SELECT id, doc FROM {table} WHERE id IN ({marks})", chunk)
+                for obj_id, raw in rows:
+                    doc = orjson.loads(raw)
+                    found[(table, obj_id)] = doc
+                    self._embeds[(table, obj_id)] = doc
+        return found
+
+    async def meta(self, key: str) -> str | None:
+        rows = await self.fetch("SELECT value FROM meta WHERE key = ?", (key,))
+        return rows[0][0] if rows else None

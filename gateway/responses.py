@@ -1,0 +1,82 @@
+"""Response bodies as Patchwork writes them: JSON, redirects, the 404 page."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import orjson
+
+JSON = "application/json"
+HTML = "text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete response, cacheable as is."""
+
+    status: int
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+
+def json_body(data: Any) -> bytes:
+    """Compact UTF-8 JSON, as DRF's renderer writes it.
+
+    DRF escapes U+2028 and U+2029 (valid JSON, invalid JavaScript); orjson
+    does not, so we do.
+    """
+    body = orjson.dumps(data)
+    if b"\xe2\x80\xa8" in body or b"\xe2\x80\xa9" in body:
+        body = body.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    return body
+
+
+def json_answer(status: int, data: Any, allow: str | None = None, **headers: str) -> Answer:
+    hdrs = [("Content-Type", JSON)]
+    if "link" in headers:
+        hdrs.append(("Link", headers.pop("link")))
+    if allow:
+        hdrs.append(("Allow", allow))
+    hdrs.append(("Vary", "Accept"))
+    return Answer(status, json_body(data), tuple(hdrs))
+
+
+def detail(status: int, message: str, allow: str | None = None) -> Answer:
+    return json_answer(status, {"detail": message}, allow)
+
+
+def redirect(status: int, location: str) -> Answer:
+    return Answer(status, b"", (("Content-Type", HTML), ("Location", location)))
+
+
+def escape_uri_path(path: str) -> str:
+    """Percent-encode a path as Django does when it builds a URL from one."""
+    return quote(path, safe="/:@&+$,-_.!~*'()")
+
+
+class NotFoundPage:
+    """The upstream's own HTML 404 page, learnt by the sync worker.
+
+    Patchwork's page names the requested path; the sync stores the page
+    split around a probe path so that we can answer any path alike.  Until
+    one is known we answer a small page of our own.
+    """
+
+    def __init__(self, template: tuple[str, str] | None = None) -> None:
+        self.template = template
+
+    def render(self, path: str) -> bytes:
+        shown = html.escape(quote(path), quote=True)
+        if self.template:
+            before, after = self.template
+            return (before + shown + after).encode()
+        return (
+            "<!DOCTYPE html>\n<html><head><title>Not found</title></head><body>"
+            f"<h1>Not found</h1><p>No page at <code>{shown}</code>.</p></body></html>\n"
+        ).encode()
+
+    def answer(self, path: str) -> Answer:
+        return Answer(404, self.render(path), (("Content-Type", HTML),))

@@ -1,0 +1,123 @@
+"""Which Patchwork URL a path is, following ``patchwork/urls.py``.
+
+API paths are ``/api/[<version>/]<endpoint>``; the comment endpoints only
+exist from 1.1 (lists) and 1.3 (details).  Like Patchwork, the version
+pattern's dots match any character (``/api/1x4/`` is served).  Non-API
+paths are the site's pages and downloads.  Anything else is a 404; a path
+that would resolve with a trailing slash is redirected to it (Django's
+``APPEND_SLASH``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from mirror.model import Resource
+from mirror.resources import RESOURCES
+
+_API = re.compile(r"^/api/(?:(?P<version>1[^/][0-4])/)?(?P<rest>.*)$", re.S)
+_SINCE_1_1 = re.compile(r"1.[1-4]", re.S)
+_SINCE_1_3 = re.compile(r"1.[34]", re.S)
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    kind: str  # "index", "list" or "detail"
+    version: str | None
+    resource: Resource | None = None
+    parent_id: int | None = None
+    key: str | None = None  # the detail's id (a link name for projects)
+
+
+_TOP = "projects|users|people|patches|covers|series|events|bundles"
+_API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | None]] = [
+    # (pattern, kind, resource name or None for group 1, version gate)
+    (re.compile(rf"^({_TOP})/$"), "list", None, None),
+    (re.compile(r"^(users|people|patches|covers|series|bundles)/([0-9]+)/$"), "detail", None, None),
+    (re.compile(r"^(projects)/([^/]+)/$"), "detail", None, None),
+    (re.compile(r"^patches/([0-9]+)/checks/$"), "list", "checks", None),
+    (re.compile(r"^patches/([0-9]+)/checks/([0-9]+)/$"), "detail", "checks", None),
+    (re.compile(r"^patches/([0-9]+)/comments/$"), "list", "patch_comments", _SINCE_1_1),
+    (re.compile(r"^covers/([0-9]+)/comments/$"), "list", "cover_comments", _SINCE_1_1),
+    (re.compile(r"^patches/([0-9]+)/comments/([0-9]+)/$"), "detail", "patch_comments", _SINCE_1_3),
+    (re.compile(r"^covers/([0-9]+)/comments/([0-9]+)/$"), "detail", "cover_comments", _SINCE_1_3),
+]
+
+
+def resolve_api(path: str) -> ApiRoute | None:
+    match = _API.match(path)
+    if not match:
+        return None
+    version, rest = match.group("version"), match.group("rest")
+    if rest == "":
+        return ApiRoute("index", version)
+    for pattern, kind, name, gate in _API_PATTERNS:
+        m = pattern.match(rest)
+        if not m:
+            continue
+        if gate is not None and version is not None and not gate.fullmatch(version):
+            return None
+        if name is None:  # top-level resource named by the path
+            resource = RESOURCES[m.group(1)]
+            if kind == "detail" and resource.name == "events":
+                return None
+            key = m.group(2) if kind == "detail" else None
+            return ApiRoute(kind, version, resource, None, key)
+        parent_id = int(m.group(1))
+        key = m.group(2) if kind == "detail" else None
+        return ApiRoute(kind, version, RESOURCES[name], parent_id, key)
+    return None
+
+
+# -- site (non-API) paths -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SiteRoute:
+    #: "redirect-by-id" routes are answered from the mirror; "upstream"
+    #: routes are pages and downloads only the upstream serves for now.
+    kind: str
+    resource: str | None = None
+    obj_id: int | None = None
+    suffix: str | None = None  # "web", "mbox" or "raw"
+
+
+_SITE_BY_ID = [
+    (re.compile(r"^/patch/([0-9]+)/$"), "patches", "web"),
+    (re.compile(r"^/patch/([0-9]+)/mbox/$"), "patches", "mbox"),
+    (re.compile(r"^/patch/([0-9]+)/raw/$"), "patches", "raw"),
+    (re.compile(r"^/cover/([0-9]+)/$"), "covers", "web"),
+    (re.compile(r"^/cover/([0-9]+)/mbox/$"), "covers", "mbox"),
+    (re.compile(r"^/comment/([0-9]+)/$"), "comments", "web"),
+]
+
+_SITE_UPSTREAM = re.compile(
+    r"^/(?:"
+    r"|project/[^/]+/(?:list/|bundles/|pwclientrc/)?"
+    r"|project/[^/]+/patch/[^/]+/(?:raw/|mbox/)?"
+    r"|project/[^/]+/cover/.+/(?:mbox/)?"
+    r"|series/[0-9]+/mbox/"
+    r"|bundle/[^/]+/[^/]+/(?:mbox/)?"
+    r"|user/(?:todo/(?:[^/]+/)?|bundles/|link/|unlink/[^/]+/|password-change/(?:done/)?"
+    r"|password-reset/(?:mail-sent/|[^/]+/[^/]+/)?|login/|logout/|generate-token/"
+    r"|bundle/[^/]+/(?:mbox/)?)?"
+    r"|register/|confirm/[0-9a-f]+/|submitter/|delegate/|mail/(?:optout/|optin/)?"
+    r"|about/|help/(?:about/|pwclient/)?|xmlrpc/|admin/.*|static/.+"
+    r")$",
+    re.S,
+)
+
+
+def resolve_site(path: str) -> SiteRoute | None:
+    for pattern, resource, suffix in _SITE_BY_ID:
+        m = pattern.match(path)
+        if m:
+            return SiteRoute("redirect-by-id", resource, int(m.group(1)), suffix)
+    if _SITE_UPSTREAM.match(path):
+        return SiteRoute("upstream")
+    return None
+
+
+def resolves(path: str) -> bool:
+    return resolve_api(path) is not None or resolve_site(path) is not None

@@ -1,0 +1,272 @@
+"""The vocabulary in which every API resource is described as data.
+
+A :class:`Resource` says, once, everything the sync worker and the gateway
+need to know about one Patchwork API resource: the JSON fields of its list,
+detail and embedded representations (with the API version each field
+appeared in), the SQL columns it is stored and queried by, its filters,
+search fields, orderings, nesting and permissions.  Generic code in
+``mirror.store`` (writing) and ``gateway.query``/``gateway.render``
+(reading) serves every resource from these descriptions.
+
+Stored documents
+----------------
+Each mirrored object is stored as a JSON document holding its own fields
+as upstream gave them, normalised so that any API version can be rendered
+for any origin:
+
+* API URLs (``url``, ``comments``, ``checks``) are not stored; they are
+  derived from ids and the requested version;
+* site URLs (``web_url``, ``mbox``) are stored as paths relative to the
+  upstream base, and prefixed with the gateway's origin when rendered;
+* embedded objects are stored as the id (or list of ids) of the object,
+  which lives in its own table and is joined in when rendering, so an
+  embedded object is always as fresh as the object itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+# --------------------------------------------------------------------------
+# Representation fields
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a JSON representation."""
+
+    name: str
+    #: API version that introduced the field; older versions omit it.
+    since: str = "1.0"
+
+
+@dataclass(frozen=True)
+class Value(Field):
+    """A value copied from the stored document (``key`` defaults to name)."""
+
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class SelfUrl(Field):
+    """The object's own versioned API URL, e.g. ``patches/{id}/``."""
+
+    template: str = ""
+
+
+@dataclass(frozen=True)
+class ListLink(Field):
+    """An unversioned API URL of a sub-list, e.g. ``patches/{id}/comments/``.
+
+    Patchwork builds these with ``reverse()`` and no version, so they point
+    at the unversioned API whatever version was requested.
+    """
+
+    template: str = ""
+
+
+@dataclass(frozen=True)
+class SiteUrl(Field):
+    """A non-API URL of the upstream site (``web_url``, ``mbox``)."""
+
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class Embed(Field):
+    """Another resource embedded in its compact ("embedded") shape."""
+
+    target: str = ""
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class EmbedList(Field):
+    """A list of embedded objects, in the stored order."""
+
+    target: str = ""
+    key: str | None = None
+
+
+@dataclass(frozen=True)
+class UrlList(Field):
+    """A list of API URLs of other objects (series ``dependencies``)."""
+
+    target: str = ""
+    key: str | None = None
+    #: Only shown when the object's project has this flag set.
+    project_flag: str | None = None
+
+
+@dataclass(frozen=True)
+class Payload(Field):
+    """The event ``payload``: which fields it holds depends on the category.
+
+    ``categories`` maps a category to ``(output name, field)`` pairs.
+    """
+
+    categories: dict[str, tuple[Field, ...]] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------
+# Storage columns
+
+
+@dataclass(frozen=True)
+class Column:
+    """A SQL column extracted from the stored document, for WHERE/ORDER BY."""
+
+    name: str
+    sqltype: str  # INTEGER / TEXT
+    #: Document key to copy, or a function of the document.
+    source: str | Callable[[dict[str, Any]], Any]
+    index: bool = False
+
+
+# --------------------------------------------------------------------------
+# Filters
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A query parameter that narrows a list."""
+
+    param: str
+    column: str
+    since: str = "1.0"
+
+
+@dataclass(frozen=True)
+class RefFilter(Filter):
+    """Objects referenced by id, or by a case-insensitive name.
+
+    Every value must name an existing object, else the list is empty; the
+    values are OR-ed.  ``alt_column`` is the name column of ``target``
+    (``None``: ids only); ``multiple=False`` keeps only the last value, as
+    Django's single-choice filters do.
+    """
+
+    target: str = ""
+    alt_column: str | None = None
+    #: Value normalisation before the name lookup ('-' -> ' ' for states).
+    dash_to_space: bool = False
+    multiple: bool = True
+    #: Compare the looked-up object's id (``"id"``) or another column.
+    target_key: str = "id"
+    #: Where a value must be an existing object of another resource than
+    #: ``target`` (Patchwork's covers ``series`` filter validates against
+    #: projects); see docs/compatibility.md.
+    validate_against: str | None = None
+
+
+@dataclass(frozen=True)
+class BoolFilter(Filter):
+    """``true``/``false``/``1``/``0`` in any case; anything else is ignored."""
+
+
+@dataclass(frozen=True)
+class TextFilter(Filter):
+    """A single text value; ``iexact`` compares case-insensitively."""
+
+    iexact: bool = False
+    #: Wrap the value in angle brackets (message ids).
+    angle_brackets: bool = False
+
+
+@dataclass(frozen=True)
+class ChoiceFilter(Filter):
+    """A single value from a fixed set; anything else gives an empty list."""
+
+    choices: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DateFilter(Filter):
+    """``since`` (``>=``) or ``before`` (``<``) on an ISO date column."""
+
+    op: str = ">="
+
+
+# --------------------------------------------------------------------------
+# Orderings
+
+
+@dataclass(frozen=True)
+class Ordering:
+    """What ``order=<name>`` sorts by.
+
+    ``expr`` is a SQL expression over the resource's table alias ``t`` and
+    the aliases of ``joins`` (see ``resources.ORDERING_JOINS``).
+
+    Ties follow what SQLite does upstream.  A sort that needs SQLite's
+    sorter keeps ties in scan order, ascending ids.  A sort served by an
+    index (``index_ties`` is not ``None``: the index's further columns)
+    orders ties by those columns and then the row id, all in the direction
+    of the sort, because SQLite walks the index backwards to sort
+    descending.
+    """
+
+    expr: str
+    joins: tuple[str, ...] = ()
+    index_ties: tuple[str, ...] | None = None
+    #: The join multiplies rows (Patchwork's ``order=check``); the count
+    #: ignores it, as Django's does.
+    multiplies_rows: bool = False
+
+
+# --------------------------------------------------------------------------
+# Resources
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A resource listed under another (``patches/{id}/checks/``)."""
+
+    resource: str  # parent resource name
+    column: str  # column of this table holding the parent id
+    url_key: str  # key of the parent id in the stored document
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    table: str
+    #: Model name in Patchwork's "No <Model> matches the given query."
+    model: str
+    #: URL segment (``patches``); nested resources use the parent's path.
+    path: str
+    fields: tuple[Field, ...]
+    columns: tuple[Column, ...]
+    detail_fields: tuple[Field, ...] = ()
+    embedded: tuple[Field, ...] = ()
+    #: Stored document keys that only the detail representation carries;
+    #: they are kept in a separate column so lists never read them.
+    detail_keys: tuple[str, ...] = ()
+    filters: tuple[Filter, ...] = ()
+    #: Whether filters also apply to the detail view (as for checks).
+    filters_on_detail: bool = False
+    search: tuple[str, ...] = ()
+    orderings: dict[str, Ordering] = field(default_factory=dict)
+    default_order: str = "id"
+    parent: Parent | None = None
+    #: API versions serving the list and the detail.
+    list_since: str = "1.0"
+    detail_since: str = "1.0"
+    #: Anonymous callers are refused (people, users).
+    requires_auth: bool = False
+    #: Column that must be true for anonymous callers (bundles).
+    public_column: str | None = None
+    #: Detail lookup: ``int`` ids, or ``project`` (id, then link name).
+    lookup: str = "int"
+    allow_list: str = "GET, HEAD, OPTIONS"
+    allow_detail: str = "GET, HEAD, OPTIONS"
+    #: Fields to fetch a detail for when a list item lacks them.
+    upstream_detail_only: tuple[str, ...] = ()
+
+    def column(self, name: str) -> Column:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)

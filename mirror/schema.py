@@ -1,0 +1,130 @@
+"""The mirror's SQLite schema, its migrations, and how connections are opened.
+
+Every resource table has the same layout, generated from the resource's
+description: ``id`` (upstream's id), one column per filter/ordering column,
+``doc`` (the stored JSON document) and ``detail`` (the detail-only keys,
+kept last so list queries never read them).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import aiosqlite
+
+from mirror.resources import DEFAULT_STATES, RESOURCES
+
+#: Bump with a new entry in MIGRATIONS whenever the layout changes.
+SCHEMA_VERSION = 1
+
+
+def _resource_tables() -> list[str]:
+    statements = []
+    for res in RESOURCES.values():
+        cols = ", ".join(f"{c.name} {c.sqltype}" for c in res.columns)
+        statements.append(
+            f"CREATE TABLE IF NOT EXISTS {res.table} "
+            f"(id INTEGER PRIMARY KEY, {cols}, doc TEXT NOT NULL, detail TEXT)"
+        )
+        for col in res.columns:
+            if col.index:
+                statements.append(
+                    f"CREATE INDEX IF NOT EXISTS {res.table}_{col.name} "
+                    f"ON {res.table} ({col.name})"
+                )
+    return statements
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    for statement in _resource_tables():
+        conn.execute(statement)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS states "
+        "(id INTEGER PRIMARY KEY, slug TEXT UNIQUE NOT NULL, name TEXT NOT NULL, "
+        "ordering INTEGER NOT NULL)"
+    )
+    conn.executemany(
+        "INSERT OR IGNORE INTO states (id, slug, name, ordering) VALUES (?, ?, ?, ?)",
+        DEFAULT_STATES,
+    )
+    # Small key/value facts about the mirror: upstream URL, sync progress,
+    # the upstream's 404 page.
+    conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+    # Which per-object sync steps are done (comments fetched for patch 7...),
+    # so that an interrupted sync resumes where it stopped.
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS sync_marks "
+        "(kind TEXT NOT NULL, id INTEGER NOT NULL, PRIMARY KEY (kind, id)) WITHOUT ROWID"
+    )
+
+
+#: MIGRATIONS[n] brings a database from user_version n to n + 1.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+
+
+class SchemaTooNew(RuntimeError):
+    """The file was written by a newer version of this program."""
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring the schema up to date, one transaction per migration step.
+
+    ``conn`` must be in autocommit mode (``isolation_level=None``) so that
+    each step, DDL included, is one explicit transaction.
+    """
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNew(
+            f"mirror schema version {version} is newer than this program's ({SCHEMA_VERSION})"
+        )
+    for step in range(version, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[step](conn)
+            conn.execute(f"PRAGMA user_version = {step + 1}")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+PRAGMAS = (
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA foreign_keys = OFF",
+    "PRAGMA cache_size = -65536",
+    "PRAGMA mmap_size = 268435456",
+    "PRAGMA temp_store = MEMORY",
+)
+
+
+def prepare(path: str | Path) -> None:
+    """Create the file if needed and migrate it (synchronous, at start-up)."""
+    conn = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA busy_timeout = 10000")
+        migrate(conn)
+    finally:
+        conn.close()
+
+
+async def connect(path: str | Path) -> aiosqlite.Connection:
+    """Open the mirror at ``path``, creating and migrating it if needed.
+
+    The connection is in autocommit mode; writers wrap their batches in
+    explicit transactions.
+    """
+    prepare(path)
+    db = await aiosqlite.connect(str(path), isolation_level=None)
+    try:
+        for pragma in PRAGMAS:
+            await db.execute(pragma)
+    except BaseException:
+        await db.close()
+        raise
+    return db

@@ -1,0 +1,144 @@
+"""Writing normalised documents into the mirror.
+
+Writers hand over a :class:`Batch` of document fragments per resource; the
+store merges each fragment into the stored document (an embedded copy of
+an object carries only some of its keys, so it must not erase the rest),
+recomputes the query columns from the merged document and writes
+everything in one transaction.  A crash therefore loses at most the batch
+in flight, never leaves half of one.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from mirror.model import Resource
+from mirror.resources import RESOURCES
+
+
+class Batch:
+    """Document fragments to write together, merged per object."""
+
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
+        #: Sync progress marks committed together with the documents.
+        self.marks: list[tuple[str, int]] = []
+
+    def add(self, resource: str, doc: dict[str, Any]) -> None:
+        existing = self.docs[resource].get(doc["id"])
+        if existing is None:
+            self.docs[resource][doc["id"]] = doc
+        else:
+            existing.update(doc)
+
+    def extend(self, other: Batch) -> None:
+        for resource, docs in other.docs.items():
+            for doc in docs.values():
+                self.add(resource, doc)
+        self.marks.extend(other.marks)
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.docs.values())
+
+
+def _columns(res: Resource, doc: dict[str, Any]) -> list[Any]:
+    values = []
+    for col in res.columns:
+        src = col.source
+        values.append(doc.get(src) if isinstance(src, str) else src(doc))
+    return values
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None:
+    """Learn states upstream uses that are not Patchwork's defaults."""
+    wanted = {s for s in slugs if isinstance(s, str)}
+    if not wanted:
+        return
+    marks = ",".join("?" * len(wanted))
+    rows = await db.execute_fetchall(f"SELECT slug FROM states WHERE slug IN ({marks})", tuple(wanted))
+    missing = wanted - {r[0] for r in rows}
+    for slug in sorted(missing):
+        await db.execute(
+            "INSERT INTO states (id, slug, name, ordering) VALUES ("
+            "(SELECT coalesce(max(id), 0) + 1 FROM states), ?, ?, "
+            "(SELECT coalesce(max(ordering), -1) + 1 FROM states))",
+            (slug, slug.replace("-", " ")),
+        )
+
+
+async def write(db: aiosqlite.Connection, batch: Batch) -> None:
+    """Merge ``batch`` (documents and marks) into the mirror in one transaction."""
+    if not batch.docs and not batch.marks:
+        return
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        for name, docs in batch.docs.items():
+            res = RESOURCES[name]
+            if name == "patches":
+                await _ensure_states(db, (d.get("state") for d in docs.values()))
+            await _merge(db, res, docs)
+        if batch.marks:
+            await db.executemany(
+                "INSERT OR IGNORE INTO sync_marks (kind, id) VALUES (?, ?)", batch.marks
+            )
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+    await db.execute("COMMIT")
+
+
+async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[str, Any]]) -> None:
+    ids = list(docs)
+    existing: dict[int, tuple[str, str | None]] = {}
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = await db.execute_fetchall(
+            f"SELECT id, doc, detail FROM {res.table} WHERE id IN ({marks})", chunk
+        )
+        existing.update({r[0]: (r[1], r[2]) for r in rows})
+
+    detail_keys = set(res.detail_keys)
+    rows_out = []
+    for obj_id, fragment in docs.items():
+        old_doc, old_detail = existing.get(obj_id, (None, None))
+        doc = orjson.loads(old_doc) if old_doc else {}
+        detail = orjson.loads(old_detail) if old_detail else None
+        for key, value in fragment.items():
+            if key in detail_keys:
+                if detail is None:
+                    detail = {}
+                detail[key] = value
+            else:
+                doc[key] = value
+        rows_out.append(
+            (obj_id, *_columns(res, doc), _dumps(doc), None if detail is None else _dumps(detail))
+        )
+
+    names = ["id", *(c.name for c in res.columns), "doc", "detail"]
+    marks = ",".join("?" * len(names))
+    await db.executemany(
+        f"INSERT OR REPLACE INTO {res.table} ({','.join(names)}) VALUES ({marks})", rows_out
+    )
+
+
+async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:
+    rows = await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,))
+    return rows[0][0] if rows else None
+
+
+async def set_meta(db: aiosqlite.Connection, key: str, value: str | None) -> None:
+    """Set (or with ``None`` delete) one meta value, in its own statement."""
+    if value is None:
+        await db.execute("DELETE FROM meta WHERE key = ?", (key,))
+    else:
+        await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))

@@ -1,0 +1,1 @@
+"""The sync worker: crawls an upstream Patchwork into the SQLite mirror."""

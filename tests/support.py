@@ -1,0 +1,230 @@
+"""Test support: a replay upstream, servers in threads or processes, HTTP.
+
+The replay upstream serves the recorded crawl (and the recorded anonymous
+responses of non-API pages) over real HTTP on 127.0.0.1, with its own
+origin in place of the recorded one.  Unknown paths get the recorded
+instance's 404 page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from aiohttp import web
+
+from sync.recorded import Recording, read_records
+
+FIXTURES = Path(__file__).parent / "fixtures"
+CRAWL = FIXTURES / "crawl.jsonl.xz"
+CONFORMANCE = FIXTURES / "conformance.jsonl.xz"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name)
+
+
+def request(
+    method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+    timeout: float = 30.0,
+) -> Reply:
+    """One HTTP request, no redirects followed."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
+    try:
+        target = parts.path + ("?" + parts.query if parts.query else "")
+        conn.request(method, target, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return Reply(resp.status, resp.headers, resp.read())
+    finally:
+        conn.close()
+
+
+class ThreadedServer:
+    """Runs an aiohttp application on 127.0.0.1 in a background thread."""
+
+    def __init__(self, app: web.Application, port: int | None = None) -> None:
+        self.app = app
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._ready = threading.Event()
+        self._runner: web.AppRunner | None = None
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())  # type: ignore[union-attr]
+        self._loop.close()
+
+    async def _start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    def __enter__(self) -> ThreadedServer:
+        self._thread.start()
+        if not self._ready.wait(30):
+            raise RuntimeError("server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(30)
+
+
+def recorded_404(records_path: Path = CONFORMANCE) -> tuple[str, str]:
+    for rec in read_records(records_path):
+        body = rec.get("body")
+        path = rec["path"].split("?")[0]
+        if rec["status"] == 404 and isinstance(body, str) and f"<code>{path}</code>" in body:
+            before, _, after = body.partition(path)
+            return before, after
+    raise LookupError("no recorded 404 page")
+
+
+def replay_app(
+    recording: Recording, not_found: tuple[str, str], counter: list[int] | None = None
+) -> web.Application:
+    """An upstream answering from ``recording``; the origin is set on start."""
+
+    async def handle(request: web.Request) -> web.Response:
+        if counter is not None:
+            counter[0] += 1
+        found = recording.lookup(request.rel_url.raw_path_qs)
+        if found is None:
+            from urllib.parse import quote
+
+            page = not_found[0] + quote(request.path) + not_found[1]
+            return web.Response(status=404, text=page, content_type="text/html")
+        resp = web.Response(status=found.status, body=found.body)
+        for key, value in found.headers.items():
+            resp.headers[key] = value
+        return resp
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def replay_recording(origin: str, *, with_pages: bool = True) -> Recording:
+    """The crawl, plus the recorded anonymous answers of non-API pages.
+
+    Anonymous answers come first: they win over the crawl's (made as a
+    user who may see private bundles).
+    """
+    records = []
+    if with_pages:
+        for rec in read_records(CONFORMANCE):
+            if rec["auth"] is None and rec["method"] == "GET" and not rec["path"].startswith("/api"):
+                records.append(rec)
+    records.extend(read_records(CRAWL))
+    return Recording(iter(records), origin)
+
+
+@contextlib.contextmanager
+def replay_upstream(counter: list[int] | None = None) -> Iterator[ThreadedServer]:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    app = replay_app(replay_recording(origin), recorded_404(), counter)
+    with ThreadedServer(app, port) as server:
+        yield server
+
+
+def write_config(path: Path, upstream: str, storage: Path, port: int, **extra: str) -> Path:
+    lines = [
+        "[upstream]",
+        f'url = "{upstream}"',
+        "[storage]",
+        f'path = "{storage}"',
+        "[server]",
+        'host = "127.0.0.1"',
+        f"port = {port}",
+        "refresh_interval = 0.2",
+        "[logging]",
+        f'level = "{extra.get("level", "warning")}"',
+    ]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+class GatewayProcess:
+    """``patchwork-gateway serve`` in a subprocess, stopped on exit."""
+
+    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = env
+        self.proc: subprocess.Popen[str] | None = None
+
+    def __enter__(self) -> GatewayProcess:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(self.env or {})},
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+            try:
+                request("GET", self.url + "/api/", timeout=2)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("gateway did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stderr(self) -> str:
+        assert self.proc is not None and self.proc.stderr is not None
+        return self.proc.stderr.read()
