@@ -22,7 +22,7 @@ from gateway.config import Config
 from gateway.proxy import Proxy
 from gateway.reader import Reader
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
-from gateway.routing import SiteRoute, resolve_api, resolve_site, resolves
+from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, resolves
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,12 @@ async def handle(request: web.Request) -> web.Response:
                 "mirror",
             )
         answer = await state.proxy.forward(request, origin)
-        return _respond(request, answer, state, "upstream")
+        if not (answer.status >= 500 and request.method in READ_METHODS and _public(route)):
+            return _respond(request, answer, state, "upstream")
+        # Upstream failed on a read of public data: credentials passed its
+        # authentication (else it answers 403 first) or it is down; either
+        # way the mirror's answer is the one it should have given.
+        log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
 
     key = (origin, request.rel_url.raw_path_qs)
     answer = state.cache.get(key)
@@ -124,6 +129,12 @@ async def handle(request: web.Request) -> web.Response:
         answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
         state.cache.put(key, answer)
     return _respond(request, answer, state, "mirror")
+
+
+def _public(route: ApiRoute) -> bool:
+    """Whether the answer is the same for every caller."""
+    res = route.resource
+    return res is None or not (res.requires_auth or res.public_column)
 
 
 async def _site(request: web.Request, site: SiteRoute, state: GatewayState) -> web.Response:

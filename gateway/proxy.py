@@ -35,9 +35,27 @@ FORWARD_RESPONSE = (
     "Vary",
     "Retry-After",
 )
-#: JSON keys whose values are (lists of) URLs of the upstream.
-URL_KEYS = frozenset(
-    ("url", "web_url", "mbox", "comments", "checks", "dependencies", "dependents")
+#: JSON keys whose values are never the upstream's own URLs, even when
+#: they happen to start like one: mail content and links to elsewhere.
+KEEP_KEYS = frozenset(
+    (
+        "content",
+        "diff",
+        "headers",
+        "description",
+        "name",
+        "subject",
+        "prefixes",
+        "msgid",
+        "commit_ref",
+        "pull_url",
+        "target_url",
+        "list_archive_url",
+        "list_archive_url_format",
+        "commit_url_format",
+        "scm_url",
+        "webscm_url",
+    )
 )
 
 
@@ -65,21 +83,16 @@ class Proxy:
         return value
 
     def _rewrite(self, data: Any, origin: str) -> Any:
+        """Point every upstream URL in a JSON document at the gateway."""
+        if isinstance(data, str):
+            return self._swap(data, origin)
         if isinstance(data, list):
             return [self._rewrite(item, origin) for item in data]
         if isinstance(data, dict):
-            out = {}
-            for key, value in data.items():
-                if key in URL_KEYS and isinstance(value, str):
-                    out[key] = self._swap(value, origin)
-                elif key in URL_KEYS and isinstance(value, list):
-                    out[key] = [
-                        self._swap(v, origin) if isinstance(v, str) else self._rewrite(v, origin)
-                        for v in value
-                    ]
-                else:
-                    out[key] = self._rewrite(value, origin)
-            return out
+            return {
+                key: value if key in KEEP_KEYS else self._rewrite(value, origin)
+                for key, value in data.items()
+            }
         return data
 
     async def forward(self, request: web.Request, origin: str) -> Answer:
@@ -92,11 +105,13 @@ class Proxy:
             async with self._client().request(
                 request.method, url, headers=headers, data=body, allow_redirects=False
             ) as resp:
-                if resp.content_length and resp.content_length > self._max_bytes:
-                    return detail(502, "Upstream answer too large.")
-                payload = await resp.content.read(self._max_bytes + 1)
-                if len(payload) > self._max_bytes:
-                    return detail(502, "Upstream answer too large.")
+                chunks, size = [], 0
+                async for chunk in resp.content.iter_chunked(65536):
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        return detail(502, "Upstream answer too large.")
+                    chunks.append(chunk)
+                payload = b"".join(chunks)
                 status = resp.status
                 out_headers = [
                     (k, resp.headers[k]) for k in FORWARD_RESPONSE if k in resp.headers

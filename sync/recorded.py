@@ -37,14 +37,31 @@ def request_key(path: str) -> tuple[str, tuple[tuple[str, str], ...]]:
 
 
 class Recording:
-    """Recorded GET responses, looked up by path and query."""
+    """Recorded responses, looked up by method, path and query.
 
-    def __init__(self, records: Iterator[dict[str, Any]], origin: str = PLACEHOLDER) -> None:
+    With ``identities`` the caller's identity (the record's ``auth``) is
+    part of the key; otherwise only anonymous and ``cibot`` GETs are kept
+    (the crawl's identity), the first record of a request winning.
+    """
+
+    def __init__(
+        self,
+        records: Iterator[dict[str, Any]],
+        origin: str = PLACEHOLDER,
+        *,
+        identities: bool = False,
+    ) -> None:
         self.origin = origin
-        self._responses: dict[tuple[str, Any], dict[str, Any]] = {}
+        self.identities = identities
+        self._responses: dict[tuple[Any, ...], dict[str, Any]] = {}
         for rec in records:
-            if rec.get("method", "GET") == "GET" and rec.get("auth") in (None, "cibot"):
-                self._responses.setdefault(request_key(rec["path"]), rec)
+            method = rec.get("method", "GET")
+            auth = rec.get("auth")
+            if not identities:
+                if method != "GET" or auth not in (None, "cibot"):
+                    continue
+                auth = None
+            self._responses.setdefault((auth, method, *request_key(rec["path"])), rec)
 
     @classmethod
     def from_file(cls, path: str | Path, origin: str = PLACEHOLDER) -> Recording:
@@ -52,22 +69,19 @@ class Recording:
 
     def add_404(self, path: str, html: str) -> None:
         """Answer ``path`` with a 404 page (the recordings only name them)."""
-        self._responses[request_key(path)] = {
+        self._responses[(None, "GET", *request_key(path))] = {
             "status": 404,
             "headers": {"Content-Type": "text/html; charset=utf-8"},
             "body": html,
         }
 
-    def lookup(self, path: str) -> Response | None:
-        rec = self._responses.get(request_key(path))
+    def lookup(self, path: str, method: str = "GET", auth: str | None = None) -> Response | None:
+        rec = self._responses.get((auth, method, *request_key(path)))
         if rec is None:
             return None
         headers = {k: v.replace(PLACEHOLDER, self.origin) for k, v in rec["headers"].items()}
         body = rec["body"]
-        if isinstance(body, str):
-            raw = body.encode()
-        else:
-            raw = orjson.dumps(body)
+        raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
         raw = raw.replace(PLACEHOLDER.encode(), self.origin.encode())
         return Response(rec["status"], headers, raw)
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import GatewayProcess, free_port, replay_upstream, run_cli, write_config
+from tests.support import (
+    GatewayProcess,
+    free_port,
+    replay_upstream,
+    run_cli,
+    tokens,
+    write_config,
+)
 
 
 @dataclass
@@ -31,7 +38,9 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     with replay_upstream(counter) as upstream:
         port = free_port()
         storage = tmp / "mirror.sqlite3"
-        config = write_config(tmp / "config.toml", upstream.url, storage, port)
+        config = write_config(
+            tmp / "config.toml", upstream.url, storage, port, token=tokens()["cibot"]
+        )
         started = time.monotonic()
         result = run_cli("sync", "--config", str(config), "--once")
         seconds = time.monotonic() - started

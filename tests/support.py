@@ -9,6 +9,7 @@ instance's 404 page.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import http.client
 import os
@@ -21,7 +22,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
@@ -110,18 +111,56 @@ def recorded_404(records_path: Path = CONFORMANCE) -> tuple[str, str]:
     raise LookupError("no recorded 404 page")
 
 
+def tokens() -> dict[str, str]:
+    """user name -> API token of the recorded instance."""
+    pairs = (line.split() for line in (FIXTURES / "tokens.txt").read_text().splitlines())
+    return {name: token for name, token in pairs}
+
+
+def auth_header(auth: str | None) -> dict[str, str]:
+    """The Authorization header a recorded case's identity was sent with."""
+    if auth is None:
+        return {}
+    if auth == "badtoken":
+        return {"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"}
+    if auth.startswith(("basic:", "basicbad:")):
+        kind, user = auth.split(":", 1)
+        password = f"pw-{user}" if kind == "basic" else "wrong-password"
+        raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+        return {"Authorization": f"Basic {raw}"}
+    return {"Authorization": f"Token {tokens()[auth]}"}
+
+
+def identify(header: str | None, known: dict[str, str]) -> str | None:
+    """The recorded identity an Authorization header stands for."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme == "Token":
+        by_token = {token: name for name, token in known.items()}
+        return by_token.get(value.strip(), "badtoken")
+    if scheme == "Basic":
+        user, _, password = base64.b64decode(value).decode().partition(":")
+        ok = user in known and password == f"pw-{user}"
+        return f"basic:{user}" if ok else f"basicbad:{user}"
+    return "badtoken"
+
+
 def replay_app(
     recording: Recording, not_found: tuple[str, str], counter: list[int] | None = None
 ) -> web.Application:
-    """An upstream answering from ``recording``; the origin is set on start."""
+    """An upstream answering from ``recording`` for each caller's identity."""
+    known = tokens()
 
     async def handle(request: web.Request) -> web.Response:
         if counter is not None:
             counter[0] += 1
-        found = recording.lookup(request.rel_url.raw_path_qs)
+        auth = identify(request.headers.get("Authorization"), known)
+        path = request.rel_url.raw_path_qs
+        found = recording.lookup(path, request.method, auth)
+        if found is None and request.method == "HEAD":
+            found = recording.lookup(path, "GET", auth)
         if found is None:
-            from urllib.parse import quote
-
             page = not_found[0] + quote(request.path) + not_found[1]
             return web.Response(status=404, text=page, content_type="text/html")
         resp = web.Response(status=found.status, body=found.body)
@@ -134,19 +173,11 @@ def replay_app(
     return app
 
 
-def replay_recording(origin: str, *, with_pages: bool = True) -> Recording:
-    """The crawl, plus the recorded anonymous answers of non-API pages.
-
-    Anonymous answers come first: they win over the crawl's (made as a
-    user who may see private bundles).
-    """
-    records = []
-    if with_pages:
-        for rec in read_records(CONFORMANCE):
-            if rec["auth"] is None and rec["method"] == "GET" and not rec["path"].startswith("/api"):
-                records.append(rec)
+def replay_recording(origin: str) -> Recording:
+    """Every recorded answer: the crawl (as cibot) and the conformance cases."""
+    records = list(read_records(CONFORMANCE))
     records.extend(read_records(CRAWL))
-    return Recording(iter(records), origin)
+    return Recording(iter(records), origin, identities=True)
 
 
 @contextlib.contextmanager
@@ -162,6 +193,7 @@ def write_config(path: Path, upstream: str, storage: Path, port: int, **extra: s
     lines = [
         "[upstream]",
         f'url = "{upstream}"',
+        f'token = "{extra.get("token", "")}"',
         "[storage]",
         f'path = "{storage}"',
         "[server]",
