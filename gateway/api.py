@@ -11,7 +11,7 @@ from multidict import MultiMapping
 
 from gateway import pagination, query
 from gateway.reader import Reader
-from gateway.render import Context, effective_version, embedded_refs, renderer
+from gateway.render import Context, Embeds, effective_version, embedded_refs, renderer
 from gateway.responses import Answer, detail, escape_uri_path, json_answer
 from gateway.routing import ApiRoute
 from mirror.model import Resource
@@ -80,11 +80,13 @@ async def _list(
     except pagination.InvalidPage:
         return detail(404, "Invalid page.", allow)
 
-    docs = [] if q is None or page.limit == 0 else await reader.page(
-        res.table, q, page.offset, page.limit
+    docs = (
+        []
+        if q is None or page.limit == 0
+        else await reader.page(res.table, q, page.offset, page.limit)
     )
     refs = [ref for doc in docs for ref in embedded_refs(res.name, doc)]
-    embeds = await reader.embeds(refs)
+    embeds = Embeds(await reader.embeds(refs))
     render = renderer(res.name, ctx.effective, False)
     data = [render(doc, embeds, ctx) for doc in docs]
     link = pagination.link_header(ctx.origin + escape_uri_path(path), raw_query, page)
@@ -121,7 +123,7 @@ async def _detail(
     if doc is None:
         return detail(404, _no_match(res.model), allow)
 
-    embeds = await reader.embeds(embedded_refs(res.name, doc))
+    embeds = Embeds(await reader.embeds(embedded_refs(res.name, doc)))
     data = renderer(res.name, ctx.effective, True)(doc, embeds, ctx)
     return json_answer(200, data, allow)
 

@@ -41,7 +41,9 @@ class GatewayState:
         self.reader = reader
         self.demo = demo
         self.upstream = config.upstream.url
-        self.proxy = Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
+        self.proxy = (
+            Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
+        )
         self.cache = ResponseCache(config.server.cache_bytes)
         self.not_found = NotFoundPage()
         self.mode_header = (
@@ -74,7 +76,9 @@ def _origin(request: web.Request, state: GatewayState) -> str | None:
     return f"{request.scheme}://{host}"
 
 
-def _respond(request: web.Request, answer: Answer, state: GatewayState, source: str) -> web.Response:
+def _respond(
+    request: web.Request, answer: Answer, state: GatewayState, source: str
+) -> web.Response:
     headers = dict(answer.headers)
     headers["X-Patchwork-Gateway"] = state.mode_header if source == "mirror" else source
     # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
@@ -200,4 +204,3 @@ def create_app(config: Config, reader: Reader, *, demo: bool = False) -> web.App
     app.on_cleanup.append(cleanup)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
-

@@ -80,13 +80,21 @@ def _serve(config: Config) -> None:
         async def close_reader(app: web.Application) -> None:
             await reader.close()
 
+        async def announce(app: web.Application) -> None:
+            log.info("serving the Patchwork API on http://%s:%d/api/", host, port)
+
         app.on_cleanup.append(close_reader)
+        app.on_startup.append(announce)
         return app
 
     host, port = config.server.host, config.server.port
-    print(f"serving the Patchwork API on http://{host}:{port}/api/", file=sys.stderr, flush=True)
-    web.run_app(make_app(), host=host, port=port, print=None, access_log=logging.getLogger(
-        "aiohttp.access"))
+    web.run_app(
+        make_app(),
+        host=host,
+        port=port,
+        print=None,
+        access_log=logging.getLogger("aiohttp.access"),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ URL) is left alone.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -113,15 +114,17 @@ class Proxy:
                     chunks.append(chunk)
                 payload = b"".join(chunks)
                 status = resp.status
-                out_headers = [
-                    (k, resp.headers[k]) for k in FORWARD_RESPONSE if k in resp.headers
-                ]
+                out_headers = [(k, resp.headers[k]) for k in FORWARD_RESPONSE if k in resp.headers]
         except TimeoutError:
             log.warning("%s %s: upstream timed out", request.method, request.rel_url.path)
             return detail(504, "Upstream Patchwork did not answer in time.")
         except aiohttp.ClientError as exc:
-            log.warning("%s %s: upstream unreachable: %s", request.method, request.rel_url.path,
-                        type(exc).__name__)
+            log.warning(
+                "%s %s: upstream unreachable: %s",
+                request.method,
+                request.rel_url.path,
+                type(exc).__name__,
+            )
             return detail(502, "Upstream Patchwork is unreachable.")
 
         rewritten = []
@@ -133,8 +136,6 @@ class Proxy:
             rewritten.append((key, value))
         ctype = dict(rewritten).get("Content-Type", "")
         if ctype.startswith("application/json") and payload:
-            try:
+            with contextlib.suppress(orjson.JSONDecodeError):
                 payload = json_body(self._rewrite(orjson.loads(payload), origin))
-            except orjson.JSONDecodeError:
-                pass
         return Answer(status, payload, tuple(rewritten))

@@ -154,7 +154,7 @@ def search_terms(value: str) -> list[str]:
     terms = []
     for match in _SMART_SPLIT.finditer(value):
         term = match.group(0).strip(",")
-        if term[:1] in ("\"", "'") and term[0] == term[-1]:
+        if term[:1] in ('"', "'") and term[0] == term[-1]:
             quote = term[0]
             terms.append(term[1:-1].replace("\\" + quote, quote).replace("\\\\", "\\"))
         else:
@@ -192,9 +192,7 @@ async def _ref_values(flt: RefFilter, values: list[str], fetch: Fetch) -> list[A
     return sorted(resolved, key=str)
 
 
-async def _apply_filter(
-    flt: Filter, params: MultiMapping[str], query: Query, fetch: Fetch
-) -> None:
+async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fetch: Fetch) -> None:
     if isinstance(flt, RefFilter):
         values = params.getall(flt.param, [])
         if not values:

@@ -10,6 +10,7 @@ the response cache, through ``on_change``) is dropped as soon as SQLite's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections import defaultdict
@@ -21,9 +22,9 @@ import aiosqlite
 import orjson
 from cachetools import LRUCache
 
-from mirror import schema
 from gateway.query import Query
-from gateway.render import Doc, Embeds
+from gateway.render import Doc, Ref
+from mirror import schema
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +50,8 @@ class Reader:
     async def close(self) -> None:
         if self._watch is not None:
             self._watch.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-            except asyncio.CancelledError:
-                pass
         for conn in self._pool:
             await conn.close()
         self._pool.clear()
@@ -127,9 +126,9 @@ class Reader:
     async def exists(self, table: str, obj_id: int) -> bool:
         return bool(await self.fetch(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
 
-    async def embeds(self, refs: Iterable[tuple[str, int]]) -> Embeds:
+    async def embeds(self, refs: Iterable[Ref]) -> dict[Ref, Doc]:
         """The stored documents of every (table, id) in ``refs``."""
-        found: Embeds = {}
+        found: dict[Ref, Doc] = {}
         missing: dict[str, set[int]] = defaultdict(set)
         for ref in refs:
             if ref in found:

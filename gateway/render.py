@@ -9,7 +9,6 @@ the reader fills with one batched lookup per page (see ``gateway.reader``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -29,24 +28,38 @@ from mirror.resources import RESOURCES
 from mirror.versions import VERSIONS, has_version
 
 Doc = dict[str, Any]
-#: (table, id) -> stored document, for every object embedded in a page.
-Embeds = dict[tuple[str, int], Doc]
+Ref = tuple[str, int]  # (table, id)
+
+
+class Embeds:
+    """The stored documents embedded in one answer, and their renderings.
+
+    A page of patches embeds the same project thirty times; each embedded
+    object is rendered once per answer.
+    """
+
+    __slots__ = ("docs", "rendered")
+
+    def __init__(self, docs: dict[Ref, Doc]) -> None:
+        self.docs = docs
+        self.rendered: dict[Ref, Doc] = {}
+
 
 _OMIT = object()
 
 
-@dataclass(frozen=True)
 class Context:
     """Per-request facts that URLs depend on."""
 
-    origin: str  # "http://gateway:8080"
-    version: str | None  # the version segment as requested ("1.4", "1x4", None)
-    effective: str  # the version whose fields are shown ("1.4" when unversioned)
+    __slots__ = ("api", "effective", "origin", "root", "version")
 
-    @property
-    def api(self) -> str:
-        """Versioned API root, e.g. ``http://gw/api/1.2/``."""
-        return f"{self.origin}/api/{self.version}/" if self.version else f"{self.origin}/api/"
+    def __init__(self, origin: str, version: str | None, effective: str) -> None:
+        self.origin = origin  # "http://gateway:8080"
+        self.version = version  # the version segment as requested ("1x4"), or None
+        self.effective = effective  # the version whose fields are shown
+        #: Unversioned and versioned API roots, e.g. ``http://gw/api/1.2/``.
+        self.root = f"{origin}/api/"
+        self.api = f"{self.root}{version}/" if version else self.root
 
 
 def effective_version(requested: str | None) -> str:
@@ -70,7 +83,7 @@ def _field(field: Field, effective: str) -> Renderer:
         return lambda doc, emb, ctx: ctx.api + template.format_map(doc)
     if isinstance(field, ListLink):
         template = field.template
-        return lambda doc, emb, ctx: f"{ctx.origin}/api/" + template.format_map(doc)
+        return lambda doc, emb, ctx: ctx.root + template.format_map(doc)
     if isinstance(field, SiteUrl):
 
         def site(doc: Doc, emb: Embeds, ctx: Context) -> Any:
@@ -86,8 +99,7 @@ def _field(field: Field, effective: str) -> Renderer:
             ref = doc.get(key)
             if ref is None:
                 return None
-            target = emb.get((table, ref))
-            return None if target is None else inner(target, emb, ctx)
+            return _embedded(inner, table, ref, emb, ctx)
 
         return one
     if isinstance(field, EmbedList):
@@ -97,9 +109,9 @@ def _field(field: Field, effective: str) -> Renderer:
         def many(doc: Doc, emb: Embeds, ctx: Context) -> Any:
             out = []
             for ref in doc.get(key) or ():
-                target = emb.get((table, ref))
-                if target is not None:
-                    out.append(inner(target, emb, ctx))
+                rendered = _embedded(inner, table, ref, emb, ctx)
+                if rendered is not None:
+                    out.append(rendered)
             return out
 
         return many
@@ -109,7 +121,7 @@ def _field(field: Field, effective: str) -> Renderer:
 
         def urls(doc: Doc, emb: Embeds, ctx: Context) -> Any:
             if flag:
-                project = emb.get(("projects", doc.get("project")))
+                project = emb.docs.get(("projects", doc.get("project")))
                 if not project or not project.get(flag):
                     return _OMIT
             return [ctx.api + template.format(ref) for ref in doc.get(key) or ()]
@@ -130,22 +142,59 @@ def _field(field: Field, effective: str) -> Renderer:
     raise TypeError(f"cannot render {field!r}")
 
 
+def _embedded(inner: Renderer, table: str, ref: int, emb: Embeds, ctx: Context) -> Doc | None:
+    rendered = emb.rendered.get((table, ref))
+    if rendered is None:
+        target = emb.docs.get((table, ref))
+        if target is None:
+            return None  # not mirrored (yet): Patchwork would not name it either
+        rendered = emb.rendered[(table, ref)] = inner(target, emb, ctx)
+    return rendered
+
+
 def _compile(fields: tuple[Field, ...], effective: str) -> list[tuple[str, Renderer]]:
     return [(f.name, _field(f, effective)) for f in fields if has_version(effective, f.since)]
 
 
 def _object_renderer(fields: tuple[Field, ...], effective: str) -> Renderer:
-    compiled = _compile(fields, effective)
+    """Generate one function building the whole object in a dict display.
 
-    def render(doc: Doc, emb: Embeds, ctx: Context) -> Doc:
-        out = {}
-        for name, fn in compiled:
-            value = fn(doc, emb, ctx)
-            if value is not _OMIT:
-                out[name] = value
-        return out
-
-    return render
+    Rendering is the gateway's hot loop; a generated function avoids a
+    call per plain field, which makes it several times faster than looping
+    over per-field functions.
+    """
+    shown = [f for f in fields if has_version(effective, f.since)]
+    namespace: dict[str, Any] = {"OMIT": _OMIT}
+    items = []
+    may_omit = False
+    for i, field in enumerate(shown):
+        key = getattr(field, "key", None) or field.name
+        if isinstance(field, Value):
+            expr = f"g({key!r})"
+        elif isinstance(field, SelfUrl):
+            namespace[f"T{i}"] = field.template
+            expr = f"ctx.api + T{i}.format_map(doc)"
+        elif isinstance(field, ListLink):
+            namespace[f"T{i}"] = field.template
+            expr = f"ctx.root + T{i}.format_map(doc)"
+        elif isinstance(field, SiteUrl):
+            expr = f"(None if (v{i} := g({key!r})) is None else ctx.origin + v{i})"
+        else:
+            namespace[f"F{i}"] = _field(field, effective)
+            expr = f"F{i}(doc, emb, ctx)"
+            may_omit = may_omit or isinstance(field, UrlList)
+        items.append(f"{field.name!r}: {expr}")
+    body = "{" + ", ".join(items) + "}"
+    if may_omit:
+        source = (
+            "def render(doc, emb, ctx):\n    g = doc.get\n"
+            f"    out = {body}\n"
+            "    return {k: v for k, v in out.items() if v is not OMIT}\n"
+        )
+    else:
+        source = f"def render(doc, emb, ctx):\n    g = doc.get\n    return {body}\n"
+    exec(compile(source, f"<render {effective}>", "exec"), namespace)
+    return namespace["render"]
 
 
 @cache
@@ -162,22 +211,40 @@ def renderer(resource: str, effective: str, detail: bool) -> Renderer:
     return _object_renderer(fields, effective)
 
 
-def embedded_refs(resource: str, doc: Doc) -> list[tuple[str, int]]:
+def embedded_refs(resource: str, doc: Doc) -> list[Ref]:
     """Every (table, id) that rendering ``doc`` will look up."""
-    return [ref for ref in _refs(RESOURCES[resource].fields, doc) if ref[1] is not None]
+    refs: list[Ref] = []
+    for kind, table, key, sub in _ref_plan(resource):
+        if kind == "one":
+            ref = doc.get(key)
+            if ref is not None:
+                refs.append((table, ref))
+        elif kind == "many":
+            refs.extend((table, ref) for ref in doc.get(key) or ())
+        else:  # payload: the plan of the event's category
+            for _, sub_table, sub_key, _ in sub.get(doc.get("category"), ()):
+                ref = doc.get(sub_key)
+                if ref is not None:
+                    refs.append((sub_table, ref))
+    return refs
 
 
-def _refs(fields: tuple[Field, ...], doc: Doc) -> list[tuple[str, Any]]:
-    refs: list[tuple[str, Any]] = []
+def _plan(fields: tuple[Field, ...]) -> list[tuple[str, str, str, Any]]:
+    plan: list[tuple[str, str, str, Any]] = []
     for field in fields:
         key = getattr(field, "key", None) or field.name
         if isinstance(field, Embed):
-            refs.append((RESOURCES[field.target].table, doc.get(key)))
+            plan.append(("one", RESOURCES[field.target].table, key, None))
         elif isinstance(field, EmbedList):
-            table = RESOURCES[field.target].table
-            refs.extend((table, ref) for ref in doc.get(key) or ())
+            plan.append(("many", RESOURCES[field.target].table, key, None))
         elif isinstance(field, UrlList) and field.project_flag:
-            refs.append(("projects", doc.get("project")))
+            plan.append(("one", "projects", "project", None))
         elif isinstance(field, Payload):
-            refs.extend(_refs(field.categories.get(doc.get("category"), ()), doc))
-    return refs
+            sub = {cat: _plan(fs) for cat, fs in field.categories.items()}
+            plan.append(("payload", "", "", sub))
+    return plan
+
+
+@cache
+def _ref_plan(resource: str) -> list[tuple[str, str, str, Any]]:
+    return _plan(RESOURCES[resource].fields)

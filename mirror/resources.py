@@ -421,9 +421,7 @@ COVERS = Resource(
         "id": Ordering("t.id"),
         "name": Ordering("t.name"),
         # Served by the covering index (date, project, submitter, name).
-        "date": Ordering(
-            "t.date", index_ties=("t.project_id", "t.submitter_id", "t.name")
-        ),
+        "date": Ordering("t.date", index_ties=("t.project_id", "t.submitter_id", "t.name")),
         "submitter": Ordering("t.submitter_id", index_ties=()),
     },
 )

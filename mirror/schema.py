@@ -31,8 +31,7 @@ def _resource_tables() -> list[str]:
         for col in res.columns:
             if col.index:
                 statements.append(
-                    f"CREATE INDEX IF NOT EXISTS {res.table}_{col.name} "
-                    f"ON {res.table} ({col.name})"
+                    f"CREATE INDEX IF NOT EXISTS {res.table}_{col.name} ON {res.table} ({col.name})"
                 )
     return statements
 

@@ -64,7 +64,9 @@ async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None
     if not wanted:
         return
     marks = ",".join("?" * len(wanted))
-    rows = await db.execute_fetchall(f"SELECT slug FROM states WHERE slug IN ({marks})", tuple(wanted))
+    rows = await db.execute_fetchall(
+        f"SELECT slug FROM states WHERE slug IN ({marks})", tuple(wanted)
+    )
     missing = wanted - {r[0] for r in rows}
     for slug in sorted(missing):
         await db.execute(

@@ -215,7 +215,9 @@ class Crawler:
         rows = await self.db.execute_fetchall("SELECT id FROM sync_marks WHERE kind = ?", (kind,))
         return {r[0] for r in rows}
 
-    async def _pool(self, items: Iterable[object], work: Callable[[object], Awaitable[None]]) -> None:
+    async def _pool(
+        self, items: Iterable[object], work: Callable[[object], Awaitable[None]]
+    ) -> None:
         """Run ``work`` over ``items`` with at most ``concurrency`` in flight."""
         iterator = iter(items)
 
@@ -247,9 +249,7 @@ class Crawler:
         body = resp.body.decode("utf-8", "replace")
         if resp.status == 404 and ctype.startswith("text/html") and PROBE_404 in body:
             before, _, after = body.partition(PROBE_404)
-            await store.set_meta(
-                self.db, "upstream.404", orjson.dumps([before, after]).decode()
-            )
+            await store.set_meta(self.db, "upstream.404", orjson.dumps([before, after]).decode())
 
     async def _crawl_list(self, resource: str) -> None:
         path = RESOURCES[resource].path
@@ -291,7 +291,9 @@ class Crawler:
     async def _crawl_sublists(self, parent: str, child: str) -> None:
         kind = f"sub:{child}"
         done = await self._done(kind)
-        rows = await self.db.execute_fetchall(f"SELECT id FROM {RESOURCES[parent].table} ORDER BY id")
+        rows = await self.db.execute_fetchall(
+            f"SELECT id FROM {RESOURCES[parent].table} ORDER BY id"
+        )
         todo = [r[0] for r in rows if r[0] not in done]
         bar = self.progress.phase(f"{child} of {parent}", len(todo))
         parent_path = RESOURCES[parent].path

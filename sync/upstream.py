@@ -22,7 +22,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception_type,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_random_exponential,
 )
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Upstream:
         self._limit = asyncio.Semaphore(concurrency)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
         self._attempts = attempts
-        self._max_backoff = max_backoff
+        self._backoff = wait_random_exponential(multiplier=0.5, max=max_backoff)
         self._max_retry_after = max_retry_after
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
@@ -118,8 +118,7 @@ class Upstream:
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, _Retryable) and exc.retry_after is not None:
             return min(exc.retry_after, self._max_retry_after)
-        backoff = wait_exponential_jitter(initial=0.5, max=self._max_backoff)
-        return backoff(state)
+        return self._backoff(state)
 
     async def get(self, path: str) -> Response:
         """GET ``path`` (relative to the base URL), retrying transient failures.

@@ -89,7 +89,10 @@ def ask(case: dict[str, Any], gateway: str, upstream: str) -> tuple[Reply, str, 
         if location != upstream + path:
             return reply, gateway, f"redirected to {location!r}, not {upstream + path!r}"
         parts = urlsplit(location)
-        followed = request(case["method"], upstream + parts.path + (
-            "?" + parts.query if parts.query else ""), headers)
+        followed = request(
+            case["method"],
+            upstream + parts.path + ("?" + parts.query if parts.query else ""),
+            headers,
+        )
         return followed, upstream, None
     return reply, gateway, None

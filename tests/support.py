@@ -50,7 +50,10 @@ class Reply:
 
 
 def request(
-    method: str, url: str, headers: dict[str, str] | None = None, body: bytes | None = None,
+    method: str,
+    url: str,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
     timeout: float = 30.0,
 ) -> Reply:
     """One HTTP request, no redirects followed."""
@@ -207,8 +210,9 @@ def write_config(path: Path, upstream: str, storage: Path, port: int, **extra: s
     return path
 
 
-def run_cli(*args: str, timeout: float = 300, env: dict[str, str] | None = None
-            ) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "gateway.cli", *args],
         capture_output=True,

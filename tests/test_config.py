@@ -1,0 +1,71 @@
+"""A wrong or missing setting fails at start with one clear line naming it."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.config import TOKEN_ENV, ConfigError, load
+from tests.support import run_cli
+
+
+def _fails(tmp_path, text: str, *args: str) -> str:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(text)
+    result = run_cli(*(args or ("serve",)), "--config", str(cfg))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("config error: ")
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[server]\nport = "http"\n', "[server] port"),
+        ("[server]\nport = 70000\n", "[server] port"),
+        ('[upstream]\nurl = "ftp://example.com"\n', "[upstream] url"),
+        ("[upstream]\nconcurrency = 0\n", "[upstream] concurrency"),
+        ('[storage]\npath = ""\n', "[storage] path"),
+        ("[server]\nprot = 8080\n", "[server] prot"),
+        ("[serverr]\nport = 8080\n", "[serverr]"),
+        ('[logging]\nlevel = "loud"\n', "[logging] level"),
+        ("[server\n", "not valid TOML"),
+    ],
+)
+def test_bad_setting_is_named_in_one_line(tmp_path, text, named):
+    assert named in _fails(tmp_path, text)
+
+
+def test_missing_file_is_named(tmp_path):
+    result = run_cli("serve", "--config", str(tmp_path / "nope.toml"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"config error: {tmp_path / 'nope.toml'}: no such file"
+
+
+def test_sync_needs_an_upstream(tmp_path):
+    assert "[upstream] url" in _fails(tmp_path, "[storage]\npath = 'm.sqlite3'\n", "sync", "--once")
+
+
+def test_token_from_environment_wins(tmp_path, monkeypatch):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text('[upstream]\nurl = "https://pw.example.com/"\ntoken = "from-file"\n')
+    assert load(cfg).upstream.token == "from-file"
+    monkeypatch.setenv(TOKEN_ENV, "from-env")
+    config = load(cfg)
+    assert config.upstream.token == "from-env"
+    assert config.upstream.url == "https://pw.example.com"
+
+
+def test_relative_storage_is_next_to_the_config(tmp_path):
+    cfg = tmp_path / "sub" / "config.toml"
+    cfg.parent.mkdir()
+    cfg.write_text('[storage]\npath = "m.sqlite3"\n')
+    assert load(cfg).storage.path == cfg.parent.resolve() / "m.sqlite3"
+
+
+def test_public_url_must_be_an_origin(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\npublic_url = "https://gw.example.com/pw"\n')
+    with pytest.raises(ConfigError, match=r"\[server\] public_url"):
+        load(cfg)

@@ -1,0 +1,130 @@
+"""The sync worker: a full crawl, crash safety, resumption, refresh."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from mirror.resources import RESOURCES
+from tests.support import free_port, replay_upstream, run_cli, tokens, write_config
+
+
+def snapshot(path: Path) -> dict[str, list[tuple]]:
+    """Every mirrored object, in a comparable form."""
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            res.table: conn.execute(
+                f"SELECT id, doc, detail FROM {res.table} ORDER BY id"
+            ).fetchall()
+            for res in RESOURCES.values()
+        }
+    finally:
+        conn.close()
+
+
+def test_full_sync_mirrors_the_whole_crawl(deployment):
+    counts = {table: len(rows) for table, rows in snapshot(deployment.storage).items()}
+    assert counts == {
+        "projects": 3,
+        "users": 6,
+        "people": 56,
+        "patches": 767,
+        "covers": 145,
+        "series": 277,
+        "bundles": 10,
+        "events": 2769,
+        "patch_comments": 207,
+        "cover_comments": 60,
+        "checks": 80,
+    }
+    conn = sqlite3.connect(deployment.storage)
+    try:
+        no_detail = conn.execute("SELECT count(*) FROM patches WHERE detail IS NULL").fetchone()
+    finally:
+        conn.close()
+    assert no_detail == (0,)
+
+
+def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
+    """SIGKILL the worker mid-crawl, run it again: same mirror as one clean run."""
+    counter = [0]
+    with replay_upstream(counter) as upstream:
+        storage = tmp_path / "mirror.sqlite3"
+        config = write_config(
+            tmp_path / "c.toml", upstream.url, storage, free_port(), token=tokens()["cibot"]
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config), "--once"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        kill_after = deployment.upstream_requests // 2
+
+        def killer() -> None:
+            while proc.poll() is None and counter[0] < kill_after:
+                time.sleep(0.005)
+            proc.kill()
+
+        threading.Thread(target=killer, daemon=True).start()
+        proc.wait(120)
+        assert proc.returncode != 0, "the sync finished before it could be killed"
+        first = counter[0]
+
+        counter[0] = 0
+        result = run_cli("sync", "--config", str(config), "--once")
+        assert result.returncode == 0, result.stderr
+        resumed = counter[0]
+
+    assert snapshot(storage) == snapshot(deployment.storage)
+    # It continued rather than starting over.
+    assert resumed < deployment.upstream_requests - first // 2
+
+
+def test_second_run_refreshes_without_duplicates(deployment, tmp_path):
+    counter = [0]
+    with replay_upstream(counter) as upstream:
+        storage = tmp_path / "mirror.sqlite3"
+        config = write_config(
+            tmp_path / "c.toml", upstream.url, storage, free_port(), token=tokens()["cibot"]
+        )
+        first = run_cli("sync", "--config", str(config), "--once")
+        assert first.returncode == 0, first.stderr
+        config.write_text(config.read_text().replace('"warning"', '"info"'))
+        second = run_cli("sync", "--config", str(config), "--once")
+        assert second.returncode == 0, second.stderr
+    assert "starting a refresh pass" in second.stderr
+    assert snapshot(storage) == snapshot(deployment.storage)
+
+
+def test_progress_is_logged_when_not_on_a_terminal(tmp_path):
+    with replay_upstream() as upstream:
+        storage = tmp_path / "mirror.sqlite3"
+        config = write_config(
+            tmp_path / "c.toml",
+            upstream.url,
+            storage,
+            free_port(),
+            token=tokens()["cibot"],
+            level="info",
+        )
+        result = run_cli("sync", "--config", str(config), "--once")
+    assert result.returncode == 0, result.stderr
+    assert "patches pages: done (4)" in result.stderr
+    assert "sync complete:" in result.stderr
+    assert tokens()["cibot"] not in result.stderr
+
+
+def test_refuses_a_mirror_of_another_upstream(deployment, tmp_path):
+    copy = tmp_path / "copy.sqlite3"
+    with sqlite3.connect(deployment.storage) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    config = write_config(tmp_path / "c.toml", "http://127.0.0.1:9", copy, free_port())
+    result = run_cli("sync", "--config", str(config), "--once")
+    assert result.returncode == 1
+    assert "use another storage path" in result.stderr
+    assert snapshot(copy) == snapshot(deployment.storage)
