@@ -30,12 +30,15 @@ log = logging.getLogger(__name__)
 
 
 class Reader:
-    def __init__(self, path: Path, *, connections: int = 3, embed_cache: int = 100_000) -> None:
+    def __init__(self, path: Path, *, connections: int = 3, object_cache: int = 20_000) -> None:
         self.path = path
         self._size = connections
         self._pool: list[aiosqlite.Connection] = []
         self._next = itertools.cycle(range(connections))
-        self._embeds: LRUCache[tuple[str, int], Doc] = LRUCache(maxsize=embed_cache)
+        self._embeds: LRUCache[Ref, Doc] = LRUCache(maxsize=object_cache)
+        #: Rendered objects, keyed by whatever their rendering depends on;
+        #: see ``gateway.api``.  Dropped, like every cache, on change.
+        self.rendered: LRUCache[tuple[Any, ...], Doc] = LRUCache(maxsize=object_cache)
         self._listeners: list[Callable[[], None]] = []
         self._watch: asyncio.Task[None] | None = None
         self._data_version: int | None = None
@@ -84,6 +87,7 @@ class Reader:
 
     def invalidate(self) -> None:
         self._embeds.clear()
+        self.rendered.clear()
         self._counts.clear()
         for listener in self._listeners:
             listener()
@@ -105,23 +109,28 @@ class Reader:
             self._counts[key] = cached
         return cached
 
-    async def page(
-        self, table: str, query: Query, offset: int, limit: int, *, detail: bool = False
-    ) -> list[Doc]:
-        """Stored documents of one page (with their detail keys if asked)."""
-        columns = "t.doc, t.detail" if detail else "t.doc"
+    async def page_ids(self, table: str, query: Query, offset: int, limit: int) -> list[int]:
+        """The ids of one page, in order (repeated if the ordering repeats rows).
+
+        Sorting and skipping narrow rows, then fetching only the page's
+        documents, keeps deep pages and unindexed orderings cheap.
+        """
         sql = (
-            f"SELECT {columns} FROM {table} AS t {' '.join(query.joins)}"
+            f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
             f"{query.where_sql()} ORDER BY {query.order_by} LIMIT ? OFFSET ?"
         )
-        rows = await self.fetch(sql, [*query.args, limit, offset])
-        docs = []
-        for row in rows:
-            doc = orjson.loads(row[0])
-            if detail and row[1]:
-                doc.update(orjson.loads(row[1]))
-            docs.append(doc)
-        return docs
+        return [row[0] for row in await self.fetch(sql, [*query.args, limit, offset])]
+
+    async def one(self, table: str, query: Query) -> Doc | None:
+        """The first object matching ``query``, with its detail-only keys."""
+        sql = f"SELECT t.doc, t.detail FROM {table} AS t{query.where_sql()} LIMIT 1"
+        rows = await self.fetch(sql, query.args)
+        if not rows:
+            return None
+        doc = orjson.loads(rows[0][0])
+        if rows[0][1]:
+            doc.update(orjson.loads(rows[0][1]))
+        return doc
 
     async def exists(self, table: str, obj_id: int) -> bool:
         return bool(await self.fetch(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))

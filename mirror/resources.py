@@ -152,7 +152,7 @@ PROJECTS = Resource(
         Value("commit_url_format", since="1.2"),
     ),
     columns=(
-        Column("name", "TEXT", "name"),
+        Column("name", "TEXT", "name", index=True),
         Column("linkname", "TEXT", "link_name", index=True),
         Column("listid", "TEXT", "list_id"),
         Column("listemail", "TEXT", "list_email"),
@@ -206,7 +206,7 @@ PEOPLE = Resource(
         Value("email"),
     ),
     columns=(
-        Column("name", "TEXT", "name"),
+        Column("name", "TEXT", "name", index=True),
         Column("email", "TEXT", "email", index=True),
         Column("user_id", "INTEGER", _id("user")),
     ),
@@ -244,7 +244,7 @@ USERS = Resource(
         Column("username", "TEXT", "username", index=True),
         Column("first_name", "TEXT", "first_name"),
         Column("last_name", "TEXT", "last_name"),
-        Column("email", "TEXT", "email"),
+        Column("email", "TEXT", "email", index=True),
     ),
     search=("username", "first_name", "last_name", "email"),
     orderings={
@@ -313,7 +313,7 @@ PATCHES = Resource(
         Column("hash", "TEXT", "hash", index=True),
         Column("msgid", "TEXT", "msgid", index=True),
         Column("date", "TEXT", "date", index=True),
-        Column("name", "TEXT", "name"),
+        Column("name", "TEXT", "name", index=True),
     ),
     filters=(
         PROJECT_FILTER,
@@ -403,7 +403,7 @@ COVERS = Resource(
         Column("series_id", "INTEGER", _first_id("series"), index=True),
         Column("msgid", "TEXT", "msgid", index=True),
         Column("date", "TEXT", "date", index=True),
-        Column("name", "TEXT", "name"),
+        Column("name", "TEXT", "name", index=True),
     ),
     filters=(
         PROJECT_FILTER,
@@ -471,8 +471,8 @@ SERIES = Resource(
     columns=(
         Column("project_id", "INTEGER", _id("project"), index=True),
         Column("submitter_id", "INTEGER", _id("submitter"), index=True),
-        Column("date", "TEXT", "date"),
-        Column("name", "TEXT", "name"),
+        Column("date", "TEXT", "date", index=True),
+        Column("name", "TEXT", "name", index=True),
         Column("received_all", "INTEGER", _bool("received_all")),
     ),
     filters=(PROJECT_FILTER, SUBMITTER_FILTER, SINCE, BEFORE),

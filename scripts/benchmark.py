@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Measure the gateway's speed and print the ratios, all from one run.
+
+What is compared, on this machine, with the same load generator:
+
+* bare aiohttp: a handler returning a fixed body as large as the page the
+  gateway serves, the ceiling any aiohttp server can reach;
+* the gateway answering from its response cache (the same URL again);
+* the gateway answering uncached reads (every URL distinct, so each one
+  is filtered, paginated and rendered from SQLite);
+* optionally a real upstream (``--upstream URL``), read sequentially,
+  against the gateway's uncached reads of the same path.
+
+The mirror is the demo mirror built from the recorded fixtures.  Servers
+run in their own processes on 127.0.0.1; the load generator is a minimal
+keep-alive HTTP/1.1 client in this process.
+
+    .venv/bin/python scripts/benchmark.py [--seconds 5] [--connections 8]
+        [--upstream https://patchwork.example.com]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "/api/1.4/patches/?per_page=30"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _fetch(reader, writer, host: str, target: str) -> tuple[int, int]:
+    """One keep-alive GET: (status, body length)."""
+    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n".encode())
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    await reader.readexactly(length)
+    return int(head[9:12]), length
+
+
+async def load(url: str, targets: list[str], seconds: float, connections: int) -> float:
+    """Requests per second over ``connections`` keep-alive connections."""
+    parts = urlsplit(url)
+    host = parts.netloc
+    count = 0
+    stop = time.monotonic() + seconds
+
+    async def worker(offset: int) -> None:
+        nonlocal count
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        i = offset
+        while time.monotonic() < stop:
+            status, _ = await _fetch(reader, writer, host, targets[i % len(targets)])
+            if status != 200:
+                raise RuntimeError(f"{targets[i % len(targets)]}: HTTP {status}")
+            count += 1
+            i += connections
+        writer.close()
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker(i) for i in range(connections)))
+    return count / (time.monotonic() - started)
+
+
+async def latency(url: str, targets: list[str], rounds: int) -> tuple[float, int]:
+    """Median seconds per sequential request (a connection each), and a size."""
+    parts = urlsplit(url)
+    samples = []
+    size = 0
+    for i in range(rounds):
+        target = parts.path.rstrip("/") + targets[i % len(targets)]
+        started = time.perf_counter()
+        if parts.scheme == "https":
+            import ssl
+
+            reader, writer = await asyncio.open_connection(
+                parts.hostname, parts.port or 443, ssl=ssl.create_default_context()
+            )
+        else:
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        status, size = await _fetch(reader, writer, parts.netloc, target)
+        samples.append(time.perf_counter() - started)
+        writer.close()
+        if status != 200:
+            raise RuntimeError(f"{url}{target}: HTTP {status}")
+    return statistics.median(samples), size
+
+
+BARE = textwrap.dedent(
+    """
+    import sys
+    from aiohttp import web
+    body = b"x" * int(sys.argv[2])
+    async def handle(request):
+        return web.Response(body=body, content_type="application/json")
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    """
+)
+
+
+def start(args: list[str], port: int) -> subprocess.Popen:
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(proc.stderr.read().decode())
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return proc
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{args} did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def gateway_config(directory: Path, port: int, cache_bytes: int) -> Path:
+    config = directory / f"gateway-{port}.toml"
+    config.write_text(
+        f'[storage]\npath = "{directory / "mirror.sqlite3"}"\n'
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\ncache_bytes = {cache_bytes}\n'
+        '[logging]\nlevel = "warning"\n'
+    )
+    return config
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--upstream", help="a Patchwork instance to compare with")
+    parser.add_argument("--rounds", type=int, default=30, help="sequential upstream reads")
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
+    serve = [sys.executable, "-m", "gateway.cli", "serve", "--config"]
+    procs = []
+    try:
+        gw_port = free_port()
+        procs.append(start([*serve, str(gateway_config(tmp, gw_port, 256 << 20))], gw_port))
+        gw = f"http://127.0.0.1:{gw_port}"
+        _, body_size = await latency(gw, [PAGE], 1)
+
+        bare_port = free_port()
+        procs.append(start([sys.executable, "-c", BARE, str(bare_port), str(body_size)], bare_port))
+        bare = f"http://127.0.0.1:{bare_port}"
+
+        # Every uncached target is a distinct URL: another page, another order.
+        uncached = [
+            f"/api/1.4/patches/?per_page=30&page={page}&order={order}"
+            for order in ("id", "-id", "date", "-date", "name")
+            for page in range(1, 26)
+        ]
+        n, s = args.connections, args.seconds
+        bare_rps = await load(bare, [PAGE], s, n)
+        cached_rps = await load(gw, [PAGE], s, n)
+        nocache_port = free_port()
+        procs.append(start([*serve, str(gateway_config(tmp, nocache_port, 0))], nocache_port))
+        nocache = f"http://127.0.0.1:{nocache_port}"
+        uncached_rps = await load(nocache, uncached, s, n)
+        uncached_p50, _ = await latency(nocache, uncached, 100)
+
+        print(f"page: GET {PAGE} ({body_size} bytes); {n} connections, {s:.0f}s each")
+        print(f"bare aiohttp, same body size : {bare_rps:8.0f} req/s")
+        print(
+            f"gateway, cached              : {cached_rps:8.0f} req/s"
+            f"  = {cached_rps / bare_rps:.0%} of bare aiohttp"
+        )
+        print(
+            f"gateway, uncached            : {uncached_rps:8.0f} req/s"
+            f"  (median {uncached_p50 * 1e3:.2f} ms per sequential request)"
+        )
+        print(f"cached / uncached            : {cached_rps / uncached_rps:8.1f}x")
+        if args.upstream:
+            up_p50, _ = await latency(args.upstream, [PAGE], args.rounds)
+            print(f"upstream {args.upstream}: median {up_p50 * 1e3:.1f} ms per request")
+            print(f"uncached gateway vs upstream : {up_p50 / uncached_p50:8.0f}x faster")
+        else:
+            print("upstream                     : not measured (pass --upstream URL)")
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
