@@ -23,7 +23,6 @@ from mirror.model import (
     ChoiceFilter,
     DateFilter,
     Filter,
-    Ordering,
     RefFilter,
     Resource,
     TextFilter,
@@ -35,6 +34,8 @@ Fetch = Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]]
 
 #: SQLite integers are 64-bit; larger ids cannot exist.
 _MAX_ID = 2**63 - 1
+#: Cost of narrowing by a range, against 1 per value of an equality/IN.
+RANGE = 1_000_000
 
 
 class EmptyResult(Exception):
@@ -51,6 +52,17 @@ class Query:
     order_by: str = "t.id"
     #: The ordering joins multiply rows (order=check); counts ignore them.
     multiplied: bool = False
+    #: Indexes upstream can narrow this query through, as (columns, joins,
+    #: cost): they decide how ties are ordered (see mirror.model.Ordering).
+    indexes: list[tuple[tuple[str, ...], tuple[str, ...], int]] = field(default_factory=list)
+    #: Parameters of the filters applied.
+    filtered: set[str] = field(default_factory=set)
+
+    def narrowed_by(self, flt: Filter, values: int = 1) -> None:
+        columns = flt.index_columns()
+        if columns is not None:
+            cost = RANGE if flt.is_range else values
+            self.indexes.append((columns, flt.index_joins, cost))
 
     def where_sql(self) -> str:
         return " WHERE " + " AND ".join(self.where) if self.where else ""
@@ -204,11 +216,14 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
         keys = await _ref_values(flt, values, fetch)
         query.where.append(f"t.{flt.column} IN ({','.join('?' * len(keys))})")
         query.args.extend(keys)
+        query.narrowed_by(flt, len(keys))
         return
 
     value = _last(params, flt.param)
     if value is None:
         return
+    if value != "" or isinstance(flt, BoolFilter):
+        query.filtered.add(flt.param)
     if isinstance(flt, BoolFilter):
         flag = {"true": 1, "1": 1, "false": 0, "0": 0}.get(value.lower())
         if flag is not None:
@@ -223,14 +238,17 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
         else:
             query.where.append(f"t.{flt.column} = ?")
             query.args.append(f"<{value}>" if flt.angle_brackets else value)
+            query.narrowed_by(flt)
     elif isinstance(flt, ChoiceFilter):
         if value not in flt.choices:
             raise EmptyResult
         query.where.append(f"t.{flt.column} = ?")
         query.args.append(flt.choices[value])
+        query.narrowed_by(flt)
     elif isinstance(flt, DateFilter):
         query.where.append(f"t.{flt.column} {flt.op} ?")
         query.args.append(date_bound(value))
+        query.narrowed_by(flt)
 
 
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
@@ -247,25 +265,53 @@ def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
 def _order(res: Resource, terms: list[str], query: Query) -> None:
     parts = []
     joins: list[str] = []
-    only: Ordering | None = None
     for term in terms:
-        desc = term.startswith("-")
         ordering = res.orderings[term.removeprefix("-")]
-        only = ordering
-        direction = " DESC" if desc else ""
-        parts.append(ordering.expr + direction)
+        parts.append(ordering.expr + (" DESC" if term.startswith("-") else ""))
         for join in ordering.joins:
             if join not in joins:
                 joins.append(join)
         query.multiplied = query.multiplied or ordering.multiplies_rows
-    if len(terms) == 1 and only is not None and only.index_ties is not None:
-        direction = " DESC" if terms[0].startswith("-") else ""
-        parts.extend(expr + direction for expr in only.index_ties)
-        parts.append("t.id" + direction)
-    else:
-        parts.append("t.id")
+    ties, tie_joins, direction = _ties(res, terms, query)
+    parts.extend(expr + direction for expr in ties)
+    parts.append("t.id" + direction)
+    joins.extend(j for j in tie_joins if j not in joins)
     query.order_by = ", ".join(parts)
     query.joins = [ORDERING_JOINS[j] for j in joins]
+
+
+def _ties(
+    res: Resource, terms: list[str], query: Query
+) -> tuple[tuple[str, ...], tuple[str, ...], str]:
+    """How upstream orders rows the ordering terms leave tied.
+
+    Returns the tie-breaking expressions, the joins they need and their
+    direction; see mirror.model.Ordering for the rules.
+    """
+    first = res.orderings[terms[0].removeprefix("-")]
+    equalities = {cols[0]: cost for cols, _, cost in query.indexes if cost < RANGE}
+    walkable = {*first.index_prefix, first.expr}
+    if (
+        first.index_ties is not None
+        and set(equalities) <= walkable
+        and equalities.get(first.expr, 1) == 1
+    ):
+        # Upstream walks the index of the first term, backwards for a
+        # descending sort, unless one value pins the term (walked forward).
+        pinned = first.expr in equalities
+        descending = terms[0].startswith("-") and not pinned
+        return first.index_ties, (), " DESC" if descending else ""
+    if query.indexes:
+        # Upstream sorts what its cheapest narrowing index yields.
+        columns, joins, _ = min(query.indexes, key=lambda index: index[2])
+        return columns, joins, ""
+    if (
+        res.scan_index
+        and not query.filtered & res.scan_index_excludes
+        and any(t.removeprefix("-") in res.scan_index_orders for t in terms)
+    ):
+        return res.scan_index, res.scan_index_joins, ""
+    return (), (), ""
 
 
 async def build(
@@ -287,6 +333,7 @@ async def build(
     if res.parent is not None and parent_id is not None:
         query.where.append(f"t.{res.parent.column} = ?")
         query.args.append(parent_id)
+        query.indexes.append(((f"t.{res.parent.column}",), (), 1))
     if res.name == "events" and not has_version(effective, "1.3"):
         marks = ",".join("?" * len(COMMENT_EVENT_CATEGORIES))
         query.where.append(f"t.category NOT IN ({marks})")

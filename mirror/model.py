@@ -136,6 +136,21 @@ class Filter:
     param: str
     column: str
     since: str = "1.0"
+    #: Upstream can answer this filter from an index (an equality or IN on
+    #: an indexed column), which decides how SQLite orders ties; see
+    #: Ordering.  ``index`` names that index's columns as SQL expressions
+    #: (default: this filter's column alone), ``index_joins`` what they need.
+    indexed: bool = False
+    index: tuple[str, ...] | None = None
+    index_joins: tuple[str, ...] = ()
+    #: A range (``since``) rather than an equality: upstream prefers an
+    #: equality's index when it has both.
+    is_range: bool = False
+
+    def index_columns(self) -> tuple[str, ...] | None:
+        if not self.indexed:
+            return None
+        return self.index if self.index is not None else (f"t.{self.column}",)
 
 
 @dataclass(frozen=True)
@@ -149,6 +164,7 @@ class RefFilter(Filter):
     """
 
     target: str = ""
+    indexed: bool = True  # every reference is an indexed foreign key
     alt_column: str | None = None
     #: Value normalisation before the name lookup ('-' -> ' ' for states).
     dash_to_space: bool = False
@@ -200,17 +216,27 @@ class Ordering:
     ``expr`` is a SQL expression over the resource's table alias ``t`` and
     the aliases of ``joins`` (see ``resources.ORDERING_JOINS``).
 
-    Ties follow what SQLite does upstream.  A sort that needs SQLite's
-    sorter keeps ties in scan order, ascending ids.  A sort served by an
-    index (``index_ties`` is not ``None``: the index's further columns)
-    orders ties by those columns and then the row id, all in the direction
-    of the sort, because SQLite walks the index backwards to sort
-    descending.
+    Ties come out as SQLite orders them upstream, which depends on the
+    index its query is answered from:
+
+    * if an index leads with the first ordering term (``index_ties`` is not
+      ``None``: that index's further columns) and the query is narrowed by
+      no other index (equalities on ``index_prefix`` columns or on the
+      ordered column itself are fine), SQLite walks that index, backwards
+      for a descending sort: ties follow the index's further columns and
+      then the row id, in the direction of the first term;
+    * else, if the query is narrowed through an index (an indexed filter),
+      SQLite sorts the rows that index yields, in its order: ties follow
+      that index's columns and then ascending ids;
+    * else SQLite sorts a scan of the table (ties in ascending ids), or of
+      the resource's ``scan_index`` when the ordering uses one of its
+      columns (ties in that index's order); see Resource.
     """
 
     expr: str
     joins: tuple[str, ...] = ()
     index_ties: tuple[str, ...] | None = None
+    index_prefix: tuple[str, ...] = ()
     #: The join multiplies rows (Patchwork's ``order=check``); the count
     #: ignores it, as Django's does.
     multiplies_rows: bool = False
@@ -264,6 +290,15 @@ class Resource:
     allow_detail: str = "GET, HEAD, OPTIONS"
     #: Fields to fetch a detail for when a list item lacks them.
     upstream_detail_only: tuple[str, ...] = ()
+    #: An index upstream scans, and sorts, when an ordering term sorts by
+    #: one of its columns (``scan_index_orders``): SQLite reads the sort
+    #: keys from the index, not the table, and fetches rows after sorting.
+    #: A filter on a column outside it (``scan_index_excludes``) makes it
+    #: read the table instead.  Ties follow the index it reads.
+    scan_index: tuple[str, ...] = ()
+    scan_index_joins: tuple[str, ...] = ()
+    scan_index_orders: frozenset[str] = frozenset()
+    scan_index_excludes: frozenset[str] = frozenset()
 
     def column(self, name: str) -> Column:
         for col in self.columns:

@@ -108,6 +108,26 @@ SINCE = DateFilter("since", "date", op=">=")
 BEFORE = DateFilter("before", "date", op="<")
 
 
+#: Upstream's covering indexes of patches and covers (patch_covering_idx,
+#: cover_covering_idx), as SQL expressions.
+_PATCH_COVERING_INDEX = (
+    "t.archived",
+    "o_state.id",
+    "t.delegate_id",
+    "t.date",
+    "t.project_id",
+    "t.submitter_id",
+    "t.name",
+)
+_COVER_COVERING_INDEX = ("t.date", "t.project_id", "t.submitter_id", "t.name")
+
+_COVER_DATE_INDEX: dict[str, Any] = {
+    "indexed": True,
+    "is_range": True,
+    "index": _COVER_COVERING_INDEX,
+}
+
+
 def _by_user(param: str, column: str) -> RefFilter:
     return RefFilter(param, column, target="users", alt_column="username")
 
@@ -327,10 +347,19 @@ PATCHES = Resource(
             alt_column="name",
             dash_to_space=True,
             target_key="slug",
+            index=("o_state.id",),
+            index_joins=("state",),
         ),
         BoolFilter("archived", "archived"),
         TextFilter("hash", "hash", since="1.2", iexact=True),
-        TextFilter("msgid", "msgid", since="1.2", angle_brackets=True),
+        TextFilter(
+            "msgid",
+            "msgid",
+            since="1.2",
+            indexed=True,
+            index=("t.msgid", "t.project_id"),
+            angle_brackets=True,
+        ),
         SINCE,
         BEFORE,
     ),
@@ -344,18 +373,7 @@ PATCHES = Resource(
         "state": Ordering("o_state.ordering", joins=("state",)),
         # Served upstream by the covering index (archived, state, delegate,
         # date, project, submitter, name), whose order decides ties.
-        "archived": Ordering(
-            "t.archived",
-            joins=("state",),
-            index_ties=(
-                "o_state.id",
-                "t.delegate_id",
-                "t.date",
-                "t.project_id",
-                "t.submitter_id",
-                "t.name",
-            ),
-        ),
+        "archived": Ordering("t.archived", joins=("state",), index_ties=_PATCH_COVERING_INDEX[1:]),
         "submitter": Ordering("t.submitter_id", index_ties=()),
         # Patchwork orders by the reverse relation to checks: one row per
         # check, in check id order, patches without checks first.
@@ -363,6 +381,10 @@ PATCHES = Resource(
     },
     lookup="int",
     allow_detail="GET, PUT, PATCH, HEAD, OPTIONS",
+    scan_index=_PATCH_COVERING_INDEX,
+    scan_index_joins=("state",),
+    scan_index_orders=frozenset(("name", "date", "archived", "submitter")),
+    scan_index_excludes=frozenset(("hash",)),
 )
 
 COVERS = Resource(
@@ -412,9 +434,12 @@ COVERS = Resource(
         # by series, as intended.  See docs/compatibility.md.
         RefFilter("series", "series_id", target="series", validate_against="projects"),
         SUBMITTER_FILTER,
-        TextFilter("msgid", "msgid", angle_brackets=True),
-        SINCE,
-        BEFORE,
+        TextFilter(
+            "msgid", "msgid", indexed=True, index=("t.msgid", "t.project_id"), angle_brackets=True
+        ),
+        # Upstream answers date ranges on covers from the covering index.
+        DateFilter("since", "date", op=">=", **_COVER_DATE_INDEX),
+        DateFilter("before", "date", op="<", **_COVER_DATE_INDEX),
     ),
     search=("name",),
     orderings={
@@ -617,7 +642,7 @@ def _comments(name: str, table: str, model: str, parent: str, parent_key: str) -
             "id": Ordering("t.id"),
             "subject": Ordering("t.subject"),
             # Served by the (parent, date) index.
-            "date": Ordering("t.date", index_ties=()),
+            "date": Ordering("t.date", index_ties=(), index_prefix=(f"t.{parent_key}_id",)),
             "submitter": Ordering("t.submitter_id"),
         },
         parent=Parent(parent, f"{parent_key}_id", parent_key),
@@ -694,7 +719,9 @@ EVENTS = Resource(
     ),
     filters=(
         PROJECT_FILTER,
-        ChoiceFilter("category", "category", choices={c: c for c in EVENT_CATEGORIES}),
+        ChoiceFilter(
+            "category", "category", indexed=True, choices={c: c for c in EVENT_CATEGORIES}
+        ),
         RefFilter("series", "series_id", target="series"),
         RefFilter("patch", "patch_id", target="patches"),
         RefFilter("cover", "cover_id", target="covers"),

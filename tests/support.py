@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -234,17 +235,19 @@ class GatewayProcess:
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> GatewayProcess:
+        # Logs go to a file: a pipe nobody reads would fill up and block it.
+        self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
             text=True,
             env={**os.environ, **(self.env or {})},
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"gateway exited: {self.stderr()}")
             try:
                 request("GET", self.url + "/api/", timeout=2)
                 return self
@@ -262,5 +265,6 @@ class GatewayProcess:
             self.proc.wait()
 
     def stderr(self) -> str:
-        assert self.proc is not None and self.proc.stderr is not None
-        return self.proc.stderr.read()
+        """What the gateway has logged so far."""
+        self.log.seek(0)
+        return self.log.read()
