@@ -298,7 +298,7 @@ def _ties(
     ):
         # Upstream walks the index of the first term, backwards for a
         # descending sort, unless one value pins the term (walked forward).
-        pinned = first.expr in equalities
+        pinned = equalities.get(first.expr) == 1
         descending = terms[0].startswith("-") and not pinned
         return first.index_ties, (), " DESC" if descending else ""
     if query.indexes:

@@ -446,9 +446,11 @@ COVERS = Resource(
         "id": Ordering("t.id"),
         "name": Ordering("t.name"),
         # Served by the covering index (date, project, submitter, name).
-        "date": Ordering("t.date", index_ties=("t.project_id", "t.submitter_id", "t.name")),
+        "date": Ordering("t.date", index_ties=_COVER_COVERING_INDEX[1:]),
         "submitter": Ordering("t.submitter_id", index_ties=()),
     },
+    scan_index=_COVER_COVERING_INDEX,
+    scan_index_orders=frozenset(("name", "date", "submitter")),
 )
 
 SERIES = Resource(
