@@ -178,19 +178,18 @@ def search_terms(value: str) -> list[str]:
 
 
 async def _ref_values(flt: RefFilter, values: list[str], fetch: Fetch) -> list[Any]:
-    """Resolve every value to the target's key; any unknown value empties."""
+    """Resolve every value to an id of the target; any unknown value empties."""
     lookup_resource = flt.validate_against or flt.target
     table = "states" if lookup_resource == "states" else RESOURCES[lookup_resource].table
-    key = flt.target_key if not flt.validate_against else "id"
     resolved: set[Any] = set()
     for value in set(values):
         number = _as_int(value)
         if number is not None:
-            rows = await fetch(f"SELECT {key} FROM {table} WHERE id = ?", (number,))
+            rows = await fetch(f"SELECT id FROM {table} WHERE id = ?", (number,))
         elif flt.alt_column and not flt.validate_against:
             name = " ".join(value.split("-")) if flt.dash_to_space else value
             rows = await fetch(
-                f"SELECT {key} FROM {table} WHERE {flt.alt_column} LIKE ? ESCAPE '\\'",
+                f"SELECT id FROM {table} WHERE {flt.alt_column} LIKE ? ESCAPE '\\'",
                 (like_escape(name),),
             )
         else:
@@ -201,7 +200,7 @@ async def _ref_values(flt: RefFilter, values: list[str], fetch: Fetch) -> list[A
             resolved.add(number)
         else:
             resolved.update(r[0] for r in rows)
-    return sorted(resolved, key=str)
+    return sorted(resolved)
 
 
 async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fetch: Fetch) -> None:
@@ -273,7 +272,10 @@ def _order(res: Resource, terms: list[str], query: Query) -> None:
                 joins.append(join)
         query.multiplied = query.multiplied or ordering.multiplies_rows
     ties, tie_joins, direction = _ties(res, terms, query)
-    parts.extend(expr + direction for expr in ties)
+    # A term already sorted on adds nothing (and would stop SQLite from
+    # reading the order straight off an index).
+    seen = {part.removesuffix(" DESC") for part in parts}
+    parts.extend(expr + direction for expr in ties if expr not in seen)
     parts.append("t.id" + direction)
     joins.extend(j for j in tie_joins if j not in joins)
     query.order_by = ", ".join(parts)

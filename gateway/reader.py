@@ -1,10 +1,13 @@
 """Reading the mirror: pages, details and the objects they embed.
 
-A small pool of read connections lets SQLite work on two cores.  Embedded
-objects (a patch's project, submitter, series...) are fetched with one
-batched query per table and kept, parsed, in an LRU cache; the cache (and
-the response cache, through ``on_change``) is dropped as soon as SQLite's
-``data_version`` shows that the sync worker has written.
+Queries whose cost grows with the data (filters, counts, sorted pages) run
+on a small pool of aiosqlite connections, off the event loop.  Look-ups by
+primary key (the documents of a page, the objects they embed, one detail)
+take tens of microseconds, less than a trip to another thread, so they run
+on a connection of the event loop's own thread.  Parsed documents are kept
+in an LRU cache; it (and the response cache, through ``on_change``) is
+dropped as soon as SQLite's ``data_version`` shows that the sync worker
+has written.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import sqlite3
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -34,6 +38,7 @@ class Reader:
         self.path = path
         self._size = connections
         self._pool: list[aiosqlite.Connection] = []
+        self._direct: sqlite3.Connection | None = None
         self._next = itertools.cycle(range(connections))
         self._embeds: LRUCache[Ref, Doc] = LRUCache(maxsize=object_cache)
         #: Rendered objects, keyed by whatever their rendering depends on;
@@ -47,7 +52,12 @@ class Reader:
     async def open(self, refresh_interval: float = 1.0) -> None:
         for _ in range(self._size):
             self._pool.append(await schema.connect(self.path))
-        self._data_version = await self._read_data_version()
+        self._direct = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False
+        )
+        self._direct.execute("PRAGMA query_only = ON")
+        self._direct.execute("PRAGMA mmap_size = 268435456")
+        self._data_version = self._read_data_version()
         self._watch = asyncio.create_task(self._watch_changes(refresh_interval))
 
     async def close(self) -> None:
@@ -58,15 +68,17 @@ class Reader:
         for conn in self._pool:
             await conn.close()
         self._pool.clear()
+        if self._direct is not None:
+            self._direct.close()
+            self._direct = None
 
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
 
     # -- change detection ----------------------------------------------------
 
-    async def _read_data_version(self) -> int:
-        rows = await self._pool[0].execute_fetchall("PRAGMA data_version")
-        return rows[0][0]
+    def _read_data_version(self) -> int:
+        return self._lookup("PRAGMA data_version")[0][0]
 
     async def _watch_changes(self, interval: float) -> None:
         while True:
@@ -78,7 +90,7 @@ class Reader:
 
     async def check_changes(self) -> bool:
         """Drop every cache if another process has written the mirror."""
-        version = await self._read_data_version()
+        version = self._read_data_version()
         if version == self._data_version:
             return False
         self._data_version = version
@@ -98,7 +110,13 @@ class Reader:
         return self._pool[next(self._next)]
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query whose cost may grow with the data, off the event loop."""
         return list(await self._conn().execute_fetchall(sql, args))
+
+    def _lookup(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a primary-key look-up (cheap and bounded) on this thread."""
+        assert self._direct is not None, "reader is not open"
+        return self._direct.execute(sql, args).fetchall()
 
     async def count(self, table: str, query: Query) -> int:
         sql = f"SELECT count(*) FROM {table} AS t{query.where_sql()}"
@@ -124,7 +142,7 @@ class Reader:
     async def one(self, table: str, query: Query) -> Doc | None:
         """The first object matching ``query``, with its detail-only keys."""
         sql = f"SELECT t.doc, t.detail FROM {table} AS t{query.where_sql()} LIMIT 1"
-        rows = await self.fetch(sql, query.args)
+        rows = self._lookup(sql, query.args)
         if not rows:
             return None
         doc = orjson.loads(rows[0][0])
@@ -133,7 +151,7 @@ class Reader:
         return doc
 
     async def exists(self, table: str, obj_id: int) -> bool:
-        return bool(await self.fetch(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
+        return bool(self._lookup(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
 
     async def embeds(self, refs: Iterable[Ref]) -> dict[Ref, Doc]:
         """The stored documents of every (table, id) in ``refs``."""
@@ -147,18 +165,21 @@ class Reader:
                 missing[ref[0]].add(ref[1])
             else:
                 found[ref] = doc
+        # One query (one trip to SQLite's thread) for every table involved.
+        selects, args = [], []
         for table, ids in missing.items():
-            id_list = sorted(ids)
-            for start in range(0, len(id_list), 500):
-                chunk = id_list[start : start + 500]
+            for start in range(0, len(ids), 2000):
+                chunk = sorted(ids)[start : start + 2000]
                 marks = ",".join("?" * len(chunk))
-                rows = await self.fetch(f"SELECT id, doc FROM {table} WHERE id IN ({marks})", chunk)
-                for obj_id, raw in rows:
-                    doc = orjson.loads(raw)
-                    found[(table, obj_id)] = doc
-                    self._embeds[(table, obj_id)] = doc
+                selects.append(f"SELECT '{table}', id, doc FROM {table} WHERE id IN ({marks})")
+                args.extend(chunk)
+        if selects:
+            for table, obj_id, raw in self._lookup(" UNION ALL ".join(selects), args):
+                doc = orjson.loads(raw)
+                found[(table, obj_id)] = doc
+                self._embeds[(table, obj_id)] = doc
         return found
 
     async def meta(self, key: str) -> str | None:
-        rows = await self.fetch("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self._lookup("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None

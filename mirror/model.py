@@ -115,13 +115,26 @@ class Payload(Field):
 
 
 @dataclass(frozen=True)
+class IdOf:
+    """Column source: the id of the ``table`` row whose ``column`` is doc[key].
+
+    Patchwork shows a patch's state by slug but filters and sorts by the
+    state's id; the mirror stores the id beside the slug.
+    """
+
+    table: str
+    column: str
+    key: str
+
+
+@dataclass(frozen=True)
 class Column:
     """A SQL column extracted from the stored document, for WHERE/ORDER BY."""
 
     name: str
     sqltype: str  # INTEGER / TEXT
-    #: Document key to copy, or a function of the document.
-    source: str | Callable[[dict[str, Any]], Any]
+    #: Document key to copy, a function of the document, or a lookup.
+    source: str | Callable[[dict[str, Any]], Any] | IdOf
     index: bool = False
 
 
@@ -169,8 +182,6 @@ class RefFilter(Filter):
     #: Value normalisation before the name lookup ('-' -> ' ' for states).
     dash_to_space: bool = False
     multiple: bool = True
-    #: Compare the looked-up object's id (``"id"``) or another column.
-    target_key: str = "id"
     #: Where a value must be an existing object of another resource than
     #: ``target`` (Patchwork's covers ``series`` filter validates against
     #: projects); see docs/compatibility.md.
@@ -290,6 +301,9 @@ class Resource:
     allow_detail: str = "GET, HEAD, OPTIONS"
     #: Fields to fetch a detail for when a list item lacks them.
     upstream_detail_only: tuple[str, ...] = ()
+    #: Composite indexes of the mirror (column names), so that orderings
+    #: with upstream's tie-breaking read an index instead of sorting.
+    indexes: tuple[tuple[str, ...], ...] = ()
     #: An index upstream scans, and sorts, when an ordering term sorts by
     #: one of its columns (``scan_index_orders``): SQLite reads the sort
     #: keys from the index, not the table, and fetches rows after sorting.

@@ -19,6 +19,7 @@ from mirror.model import (
     DateFilter,
     Embed,
     EmbedList,
+    IdOf,
     ListLink,
     Ordering,
     Parent,
@@ -112,7 +113,7 @@ BEFORE = DateFilter("before", "date", op="<")
 #: cover_covering_idx), as SQL expressions.
 _PATCH_COVERING_INDEX = (
     "t.archived",
-    "o_state.id",
+    "t.state_id",
     "t.delegate_id",
     "t.date",
     "t.project_id",
@@ -120,6 +121,11 @@ _PATCH_COVERING_INDEX = (
     "t.name",
 )
 _COVER_COVERING_INDEX = ("t.date", "t.project_id", "t.submitter_id", "t.name")
+
+
+def _columns_of(exprs: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(e.removeprefix("t.") for e in exprs)
+
 
 _COVER_DATE_INDEX: dict[str, Any] = {
     "indexed": True,
@@ -328,7 +334,7 @@ PATCHES = Resource(
         Column("submitter_id", "INTEGER", _id("submitter"), index=True),
         Column("delegate_id", "INTEGER", _id("delegate"), index=True),
         Column("series_id", "INTEGER", _first_id("series"), index=True),
-        Column("state", "TEXT", "state", index=True),
+        Column("state_id", "INTEGER", IdOf("states", "slug", "state"), index=True),
         Column("archived", "INTEGER", _bool("archived")),
         Column("hash", "TEXT", "hash", index=True),
         Column("msgid", "TEXT", "msgid", index=True),
@@ -340,16 +346,7 @@ PATCHES = Resource(
         RefFilter("series", "series_id", target="series"),
         SUBMITTER_FILTER,
         _by_user("delegate", "delegate_id"),
-        RefFilter(
-            "state",
-            "state",
-            target="states",
-            alt_column="name",
-            dash_to_space=True,
-            target_key="slug",
-            index=("o_state.id",),
-            index_joins=("state",),
-        ),
+        RefFilter("state", "state_id", target="states", alt_column="name", dash_to_space=True),
         BoolFilter("archived", "archived"),
         TextFilter("hash", "hash", since="1.2", iexact=True),
         TextFilter(
@@ -373,7 +370,7 @@ PATCHES = Resource(
         "state": Ordering("o_state.ordering", joins=("state",)),
         # Served upstream by the covering index (archived, state, delegate,
         # date, project, submitter, name), whose order decides ties.
-        "archived": Ordering("t.archived", joins=("state",), index_ties=_PATCH_COVERING_INDEX[1:]),
+        "archived": Ordering("t.archived", index_ties=_PATCH_COVERING_INDEX[1:]),
         "submitter": Ordering("t.submitter_id", index_ties=()),
         # Patchwork orders by the reverse relation to checks: one row per
         # check, in check id order, patches without checks first.
@@ -382,8 +379,12 @@ PATCHES = Resource(
     lookup="int",
     allow_detail="GET, PUT, PATCH, HEAD, OPTIONS",
     scan_index=_PATCH_COVERING_INDEX,
-    scan_index_joins=("state",),
     scan_index_orders=frozenset(("name", "date", "archived", "submitter")),
+    indexes=(
+        _columns_of(_PATCH_COVERING_INDEX),
+        ("name", *_columns_of(_PATCH_COVERING_INDEX)[:-1]),
+        ("date", "archived", "state_id", "delegate_id", "project_id", "submitter_id", "name"),
+    ),
     scan_index_excludes=frozenset(("hash",)),
 )
 
@@ -451,6 +452,7 @@ COVERS = Resource(
     },
     scan_index=_COVER_COVERING_INDEX,
     scan_index_orders=frozenset(("name", "date", "submitter")),
+    indexes=(_columns_of(_COVER_COVERING_INDEX), ("name", "date", "project_id", "submitter_id")),
 )
 
 SERIES = Resource(
@@ -758,6 +760,6 @@ INDEX = ("projects", "users", "people", "patches", "covers", "series", "events",
 #: Joins an ordering may need, by name: alias and ON clause.
 ORDERING_JOINS = {
     "project": "LEFT JOIN projects AS o_project ON o_project.id = t.project_id",
-    "state": "LEFT JOIN states AS o_state ON o_state.slug = t.state",
+    "state": "LEFT JOIN states AS o_state ON o_state.id = t.state_id",
     "check": "LEFT JOIN checks AS o_check ON o_check.patch_id = t.id",
 }

@@ -33,6 +33,11 @@ def _resource_tables() -> list[str]:
                 statements.append(
                     f"CREATE INDEX IF NOT EXISTS {res.table}_{col.name} ON {res.table} ({col.name})"
                 )
+        for columns in res.indexes:
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {res.table}_{'_'.join(columns)} "
+                f"ON {res.table} ({', '.join(columns)})"
+            )
     return statements
 
 

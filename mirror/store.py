@@ -17,7 +17,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from mirror.model import Resource
+from mirror.model import IdOf, Resource
 from mirror.resources import RESOURCES
 
 
@@ -46,12 +46,31 @@ class Batch:
         return sum(len(v) for v in self.docs.values())
 
 
-def _columns(res: Resource, doc: dict[str, Any]) -> list[Any]:
+Lookups = dict[IdOf, dict[Any, int]]
+
+
+def _columns(res: Resource, doc: dict[str, Any], lookups: Lookups) -> list[Any]:
     values = []
     for col in res.columns:
         src = col.source
-        values.append(doc.get(src) if isinstance(src, str) else src(doc))
+        if isinstance(src, str):
+            values.append(doc.get(src))
+        elif isinstance(src, IdOf):
+            values.append(lookups[src].get(doc.get(src.key)))
+        else:
+            values.append(src(doc))
     return values
+
+
+async def _lookups(db: aiosqlite.Connection, res: Resource) -> Lookups:
+    """The (small) tables ``IdOf`` columns of ``res`` resolve against."""
+    found: Lookups = {}
+    for col in res.columns:
+        if isinstance(col.source, IdOf):
+            src = col.source
+            rows = await db.execute_fetchall(f"SELECT {src.column}, id FROM {src.table}")
+            found[src] = {value: row_id for value, row_id in rows}
+    return found
 
 
 def _dumps(value: Any) -> str:
@@ -110,6 +129,7 @@ async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[s
         existing.update({r[0]: (r[1], r[2]) for r in rows})
 
     detail_keys = set(res.detail_keys)
+    lookups = await _lookups(db, res)
     rows_out = []
     for obj_id, fragment in docs.items():
         old_doc, old_detail = existing.get(obj_id, (None, None))
@@ -123,7 +143,12 @@ async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[s
             else:
                 doc[key] = value
         rows_out.append(
-            (obj_id, *_columns(res, doc), _dumps(doc), None if detail is None else _dumps(detail))
+            (
+                obj_id,
+                *_columns(res, doc, lookups),
+                _dumps(doc),
+                None if detail is None else _dumps(detail),
+            )
         )
 
     names = ["id", *(c.name for c in res.columns), "doc", "detail"]
