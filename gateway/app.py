@@ -103,6 +103,13 @@ async def handle(request: web.Request) -> web.Response:
     origin = _origin(request, state)
     if origin is None:
         return web.Response(status=400, text="Bad Request: invalid Host header\n")
+    anonymous_read = request.method in READ_METHODS and not _credentials(request)
+    key = (origin, request.rel_url.raw_path_qs)
+    if anonymous_read:
+        # Only anonymous reads of the API are ever cached: answer at once.
+        cached = state.cache.get(key)
+        if cached is not None:
+            return _respond(request, cached, state, "mirror")
 
     route = resolve_api(path) if path.startswith("/api/") else None
     if route is None:
@@ -111,7 +118,7 @@ async def handle(request: web.Request) -> web.Response:
             return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")
         return await _site(request, site, state)
 
-    if request.method not in READ_METHODS or _credentials(request):
+    if not anonymous_read:
         if state.proxy is None:
             return _respond(
                 request,
@@ -127,10 +134,8 @@ async def handle(request: web.Request) -> web.Response:
         # way the mirror's answer is the one it should have given.
         log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
 
-    key = (origin, request.rel_url.raw_path_qs)
-    answer = state.cache.get(key)
-    if answer is None:
-        answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
+    answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
+    if anonymous_read:
         state.cache.put(key, answer)
     return _respond(request, answer, state, "mirror")
 

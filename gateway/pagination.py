@@ -75,27 +75,33 @@ def paginate(params: MultiMapping[str], count: int) -> Page:
     return Page(number, size, count, num_pages)
 
 
-def _with_page(base: str, query: str, page: int | None) -> str:
-    items = parse_qs(query, keep_blank_values=True)
-    if page is None:
-        items.pop("page", None)
-    else:
-        items["page"] = [str(page)]
-    encoded = urlencode(sorted(items.items()), doseq=True)
-    return f"{base}?{encoded}" if encoded else base
-
-
 def link_header(base: str, query: str, page: Page) -> str:
     """The ``Link`` header for ``page`` of the list at ``base`` + ``query``.
 
     ``base`` is the absolute URL without query; ``query`` the raw query.
+    Like DRF, each link carries the query's parameters re-encoded with the
+    keys sorted and ``page`` set (or, for a ``prev`` link to page 1,
+    removed); we encode the other parameters once, around ``page``.
     """
+    items = parse_qs(query, keep_blank_values=True)
+    items.pop("page", None)
+    ordered = sorted(items.items())
+    before = urlencode([item for item in ordered if item[0] < "page"], doseq=True)
+    after = urlencode([item for item in ordered if item[0] > "page"], doseq=True)
+
+    def url(number: int | None) -> str:
+        parts = [before] if before else []
+        if number is not None:
+            parts.append(f"page={number}")
+        if after:
+            parts.append(after)
+        return f"{base}?{'&'.join(parts)}" if parts else base
+
     links = []
     if page.number < page.num_pages:
-        links.append(f'<{_with_page(base, query, page.number + 1)}>; rel="next"')
+        links.append(f'<{url(page.number + 1)}>; rel="next"')
     if page.number > 1:
-        prev = None if page.number == 2 else page.number - 1
-        links.append(f'<{_with_page(base, query, prev)}>; rel="prev"')
-    links.append(f'<{_with_page(base, query, 1)}>; rel="first"')
-    links.append(f'<{_with_page(base, query, page.num_pages)}>; rel="last"')
+        links.append(f'<{url(None if page.number == 2 else page.number - 1)}>; rel="prev"')
+    links.append(f'<{url(1)}>; rel="first"')
+    links.append(f'<{url(page.num_pages)}>; rel="last"')
     return ", ".join(links)

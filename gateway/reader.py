@@ -1,10 +1,13 @@
 """Reading the mirror: pages, details and the objects they embed.
 
-Queries whose cost grows with the data (filters, counts, sorted pages) run
-on a small pool of aiosqlite connections, off the event loop.  Look-ups by
-primary key (the documents of a page, the objects they embed, one detail)
-take tens of microseconds, less than a trip to another thread, so they run
-on a connection of the event loop's own thread.  Parsed documents are kept
+Most queries take tens of microseconds, less than a trip to another
+thread, so they run on a connection of the event loop's own thread: every
+look-up by primary key (the documents of a page, the objects they embed,
+one detail), and any other query that finishes within a small budget of
+SQLite steps.  A query that exceeds the budget (a deep page, a count over
+a large filter) is interrupted and run again on a small pool of aiosqlite
+connections, off the event loop, so one costly request never stalls the
+others.  Parsed documents are kept
 in an LRU cache; it (and the response cache, through ``on_change``) is
 dropped as soon as SQLite's ``data_version`` shows that the sync worker
 has written.
@@ -32,6 +35,11 @@ from mirror import schema
 
 log = logging.getLogger(__name__)
 
+#: SQLite virtual-machine steps a query may take on the event loop's thread
+#: (a few hundred microseconds) before it is moved off it.
+INLINE_BUDGET = 5000
+_TICK = 100
+
 
 class Reader:
     def __init__(self, path: Path, *, connections: int = 3, object_cache: int = 20_000) -> None:
@@ -43,7 +51,7 @@ class Reader:
         self._embeds: LRUCache[Ref, Doc] = LRUCache(maxsize=object_cache)
         #: Rendered objects, keyed by whatever their rendering depends on;
         #: see ``gateway.api``.  Dropped, like every cache, on change.
-        self.rendered: LRUCache[tuple[Any, ...], Doc] = LRUCache(maxsize=object_cache)
+        self.rendered: LRUCache[tuple[Any, ...], bytes] = LRUCache(maxsize=object_cache)
         self._listeners: list[Callable[[], None]] = []
         self._watch: asyncio.Task[None] | None = None
         self._data_version: int | None = None
@@ -113,6 +121,26 @@ class Reader:
         """Run a query whose cost may grow with the data, off the event loop."""
         return list(await self._conn().execute_fetchall(sql, args))
 
+    async def fetch_fast(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a query here if it is cheap, else off the event loop."""
+        assert self._direct is not None, "reader is not open"
+        ticks = 0
+
+        def over_budget() -> bool:
+            nonlocal ticks
+            ticks += 1
+            return ticks > INLINE_BUDGET // _TICK
+
+        self._direct.set_progress_handler(over_budget, _TICK)
+        try:
+            return self._direct.execute(sql, args).fetchall()
+        except sqlite3.OperationalError:
+            if ticks <= INLINE_BUDGET // _TICK:
+                raise
+        finally:
+            self._direct.set_progress_handler(None, 0)
+        return await self.fetch(sql, args)
+
     def _lookup(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a primary-key look-up (cheap and bounded) on this thread."""
         assert self._direct is not None, "reader is not open"
@@ -123,7 +151,7 @@ class Reader:
         key = (sql, tuple(query.args))
         cached = self._counts.get(key)
         if cached is None:
-            cached = (await self.fetch(sql, query.args))[0][0]
+            cached = (await self.fetch_fast(sql, query.args))[0][0]
             self._counts[key] = cached
         return cached
 
@@ -137,7 +165,7 @@ class Reader:
             f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
             f"{query.where_sql()} ORDER BY {query.order_by} LIMIT ? OFFSET ?"
         )
-        return [row[0] for row in await self.fetch(sql, [*query.args, limit, offset])]
+        return [row[0] for row in await self.fetch_fast(sql, [*query.args, limit, offset])]
 
     async def one(self, table: str, query: Query) -> Doc | None:
         """The first object matching ``query``, with its detail-only keys."""

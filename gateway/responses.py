@@ -38,14 +38,22 @@ def json_body(data: Any) -> bytes:
     return body
 
 
-def json_answer(status: int, data: Any, allow: str | None = None, **headers: str) -> Answer:
+def json_answer(
+    status: int, data: Any, allow: str | None = None, link: str | None = None
+) -> Answer:
+    return json_bytes_answer(status, json_body(data), allow, link)
+
+
+def json_bytes_answer(
+    status: int, body: bytes, allow: str | None = None, link: str | None = None
+) -> Answer:
     hdrs = [("Content-Type", JSON)]
-    if "link" in headers:
-        hdrs.append(("Link", headers.pop("link")))
+    if link:
+        hdrs.append(("Link", link))
     if allow:
         hdrs.append(("Allow", allow))
     hdrs.append(("Vary", "Accept"))
-    return Answer(status, json_body(data), tuple(hdrs))
+    return Answer(status, body, tuple(hdrs))
 
 
 def detail(status: int, message: str, allow: str | None = None) -> Answer:

@@ -301,8 +301,9 @@ class Resource:
     allow_detail: str = "GET, HEAD, OPTIONS"
     #: Fields to fetch a detail for when a list item lacks them.
     upstream_detail_only: tuple[str, ...] = ()
-    #: Composite indexes of the mirror (column names), so that orderings
-    #: with upstream's tie-breaking read an index instead of sorting.
+    #: Composite indexes of the mirror (column names, optionally "DESC"),
+    #: so that common orderings, with upstream's tie-breaking, read an
+    #: index instead of sorting.
     indexes: tuple[tuple[str, ...], ...] = ()
     #: An index upstream scans, and sorts, when an ordering term sorts by
     #: one of its columns (``scan_index_orders``): SQLite reads the sort

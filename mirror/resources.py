@@ -384,6 +384,18 @@ PATCHES = Resource(
         _columns_of(_PATCH_COVERING_INDEX),
         ("name", *_columns_of(_PATCH_COVERING_INDEX)[:-1]),
         ("date", "archived", "state_id", "delegate_id", "project_id", "submitter_id", "name"),
+        # order=-date (b4 and friends), whole and per project.
+        (
+            "date DESC",
+            "archived",
+            "state_id",
+            "delegate_id",
+            "project_id",
+            "submitter_id",
+            "name",
+            "id",
+        ),
+        ("project_id", "date DESC", "id"),
     ),
     scan_index_excludes=frozenset(("hash",)),
 )
@@ -735,6 +747,12 @@ EVENTS = Resource(
     ),
     orderings={"date": Ordering("t.date")},
     default_order="-date",
+    # Newest first is how every CI bot polls events: read it off an index.
+    indexes=(
+        ("date DESC", "id"),
+        ("project_id", "date DESC", "id"),
+        ("category", "date DESC", "id"),
+    ),
 )
 
 RESOURCES: dict[str, Resource] = {

@@ -34,9 +34,10 @@ def _resource_tables() -> list[str]:
                     f"CREATE INDEX IF NOT EXISTS {res.table}_{col.name} ON {res.table} ({col.name})"
                 )
         for columns in res.indexes:
+            name = "_".join(c.replace(" DESC", "_desc") for c in columns)
+            listed = ", ".join(columns)
             statements.append(
-                f"CREATE INDEX IF NOT EXISTS {res.table}_{'_'.join(columns)} "
-                f"ON {res.table} ({', '.join(columns)})"
+                f"CREATE INDEX IF NOT EXISTS {res.table}_{name} ON {res.table} ({listed})"
             )
     return statements
 
