@@ -7,6 +7,8 @@ checks, filters, pagination with its ``Link`` header, rendering.
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from multidict import MultiMapping
 
 from gateway import pagination, query
@@ -27,6 +29,13 @@ from mirror.resources import INDEX, RESOURCES
 NOT_AUTHENTICATED = "Authentication credentials were not provided."
 
 
+def allowed(route: ApiRoute) -> str:
+    """The ``Allow`` header of the view serving ``route``."""
+    if route.resource is None:
+        return "GET, HEAD, OPTIONS"
+    return route.resource.allow_list if route.kind == "list" else route.resource.allow_detail
+
+
 def _no_match(model: str) -> str:
     return f"No {model} matches the given query."
 
@@ -39,9 +48,11 @@ async def serve(
     origin: str,
     reader: Reader,
 ) -> Answer:
-    ctx = Context(origin, route.version, effective_version(route.version))
+    formats = params.getall("format", [])
+    suffix = "?" + urlencode({"format": formats[-1]}) if formats else ""
+    ctx = Context(origin, route.version, effective_version(route.version), suffix)
     if route.kind == "index":
-        data = {name: f"{ctx.api}{RESOURCES[name].path}/" for name in INDEX}
+        data = {name: f"{ctx.api}{RESOURCES[name].path}/{suffix}" for name in INDEX}
         return json_answer(200, data, "GET, HEAD, OPTIONS")
     res = route.resource
     assert res is not None
@@ -106,7 +117,7 @@ async def _render_list(res: Resource, ids: list[int], ctx: Context, reader: Read
     polling with ever-changing ``since`` values miss the response cache
     but keep hitting this one, which keeps each item's encoded JSON.
     """
-    base = (res.name, ctx.effective, ctx.api, ctx.origin)
+    base = (res.name, ctx.effective, ctx.api, ctx.origin, ctx.suffix)
     done: dict[int, bytes] = {}
     missing = []
     for obj_id in ids:

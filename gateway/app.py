@@ -19,6 +19,7 @@ from aiohttp import web
 from gateway import api
 from gateway.cache import ResponseCache
 from gateway.config import Config
+from gateway.negotiation import Choice, negotiate
 from gateway.proxy import Proxy
 from gateway.reader import Reader
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
@@ -103,10 +104,13 @@ async def handle(request: web.Request) -> web.Response:
     origin = _origin(request, state)
     if origin is None:
         return web.Response(status=400, text="Bad Request: invalid Host header\n")
-    anonymous_read = request.method in READ_METHODS and not _credentials(request)
+    read = request.method in READ_METHODS
+    formats = request.query.getall("format", [])
+    choice = negotiate(formats[-1] if formats else None, request.headers.get("Accept"))
+    anonymous_read = read and not _credentials(request) and choice is Choice.JSON
     key = (origin, request.rel_url.raw_path_qs)
     if anonymous_read:
-        # Only anonymous reads of the API are ever cached: answer at once.
+        # Only anonymous JSON reads of the API are ever cached: answer at once.
         cached = state.cache.get(key)
         if cached is not None:
             return _respond(request, cached, state, "mirror")
@@ -118,21 +122,30 @@ async def handle(request: web.Request) -> web.Response:
             return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")
         return await _site(request, site, state)
 
+    if read and choice is Choice.NO_SUCH_FORMAT:
+        return _respond(request, detail(404, "Not found.", api.allowed(route)), state, "mirror")
+    if read and choice is Choice.NOT_ACCEPTABLE:
+        message = "Could not satisfy the request Accept header."
+        return _respond(request, detail(406, message, api.allowed(route)), state, "mirror")
+
+    # Credentials and writes go upstream, as do requests for the browsable
+    # (HTML) API, which only the upstream renders for now.
     if not anonymous_read:
-        if state.proxy is None:
+        if state.proxy is None and not (read and _public(route)):
             return _respond(
                 request,
                 detail(503, "This gateway has no upstream to forward this request to."),
                 state,
                 "mirror",
             )
-        answer = await state.proxy.forward(request, origin)
-        if not (answer.status >= 500 and request.method in READ_METHODS and _public(route)):
-            return _respond(request, answer, state, "upstream")
-        # Upstream failed on a read of public data: credentials passed its
-        # authentication (else it answers 403 first) or it is down; either
-        # way the mirror's answer is the one it should have given.
-        log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
+        if state.proxy is not None:
+            answer = await state.proxy.forward(request, origin)
+            if not (answer.status >= 500 and read and _public(route)):
+                return _respond(request, answer, state, "upstream")
+            # Upstream failed on a read of public data: credentials passed
+            # its authentication (else it answers 403 first) or it is down;
+            # either way the mirror's JSON is the best answer left.
+            log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
 
     answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
     if anonymous_read:

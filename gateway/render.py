@@ -51,15 +51,19 @@ _OMIT = object()
 class Context:
     """Per-request facts that URLs depend on."""
 
-    __slots__ = ("api", "effective", "origin", "root", "version")
+    __slots__ = ("api", "effective", "origin", "root", "suffix", "version")
 
-    def __init__(self, origin: str, version: str | None, effective: str) -> None:
+    def __init__(self, origin: str, version: str | None, effective: str, suffix: str = "") -> None:
         self.origin = origin  # "http://gateway:8080"
         self.version = version  # the version segment as requested ("1x4"), or None
         self.effective = effective  # the version whose fields are shown
         #: Unversioned and versioned API roots, e.g. ``http://gw/api/1.2/``.
         self.root = f"{origin}/api/"
         self.api = f"{self.root}{version}/" if version else self.root
+        #: Appended to the URLs DRF builds with its ``reverse()`` and the
+        #: request (``url``, series dependencies, the index): the request's
+        #: ``format`` parameter, which DRF carries over ("?format=json").
+        self.suffix = suffix
 
 
 def effective_version(requested: str | None) -> str:
@@ -80,7 +84,7 @@ def _field(field: Field, effective: str) -> Renderer:
         return lambda doc, emb, ctx: doc.get(key)
     if isinstance(field, SelfUrl):
         template = field.template
-        return lambda doc, emb, ctx: ctx.api + template.format_map(doc)
+        return lambda doc, emb, ctx: ctx.api + template.format_map(doc) + ctx.suffix
     if isinstance(field, ListLink):
         template = field.template
         return lambda doc, emb, ctx: ctx.root + template.format_map(doc)
@@ -124,7 +128,7 @@ def _field(field: Field, effective: str) -> Renderer:
                 project = emb.docs.get(("projects", doc.get("project")))
                 if not project or not project.get(flag):
                     return _OMIT
-            return [ctx.api + template.format(ref) for ref in doc.get(key) or ()]
+            return [ctx.api + template.format(ref) + ctx.suffix for ref in doc.get(key) or ()]
 
         return urls
     if isinstance(field, Payload):
@@ -173,7 +177,7 @@ def _object_renderer(fields: tuple[Field, ...], effective: str) -> Renderer:
             expr = f"g({key!r})"
         elif isinstance(field, SelfUrl):
             namespace[f"T{i}"] = field.template
-            expr = f"ctx.api + T{i}.format_map(doc)"
+            expr = f"ctx.api + T{i}.format_map(doc) + ctx.suffix"
         elif isinstance(field, ListLink):
             namespace[f"T{i}"] = field.template
             expr = f"ctx.root + T{i}.format_map(doc)"

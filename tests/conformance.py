@@ -81,7 +81,7 @@ def ask(case: dict[str, Any], gateway: str, upstream: str) -> tuple[Reply, str, 
     goes where it should, and compare what the upstream answers.
     Returns the reply, the origin it should carry, and an error if any.
     """
-    headers = {"Accept": "application/json", **auth_header(case["auth"])}
+    headers = {**auth_header(case["auth"]), **case.get("request_headers", {})}
     reply = request(case["method"], gateway + case["path"], headers)
     path = case["path"]
     if not path.startswith("/api") and reply.status == 302 and case["status"] != 302:

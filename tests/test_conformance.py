@@ -57,3 +57,17 @@ def test_generated_case(deployment, case):
     reply, origin, error = ask(case, deployment.gateway, deployment.upstream)
     assert error is None, error
     assert differences(case, reply, origin) == []
+
+
+# Odd paths, the format parameter and Accept headers, answered by the same
+# local Patchwork.
+EXTRA = cases(FIXTURES / "extra.jsonl.xz")
+
+
+@pytest.mark.parametrize(
+    "case", EXTRA, ids=[f"{c.get('request_headers', {}).get('Accept')}:{_id(c)}" for c in EXTRA]
+)
+def test_extra_case(deployment, case):
+    reply, origin, error = ask(case, deployment.gateway, deployment.upstream)
+    assert error is None, error
+    assert differences(case, reply, origin) == []
