@@ -61,13 +61,15 @@ async def serve(
     return await _detail(res, route, params, ctx, reader)
 
 
-async def _parent_missing(res: Resource, route: ApiRoute, reader: Reader) -> str | None:
-    if res.parent is None or route.parent_id is None:
-        return None
-    parent = RESOURCES[res.parent.resource]
-    if await reader.exists(parent.table, route.parent_id):
-        return None
-    return _no_match(parent.model)
+async def _refusal(res: Resource, route: ApiRoute, reader: Reader, allow: str) -> Answer | None:
+    """Patchwork's answer before any filtering: no permission, no parent."""
+    if res.requires_auth:
+        return detail(403, NOT_AUTHENTICATED, allow)
+    if res.parent is not None and route.parent_id is not None:
+        parent = RESOURCES[res.parent.resource]
+        if not await reader.exists(parent.table, route.parent_id):
+            return detail(404, _no_match(parent.model), allow)
+    return None
 
 
 async def _list(
@@ -80,11 +82,9 @@ async def _list(
     reader: Reader,
 ) -> Answer:
     allow = res.allow_list
-    if res.requires_auth:
-        return detail(403, NOT_AUTHENTICATED, allow)
-    missing = await _parent_missing(res, route, reader)
-    if missing:
-        return detail(404, missing, allow)
+    refusal = await _refusal(res, route, reader, allow)
+    if refusal:
+        return refusal
     if "\x00" in "".join(params.getall("q", [])):
         return json_answer(400, ["Null characters are not allowed."], allow)
 
@@ -142,11 +142,9 @@ async def _detail(
     res: Resource, route: ApiRoute, params: MultiMapping[str], ctx: Context, reader: Reader
 ) -> Answer:
     allow = res.allow_detail
-    if res.requires_auth:
-        return detail(403, NOT_AUTHENTICATED, allow)
-    missing = await _parent_missing(res, route, reader)
-    if missing:
-        return detail(404, missing, allow)
+    refusal = await _refusal(res, route, reader, allow)
+    if refusal:
+        return refusal
 
     try:
         q = await query.build(

@@ -258,14 +258,7 @@ USERS = Resource(
         Value("last_name"),
         Value("email"),
     ),
-    embedded=(
-        Value("id"),
-        SelfUrl("url", template="users/{id}/"),
-        Value("username"),
-        Value("first_name"),
-        Value("last_name"),
-        Value("email"),
-    ),
+    # Embedded users are shown whole (``embedded`` left empty).
     columns=(
         Column("username", "TEXT", "username", index=True),
         Column("first_name", "TEXT", "first_name"),
