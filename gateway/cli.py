@@ -50,9 +50,10 @@ async def _sync_once(config: Config) -> None:
         await upstream.close()
         await db.close()
     log.info(
-        "sync complete: %d requests, %d objects written, %.1fs%s",
-        upstream.requests,
+        "sync complete: %d requests, %d objects written, %d deleted, %.1fs%s",
+        report.requests,
         report.objects,
+        report.deleted,
         report.seconds,
         f"; not visible to the sync identity: {', '.join(report.skipped)}"
         if report.skipped
@@ -127,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_sync_once(config))
         else:
             _serve(config)
-    except (SyncError, UpstreamError, schema.SchemaTooNew) as exc:
+    except (SyncError, UpstreamError, schema.SchemaTooNew, schema.LayoutMismatch) as exc:
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

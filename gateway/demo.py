@@ -56,7 +56,13 @@ async def build(storage: Path) -> Path:
     path = demo_path(storage)
     fixtures = fixtures_dir()
     crawl = fixtures / "crawl.jsonl.xz"
-    db = await schema.connect(path)
+    try:
+        db = await schema.connect(path)
+    except (schema.LayoutMismatch, schema.SchemaTooNew):
+        log.info("the demo mirror %s is from another build: building it anew", path)
+        for stale in path.parent.glob(path.name + "*"):
+            stale.unlink()
+        db = await schema.connect(path)
     try:
         if await store.get_meta(db, "sync.state") == "complete":
             return path

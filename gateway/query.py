@@ -146,7 +146,11 @@ def date_bound(text: str) -> str:
     if value is None:
         raise EmptyResult
     if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        try:
+            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        except OverflowError:
+            # Past the calendar's ends: later or earlier than every date.
+            return "9999-99" if value.year == dt.MAXYEAR else "0000"
     return value.isoformat()
 
 
@@ -250,14 +254,31 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
         query.narrowed_by(flt)
 
 
+def _all_of(conditions: list[str]) -> str:
+    """AND the conditions as a balanced tree, within SQLite's depth limit."""
+    if not conditions:
+        return "1"
+    if len(conditions) == 1:
+        return conditions[0]
+    middle = len(conditions) // 2
+    return f"({_all_of(conditions[:middle])} AND {_all_of(conditions[middle:])})"
+
+
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
-    """The valid terms of ``order`` (the last one given), else the default."""
+    """The valid terms of ``order`` (the last one given), else the default.
+
+    A field named twice counts once, where first named, as Django orders
+    by a column once.
+    """
     raw = _last(params, "order")
     if raw:
-        terms = [t.strip() for t in raw.split(",")]
-        valid = [t for t in terms if t.removeprefix("-") in res.orderings]
+        valid: dict[str, str] = {}
+        for term in (t.strip() for t in raw.split(",")):
+            name = term.removeprefix("-")
+            if name in res.orderings:
+                valid.setdefault(name, term)
         if valid:
-            return valid
+            return list(valid.values())
     return [res.default_order]
 
 
@@ -349,9 +370,10 @@ async def build(
     if for_list:
         q = _last(params, "q")
         if q and res.search:
-            for term in search_terms(q):
-                ors = " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search)
-                query.where.append(f"({ors})")
+            ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
+            terms = search_terms(q)
+            query.where.append(_all_of([ors] * len(terms)))
+            for term in terms:
                 query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
         _order(res, ordering_terms(res, params), query)
     return query

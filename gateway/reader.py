@@ -41,6 +41,11 @@ INLINE_BUDGET = 5000
 _TICK = 100
 
 
+def _storable(obj_id: int) -> bool:
+    """Whether an id fits SQLite's integers (larger ones name nothing)."""
+    return -(2**63) <= obj_id < 2**63
+
+
 class Reader:
     def __init__(self, path: Path, *, connections: int = 3, object_cache: int = 20_000) -> None:
         self.path = path
@@ -179,6 +184,8 @@ class Reader:
         return doc
 
     async def exists(self, table: str, obj_id: int) -> bool:
+        if not _storable(obj_id):
+            return False
         return bool(self._lookup(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
 
     async def embeds(self, refs: Iterable[Ref]) -> dict[Ref, Doc]:
@@ -186,7 +193,7 @@ class Reader:
         found: dict[Ref, Doc] = {}
         missing: dict[str, set[int]] = defaultdict(set)
         for ref in refs:
-            if ref in found:
+            if ref in found or not _storable(ref[1]):
                 continue
             doc = self._embeds.get(ref)
             if doc is None:

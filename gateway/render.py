@@ -106,6 +106,10 @@ def _field(field: Field, effective: str) -> Renderer:
             return _embedded(inner, table, ref, emb, ctx)
 
         return one
+    if isinstance(field, EmbedList) and field.copy:
+        inner = embedded_renderer(field.target, effective)
+        no_embeds = Embeds({})
+        return lambda doc, emb, ctx: [inner(item, no_embeds, ctx) for item in doc.get(key) or ()]
     if isinstance(field, EmbedList):
         table = RESOURCES[field.target].table
         inner = embedded_renderer(field.target, effective)
@@ -239,7 +243,7 @@ def _plan(fields: tuple[Field, ...]) -> list[tuple[str, str, str, Any]]:
         key = getattr(field, "key", None) or field.name
         if isinstance(field, Embed):
             plan.append(("one", RESOURCES[field.target].table, key, None))
-        elif isinstance(field, EmbedList):
+        elif isinstance(field, EmbedList) and not field.copy:
             plan.append(("many", RESOURCES[field.target].table, key, None))
         elif isinstance(field, UrlList) and field.project_flag:
             plan.append(("one", "projects", "project", None))

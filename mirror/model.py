@@ -84,10 +84,16 @@ class Embed(Field):
 
 @dataclass(frozen=True)
 class EmbedList(Field):
-    """A list of embedded objects, in the stored order."""
+    """A list of embedded objects, in the stored order.
+
+    With ``copy`` the objects are stored inline, as upstream gave them,
+    instead of by reference: a project's maintainers are user *profiles*,
+    whose ids need not be their users' ids.
+    """
 
     target: str = ""
     key: str | None = None
+    copy: bool = False
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,8 @@ class UrlList(Field):
 class Payload(Field):
     """The event ``payload``: which fields it holds depends on the category.
 
-    ``categories`` maps a category to ``(output name, field)`` pairs.
+    ``categories`` maps a category to the fields its payload shows; a
+    field's name is its key in the payload, its ``key`` the stored one.
     """
 
     categories: dict[str, tuple[Field, ...]] = field(default_factory=dict)
@@ -299,8 +306,9 @@ class Resource:
     lookup: str = "int"
     allow_list: str = "GET, HEAD, OPTIONS"
     allow_detail: str = "GET, HEAD, OPTIONS"
-    #: Fields to fetch a detail for when a list item lacks them.
-    upstream_detail_only: tuple[str, ...] = ()
+    #: What upstream deletes along with an object of this resource (its
+    #: foreign keys cascade): (resource, column holding this object's id).
+    cascade: tuple[tuple[str, str], ...] = ()
     #: Composite indexes of the mirror (column names, optionally "DESC"),
     #: so that common orderings, with upstream's tie-breaking, read an
     #: index instead of sorting.

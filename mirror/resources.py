@@ -156,7 +156,7 @@ PROJECTS = Resource(
         Value("web_url"),
         Value("scm_url"),
         Value("webscm_url"),
-        EmbedList("maintainers", target="users"),
+        EmbedList("maintainers", target="users", copy=True),
         Value("subject_match", since="1.1"),
         Value("list_archive_url", since="1.2"),
         Value("list_archive_url_format", since="1.2"),
@@ -311,7 +311,6 @@ PATCHES = Resource(
         Value("prefixes"),
     ),
     detail_keys=("headers", "content", "diff", "prefixes"),
-    upstream_detail_only=("headers", "content", "diff", "prefixes"),
     embedded=(
         Value("id"),
         SelfUrl("url", template="patches/{id}/"),
@@ -391,6 +390,7 @@ PATCHES = Resource(
         ("project_id", "date DESC", "id"),
     ),
     scan_index_excludes=frozenset(("hash",)),
+    cascade=(("patch_comments", "patch_id"), ("checks", "patch_id"), ("events", "patch_id")),
 )
 
 COVERS = Resource(
@@ -414,7 +414,6 @@ COVERS = Resource(
     ),
     detail_fields=(Value("headers"), Value("content")),
     detail_keys=("headers", "content"),
-    upstream_detail_only=("headers", "content"),
     embedded=(
         Value("id"),
         SelfUrl("url", template="covers/{id}/"),
@@ -458,6 +457,7 @@ COVERS = Resource(
     scan_index=_COVER_COVERING_INDEX,
     scan_index_orders=frozenset(("name", "date", "submitter")),
     indexes=(_columns_of(_COVER_COVERING_INDEX), ("name", "date", "project_id", "submitter_id")),
+    cascade=(("cover_comments", "cover_id"), ("events", "cover_id")),
 )
 
 SERIES = Resource(
@@ -519,6 +519,7 @@ SERIES = Resource(
         # Upstream 500s (a property, not a column); intended: the flag.
         "received_all": Ordering("t.received_all"),
     },
+    cascade=(("events", "series_id"),),
 )
 
 BUNDLES = Resource(

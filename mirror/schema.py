@@ -8,6 +8,7 @@ kept last so list queries never read them).
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -74,6 +75,40 @@ class SchemaTooNew(RuntimeError):
     """The file was written by a newer version of this program."""
 
 
+class LayoutMismatch(RuntimeError):
+    """The file's tables or stored documents are laid out otherwise."""
+
+
+def layout() -> str:
+    """A fingerprint of what the code expects of a mirror of this version.
+
+    It covers the tables and indexes and how each resource's documents are
+    stored, so that a file written by another build of the same schema
+    version (during development, say) is refused rather than misread.
+    A migration that changes either must also record the new fingerprint.
+    """
+    described = [
+        (res.name, res.fields, res.detail_fields, res.embedded, res.detail_keys)
+        for res in RESOURCES.values()
+    ]
+    text = repr((_resource_tables(), described))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _check_layout(conn: sqlite3.Connection, created: bool) -> None:
+    expected = layout()
+    if created:
+        conn.execute("INSERT INTO meta (key, value) VALUES ('schema.layout', ?)", (expected,))
+        return
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema.layout'").fetchone()
+    found = row[0] if row else "unknown"
+    if found != expected:
+        raise LayoutMismatch(
+            f"the mirror was written by another build of this program (layout {found}, "
+            f"this one expects {expected}); sync anew into another file or delete this one"
+        )
+
+
 def migrate(conn: sqlite3.Connection) -> None:
     """Bring the schema up to date, one transaction per migration step.
 
@@ -113,7 +148,9 @@ def prepare(path: str | Path) -> None:
     try:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA busy_timeout = 10000")
+        created = conn.execute("PRAGMA user_version").fetchone()[0] == 0
         migrate(conn)
+        _check_layout(conn, created)
     finally:
         conn.close()
 

@@ -28,6 +28,11 @@ class Batch:
         self.docs: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
         #: Sync progress marks committed together with the documents.
         self.marks: list[tuple[str, int]] = []
+        #: Objects upstream no longer has: (resource, id).
+        self.deletions: list[tuple[str, int]] = []
+        #: Complete child lists: (child resource, parent id, child ids);
+        #: children of that parent not listed are gone upstream.
+        self.children: list[tuple[str, int, list[int]]] = []
 
     def add(self, resource: str, doc: dict[str, Any]) -> None:
         existing = self.docs[resource].get(doc["id"])
@@ -41,9 +46,11 @@ class Batch:
             for doc in docs.values():
                 self.add(resource, doc)
         self.marks.extend(other.marks)
+        self.deletions.extend(other.deletions)
+        self.children.extend(other.children)
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self.docs.values())
+        return sum(len(v) for v in self.docs.values()) + len(self.deletions)
 
 
 Lookups = dict[IdOf, dict[Any, int]]
@@ -97,8 +104,8 @@ async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None
 
 
 async def write(db: aiosqlite.Connection, batch: Batch) -> None:
-    """Merge ``batch`` (documents and marks) into the mirror in one transaction."""
-    if not batch.docs and not batch.marks:
+    """Merge ``batch`` (documents, deletions, marks) into the mirror in one transaction."""
+    if not (batch.docs or batch.marks or batch.deletions or batch.children):
         return
     await db.execute("BEGIN IMMEDIATE")
     try:
@@ -107,6 +114,10 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> None:
             if name == "patches":
                 await _ensure_states(db, (d.get("state") for d in docs.values()))
             await _merge(db, res, docs)
+        for child, parent_id, kept in batch.children:
+            await _drop_children(db, RESOURCES[child], parent_id, kept)
+        for resource, obj_id in batch.deletions:
+            await _delete(db, RESOURCES[resource], [obj_id])
         if batch.marks:
             await db.executemany(
                 "INSERT OR IGNORE INTO sync_marks (kind, id) VALUES (?, ?)", batch.marks
@@ -156,6 +167,33 @@ async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[s
     await db.executemany(
         f"INSERT OR REPLACE INTO {res.table} ({','.join(names)}) VALUES ({marks})", rows_out
     )
+
+
+async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> None:
+    """Delete objects, and what upstream deletes with them."""
+    if not ids:
+        return
+    for chunk_start in range(0, len(ids), 500):
+        chunk = ids[chunk_start : chunk_start + 500]
+        marks = ",".join("?" * len(chunk))
+        for child, column in res.cascade:
+            table = RESOURCES[child].table
+            rows = await db.execute_fetchall(
+                f"SELECT id FROM {table} WHERE {column} IN ({marks})", chunk
+            )
+            await _delete(db, RESOURCES[child], [r[0] for r in rows])
+        await db.execute(f"DELETE FROM {res.table} WHERE id IN ({marks})", chunk)
+
+
+async def _drop_children(
+    db: aiosqlite.Connection, res: Resource, parent_id: int, kept: list[int]
+) -> None:
+    assert res.parent is not None
+    rows = await db.execute_fetchall(
+        f"SELECT id FROM {res.table} WHERE {res.parent.column} = ?", (parent_id,)
+    )
+    gone = [r[0] for r in rows if r[0] not in set(kept)]
+    await _delete(db, res, gone)
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:

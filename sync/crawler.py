@@ -1,15 +1,26 @@
 """The initial (and refreshing) full crawl of an upstream Patchwork.
 
 Phases, in order: the API index and the upstream's 404 page; every page of
-every list (``per_page=250``); the details that lists leave out (a patch's
-``content``, ``diff`` and ``headers``; a cover's); every page of each
-patch's and cover's comments and each patch's checks.
+every list (``per_page=250``); every page of each patch's and cover's
+comments and each patch's checks; the details that lists leave out (a
+patch's ``content``, ``diff`` and ``headers``; a cover's); and last, a
+sweep for objects upstream no longer lists.
 
-Every unit of work (a list page, a detail, an object's sub-list) is
-written to the mirror in the same transaction as a mark saying it is done,
-so an interrupted sync, run again, continues where it stopped and never
+Every unit of work (a list page, a sub-list, a detail) is written to the
+mirror in the same transaction as a mark saying it is done, so an
+interrupted sync, run again, continues where it stopped and never
 duplicates: all writes are upserts by upstream id.  A run that finds the
 previous pass complete starts a new pass, refreshing everything.
+
+Lists in id order are fetched concurrently, page by page.  The events
+list is newest first, so new events shift older ones towards later
+pages; it is fetched in order, following ``next`` links, so that a shift
+can only make an event come twice, never be missed.
+
+The sweep removes what upstream deleted (or made invisible to the sync
+identity: a bundle made private), cascading as upstream does.  Since a
+list can shift while it is crawled, an object missing from it is only
+deleted once its own URL answers 404.
 """
 
 from __future__ import annotations
@@ -18,9 +29,10 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import aiosqlite
 import orjson
@@ -42,6 +54,8 @@ PROBE_404 = f"{API}/patchwork-gateway-404-probe/"
 
 #: Top-level lists, in crawl order: referenced objects first.
 LISTS = ("projects", "users", "people", "series", "covers", "patches", "bundles", "events")
+#: Lists that may be refused to the sync identity (anonymous: people, users).
+MAY_BE_REFUSED = frozenset(("users", "people"))
 #: Sub-lists crawled per object: (parent resource, child resource).
 SUBLISTS = (("patches", "patch_comments"), ("patches", "checks"), ("covers", "cover_comments"))
 
@@ -49,15 +63,22 @@ _LAST = re.compile(r'<([^>]*)>;\s*rel="last"')
 _NEXT = re.compile(r'<([^>]*)>;\s*rel="next"')
 _PAGE = re.compile(r"[?&]page=([0-9]+)")
 
+T = TypeVar("T")
+
 
 class SyncError(Exception):
-    """The sync cannot go on (wrong upstream, not a Patchwork API...)."""
+    """The sync cannot go on (wrong upstream, refused credentials...)."""
+
+
+class Refused(SyncError):
+    """Upstream answered 401 or 403."""
 
 
 @dataclass
 class Report:
-    pages: int = 0
+    requests: int = 0
     objects: int = 0
+    deleted: int = 0
     skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -82,27 +103,44 @@ class Writer:
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
 
+    async def _unless_failed(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable``, raising at once if the writer has failed."""
+        assert self._task is not None
+        waiter = asyncio.ensure_future(awaitable)
+        done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        if waiter not in done:
+            waiter.cancel()
+            self._task.result()  # raises the writer's error
+            raise SyncError("the writer stopped")
+        return waiter.result()
+
     async def put(self, batch: Batch) -> None:
-        if self._task is not None and self._task.done():
-            self._task.result()  # surface the writer's failure
-        await self._queue.put(batch)
+        await self._unless_failed(self._queue.put(batch))
+
+    async def flush(self) -> None:
+        """Wait until everything put so far is committed."""
+        await self._unless_failed(self._queue.join())
+
+    async def close(self) -> None:
+        """Commit what is queued and stop (surfacing a failure, if any)."""
+        if self._task is None:
+            return
+        if not self._task.done():
+            await self._unless_failed(self._queue.put(None))
+        await self._task
 
     async def _run(self) -> None:
         while True:
             item = await self._queue.get()
-            taken = 1
-            if item is None:
-                self._queue.task_done()
-                return
-            combined = item
-            stop = False
-            while not self._queue.empty() and len(combined) < 5000:
+            taken, stop = 1, item is None
+            combined = Batch() if item is None else item
+            while not stop and not self._queue.empty() and len(combined) < 5000:
                 nxt = self._queue.get_nowait()
                 taken += 1
                 if nxt is None:
                     stop = True
-                    break
-                combined.extend(nxt)
+                else:
+                    combined.extend(nxt)
             self.objects += len(combined)
             try:
                 await store.write(self._db, combined)
@@ -111,22 +149,6 @@ class Writer:
                     self._queue.task_done()
             if stop:
                 return
-
-    async def flush(self) -> None:
-        """Wait until everything put so far is committed."""
-        waiter = asyncio.ensure_future(self._queue.join())
-        assert self._task is not None
-        done, _ = await asyncio.wait({waiter, self._task}, return_when=asyncio.FIRST_COMPLETED)
-        if self._task in done:
-            waiter.cancel()
-            self._task.result()
-
-    async def close(self) -> None:
-        if self._task is None:
-            return
-        if not self._task.done():
-            await self._queue.put(None)
-        await self._task
 
 
 class Crawler:
@@ -167,6 +189,9 @@ class Crawler:
                 if RESOURCES[resource].detail_keys:
                     await self._crawl_details(resource)
             await self.writer.flush()
+            for resource in LISTS:
+                if resource != "events":
+                    await self._sweep(resource)
         finally:
             await self.writer.close()
         await store.set_meta(self.db, "sync.state", "complete")
@@ -195,12 +220,24 @@ class Crawler:
 
     # -- helpers ------------------------------------------------------------
 
-    async def _get_json(self, path: str, expect: type) -> tuple[object, dict[str, str]] | None:
-        """GET a JSON document; ``None`` for 403/404 (not visible to us)."""
+    async def _get(
+        self, path: str, expect: type, *, refusable: bool = False
+    ) -> tuple[Any, dict[str, str]] | None:
+        """GET a JSON document; ``None`` if upstream has no such thing (404).
+
+        A 401/403 raises :class:`Refused`: the credentials were revoked or
+        the identity may not see this; either way, data would be missing.
+        """
         resp = await self.source.get(path)
-        self.report.pages += 1
-        if resp.status in (401, 403, 404):
+        self.report.requests += 1
+        if resp.status == 404:
             return None
+        if resp.status in (401, 403):
+            try:
+                reason = resp.json().get("detail", "")
+            except (orjson.JSONDecodeError, AttributeError):
+                reason = ""
+            raise Refused(f"upstream refused GET {path} ({resp.status} {reason})".strip())
         if resp.status != 200:
             raise UpstreamError(f"GET {path}: HTTP {resp.status}")
         try:
@@ -215,36 +252,44 @@ class Crawler:
         rows = await self.db.execute_fetchall("SELECT id FROM sync_marks WHERE kind = ?", (kind,))
         return {r[0] for r in rows}
 
-    async def _pool(
-        self, items: Iterable[object], work: Callable[[object], Awaitable[None]]
-    ) -> None:
-        """Run ``work`` over ``items`` with at most ``concurrency`` in flight."""
+    async def _pool(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
+        """Run ``work`` over ``items``, ``concurrency`` at a time; one failure stops all."""
         iterator = iter(items)
 
         async def worker() -> None:
             for item in iterator:
                 await work(item)
 
-        await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self.concurrency):
+                group.create_task(worker())
 
-    def _normalize_items(self, resource: str, items: list, batch: Batch, parent_id=None) -> None:
+    def _normalize(
+        self, resource: str, items: list[Any], batch: Batch, parent_id: int | None = None
+    ) -> list[int]:
+        """Normalise ``items`` into ``batch``; the ids of those kept."""
+        ids = []
         for item in items:
             try:
-                self.normalizer.add(resource, item, batch, parent_id=parent_id)
+                ids.append(self.normalizer.add(resource, item, batch, parent_id=parent_id))
             except BadUpstreamData as exc:
                 log.warning("skipping a malformed %s object: %s", resource, exc)
+        return ids
 
     # -- phases ---------------------------------------------------------------
 
     async def _probe_index(self) -> None:
-        got = await self._get_json(f"{API}/", dict)
+        try:
+            got = await self._get(f"{API}/", dict)
+        except Refused as exc:
+            raise SyncError(f"{exc}: check [upstream] token") from None
         if got is None or "patches" not in got[0]:
             raise SyncError(f"{self.base_url} does not serve the Patchwork API {LATEST}")
 
     async def _capture_404(self) -> None:
         """Keep the upstream's own 404 page, to answer unknown paths alike."""
         resp = await self.source.get(PROBE_404)
-        self.report.pages += 1
+        self.report.requests += 1
         ctype = resp.headers.get("Content-Type", "")
         body = resp.body.decode("utf-8", "replace")
         if resp.status == 404 and ctype.startswith("text/html") and PROBE_404 in body:
@@ -252,41 +297,82 @@ class Crawler:
             await store.set_meta(self.db, "upstream.404", orjson.dumps([before, after]).decode())
 
     async def _crawl_list(self, resource: str) -> None:
-        path = RESOURCES[resource].path
-        kind = f"list:{resource}"
-        done = await self._done(kind)
-        first = await self._fetch_page(resource, f"{API}/{path}/", 1, kind, done)
-        if first is None:
+        if await self._done("listed") & {LISTS.index(resource)}:
+            return  # crawled whole earlier in this pass
+        res = RESOURCES[resource]
+        url = f"{API}/{res.path}/"
+        try:
+            first = await self._get(f"{url}?page=1&per_page={PER_PAGE}", list)
+        except Refused:
+            if resource not in MAY_BE_REFUSED:
+                raise
             self.report.skipped.append(resource)
             log.info("%s: not visible to the sync identity; skipped", resource)
             return
-        last = _last_page(first.get("Link"))
-        if last is None:
-            last = 1
+        if first is None:
+            raise UpstreamError(f"GET {url}: HTTP 404")
+        await self._store_page(resource, 1, first[0])
+        if res.default_order == "id":
+            await self._crawl_pages_concurrently(resource, url, first[1])
+        else:
+            await self._crawl_pages_in_order(resource, url, first[1])
+        batch = Batch()
+        batch.marks.append(("listed", LISTS.index(resource)))
+        await self.writer.put(batch)
+
+    async def _crawl_pages_concurrently(
+        self, resource: str, url: str, first_headers: dict[str, str]
+    ) -> None:
+        """An id-ordered list: pages stay put, so fetch them side by side."""
+        done = await self._done(f"list:{resource}")
+        last = _last_page(first_headers.get("Link")) or 1
         bar = self.progress.phase(f"{resource} pages", last)
         bar.advance(1)
 
-        async def fetch(page: object) -> None:
-            await self._fetch_page(resource, f"{API}/{path}/", int(page), kind, done)  # type: ignore[arg-type]
+        async def fetch(page: int) -> None:
+            if page not in done:
+                got = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+                if got is not None:
+                    await self._store_page(resource, page, got[0])
             bar.advance(1)
 
         await self._pool(range(2, last + 1), fetch)
+        # Objects created meanwhile may have added pages past the last one.
+        page = last
+        while True:
+            got = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+            if got is None or not _NEXT.search(got[1].get("Link", "")):
+                break
+            page += 1
+            more = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+            if more is None:
+                break
+            await self._store_page(resource, page, more[0])
         bar.close()
 
-    async def _fetch_page(
-        self, resource: str, base: str, page: int, kind: str, done: set[int]
-    ) -> dict[str, str] | None:
-        if page in done and page != 1:
-            return {}
-        got = await self._get_json(f"{base}?page={page}&per_page={PER_PAGE}", list)
-        if got is None:
-            return None
-        items, headers = got
+    async def _crawl_pages_in_order(
+        self, resource: str, url: str, first_headers: dict[str, str]
+    ) -> None:
+        """A newest-first list: follow ``next`` so shifts cannot hide items."""
+        bar = self.progress.phase(f"{resource} pages", _last_page(first_headers.get("Link")) or 1)
+        bar.advance(1)
+        headers, page = first_headers, 1
+        while _NEXT.search(headers.get("Link", "")):
+            page += 1
+            got = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+            if got is None:
+                break
+            await self._store_page(resource, page, got[0])
+            headers = got[1]
+            bar.advance(1)
+        bar.close()
+
+    async def _store_page(self, resource: str, page: int, items: list[Any]) -> None:
         batch = Batch()
-        self._normalize_items(resource, items, batch)  # type: ignore[arg-type]
-        batch.marks.append((kind, page))
+        ids = self._normalize(resource, items, batch)
+        batch.marks.append((f"list:{resource}", page))
+        batch.marks.extend((f"seen:{resource}", obj_id) for obj_id in ids)
         await self.writer.put(batch)
-        return headers
 
     async def _crawl_sublists(self, parent: str, child: str) -> None:
         kind = f"sub:{child}"
@@ -296,33 +382,32 @@ class Crawler:
         )
         todo = [r[0] for r in rows if r[0] not in done]
         bar = self.progress.phase(f"{child} of {parent}", len(todo))
-        parent_path = RESOURCES[parent].path
-        child_path = RESOURCES[child].path
+        url = f"{API}/{RESOURCES[parent].path}/{{}}/{RESOURCES[child].path}/"
 
-        async def fetch(parent_id: object) -> None:
+        async def fetch(parent_id: int) -> None:
             batch = Batch()
-            url = f"{API}/{parent_path}/{parent_id}/{child_path}/"
-            async for items in self._pages(url):
-                self._normalize_items(child, items, batch, parent_id=parent_id)
-            batch.marks.append((kind, int(parent_id)))  # type: ignore[arg-type]
+            ids: list[int] = []
+            page = 1
+            while True:
+                page_url = f"{url.format(parent_id)}?page={page}&per_page={PER_PAGE}"
+                got = await self._get(page_url, list)
+                if got is None:
+                    if page == 1:  # the parent is gone upstream
+                        batch.deletions.append((parent, parent_id))
+                        self.report.deleted += 1
+                    break  # else the list shrank under us: keep what we have
+                ids.extend(self._normalize(child, got[0], batch, parent_id=parent_id))
+                if not _NEXT.search(got[1].get("Link", "")):
+                    # The whole list: children not in it are gone upstream.
+                    batch.children.append((child, parent_id, ids))
+                    break
+                page += 1
+            batch.marks.append((kind, parent_id))
             await self.writer.put(batch)
             bar.advance(1)
 
         await self._pool(todo, fetch)
         bar.close()
-
-    async def _pages(self, url: str) -> AsyncIterator[list]:
-        """Every page of a (short) list, following ``next`` links."""
-        page = 1
-        while True:
-            got = await self._get_json(f"{url}?page={page}&per_page={PER_PAGE}", list)
-            if got is None:
-                return
-            items, headers = got
-            yield items  # type: ignore[misc]
-            if not _NEXT.search(headers.get("Link", "")):
-                return
-            page += 1
 
     async def _crawl_details(self, resource: str) -> None:
         res = RESOURCES[resource]
@@ -332,13 +417,43 @@ class Crawler:
         todo = [r[0] for r in rows]
         bar = self.progress.phase(f"{resource} details", len(todo))
 
-        async def fetch(obj_id: object) -> None:
-            got = await self._get_json(f"{API}/{res.path}/{obj_id}/", dict)
-            if got is not None:
-                batch = Batch()
-                self._normalize_items(resource, [got[0]], batch)
-                await self.writer.put(batch)
+        async def fetch(obj_id: int) -> None:
+            await self.writer.put(await self._refetch(resource, obj_id))
             bar.advance(1)
 
         await self._pool(todo, fetch)
+        bar.close()
+
+    async def _refetch(self, resource: str, obj_id: int) -> Batch:
+        """An object's detail as a batch: an upsert, or a deletion if gone."""
+        batch = Batch()
+        got = await self._get(f"{API}/{RESOURCES[resource].path}/{obj_id}/", dict)
+        if got is None:
+            batch.deletions.append((resource, obj_id))
+            self.report.deleted += 1
+        else:
+            self._normalize(resource, [got[0]], batch)
+            batch.marks.append((f"seen:{resource}", obj_id))
+        return batch
+
+    async def _sweep(self, resource: str) -> None:
+        """Check every object the pass did not see listed; delete the gone."""
+        if not await self._done("listed") & {LISTS.index(resource)}:
+            return  # not listed whole (refused): nothing to compare with
+        table = RESOURCES[resource].table
+        rows = await self.db.execute_fetchall(
+            f"SELECT id FROM {table} WHERE id NOT IN (SELECT id FROM sync_marks WHERE kind = ?)",
+            (f"seen:{resource}",),
+        )
+        unseen = [r[0] for r in rows]
+        if not unseen:
+            return
+        bar = self.progress.phase(f"{resource} no longer listed", len(unseen))
+
+        async def check(obj_id: int) -> None:
+            await self.writer.put(await self._refetch(resource, obj_id))
+            bar.advance(1)
+
+        await self._pool(unseen, check)
+        await self.writer.flush()
         bar.close()

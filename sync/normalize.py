@@ -98,9 +98,7 @@ class Normalizer:
         res = RESOURCES[resource]
         if not isinstance(obj, dict):
             raise BadUpstreamData(f"{resource}: expected an object, got {type(obj).__name__}")
-        obj_id = obj.get("id")
-        if type(obj_id) is not int or obj_id < 0:
-            raise BadUpstreamData(f"{resource}: bad id {obj_id!r:.40}")
+        obj_id = _checked_id(resource, obj)
         doc: dict[str, Any] = {"id": obj_id}
         if res.parent and parent_id is not None:
             doc[res.parent.url_key] = parent_id
@@ -115,6 +113,17 @@ class Normalizer:
             self._field(field, obj[field.name], doc, batch)
         batch.add(resource, doc)
         return obj_id
+
+    def copy(self, resource: str, obj: Any) -> dict[str, Any]:
+        """An embedded object kept inline: its plain values, checked."""
+        res = RESOURCES[resource]
+        if not isinstance(obj, dict):
+            raise BadUpstreamData(f"{resource}: expected an object, got {type(obj).__name__}")
+        doc: dict[str, Any] = {"id": _checked_id(resource, obj)}
+        for field in res.embedded or res.fields:
+            if isinstance(field, Value) and field.name in obj:
+                doc[field.key or field.name] = _checked_value(field.name, obj[field.name])
+        return doc
 
     def _field(self, field: Field, value: Any, doc: dict[str, Any], batch: Batch) -> None:
         if isinstance(field, Value):
@@ -135,9 +144,12 @@ class Normalizer:
         elif isinstance(field, EmbedList):
             if not isinstance(value, list):
                 raise BadUpstreamData(f"{field.name}: expected a list")
-            doc[field.key or field.name] = [
-                self.add(field.target, item, batch, shape="embedded") for item in value
-            ]
+            if field.copy:
+                doc[field.key or field.name] = [self.copy(field.target, item) for item in value]
+            else:
+                doc[field.key or field.name] = [
+                    self.add(field.target, item, batch, shape="embedded") for item in value
+                ]
         elif isinstance(field, UrlList):
             if not isinstance(value, list):
                 raise BadUpstreamData(f"{field.name}: expected a list")
@@ -158,6 +170,14 @@ class Normalizer:
         for sub in field.categories.get(category, ()):
             if sub.name in value:
                 self._field(sub, value[sub.name], doc, batch)
+
+
+def _checked_id(resource: str, obj: dict[str, Any]) -> int:
+    """Upstream ids must be integers SQLite can store."""
+    obj_id = obj.get("id")
+    if type(obj_id) is not int or not 0 <= obj_id < 2**63:
+        raise BadUpstreamData(f"{resource}: bad id {obj_id!r:.40}")
+    return obj_id
 
 
 def _checked_value(name: str, value: Any, depth: int = 0) -> Any:

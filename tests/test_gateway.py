@@ -23,6 +23,7 @@ from tests.support import (
     auth_header,
     free_port,
     request,
+    run_cli,
     write_config,
 )
 
@@ -218,6 +219,15 @@ def test_hostile_queries_never_fail(deployment, endpoint, version, query):
 @pytest.mark.parametrize(
     "path",
     [
+        "/api/patches/99999999999999999999/checks/",
+        "/api/covers/99999999999999999999/comments/1/",
+        "/patch/99999999999999999999/mbox/",
+        "/comment/99999999999999999999/",
+        "/api/1.4/patches/?since=9999-12-31T23:59-01:00",
+        "/api/1.4/patches/?before=0001-01-01T00:00%2B01:00",
+        "/api/1.4/patches/?per_page=1&q=" + "+".join(["a"] * 1200),
+        "/api/1.4/projects/?per_page=1&q=" + "+".join(["x"] * 700),
+        "/api/1.4/patches/?per_page=1&order=" + ",".join(["-id"] * 1300),
         "/api/1.4/patches/%ff/",
         "/api/../../etc/passwd",
         "/api/1.4/projects/%00/",
@@ -228,7 +238,7 @@ def test_hostile_queries_never_fail(deployment, endpoint, version, query):
 )
 def test_hostile_paths_never_fail(deployment, path):
     reply = request("GET", deployment.gateway + path)
-    assert reply.status < 500
+    assert reply.status < 500, reply.body[:300]
 
 
 def test_demo_mode_says_so(tmp_path):
@@ -256,3 +266,15 @@ def test_tokens_are_never_logged(deployment, tmp_path):
     for who in ("stephen", "basic:stephen", "badtoken"):
         secret = auth_header(who)["Authorization"].split(" ", 1)[1]
         assert secret not in log
+
+
+def test_a_mirror_of_another_layout_is_refused(deployment, tmp_path):
+    mirror = _copy(deployment.storage, tmp_path / "m.sqlite3")
+    conn = sqlite3.connect(mirror)
+    with conn:
+        conn.execute("UPDATE meta SET value = 'other' WHERE key = 'schema.layout'")
+    conn.close()
+    config = write_config(tmp_path / "c.toml", deployment.upstream, mirror, free_port())
+    result = run_cli("sync", "--config", str(config), "--once")
+    assert result.returncode == 1
+    assert "written by another build" in result.stderr
