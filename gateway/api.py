@@ -13,7 +13,7 @@ from multidict import MultiMapping
 
 from gateway import pagination, query
 from gateway.reader import Reader
-from gateway.render import Context, Embeds, effective_version, embedded_refs, renderer
+from gateway.render import STATEFUL, Context, Embeds, effective_version, embedded_refs, renderer
 from gateway.responses import (
     Answer,
     detail,
@@ -61,14 +61,21 @@ async def serve(
     return await _detail(res, route, params, ctx, reader)
 
 
-async def _refusal(res: Resource, route: ApiRoute, reader: Reader, allow: str) -> Answer | None:
-    """Patchwork's answer before any filtering: no permission, no parent."""
+def _refusal(
+    res: Resource, route: ApiRoute, params: MultiMapping[str], reader: Reader, allow: str
+) -> Answer | None:
+    """Patchwork's answers before any lookup: no permission, no parent, bad ``q``."""
     if res.requires_auth:
         return detail(403, NOT_AUTHENTICATED, allow)
     if res.parent is not None and route.parent_id is not None:
         parent = RESOURCES[res.parent.resource]
-        if not await reader.exists(parent.table, route.parent_id):
+        if not reader.exists(parent.table, route.parent_id):
             return detail(404, _no_match(parent.model), allow)
+    # DRF's search filter validates the (last) ``q`` of every list and
+    # detail view, searchable or not.
+    searched = params.getall("q", [])
+    if searched and "\x00" in searched[-1]:
+        return json_answer(400, ["Null characters are not allowed."], allow)
     return None
 
 
@@ -82,11 +89,9 @@ async def _list(
     reader: Reader,
 ) -> Answer:
     allow = res.allow_list
-    refusal = await _refusal(res, route, reader, allow)
+    refusal = _refusal(res, route, params, reader, allow)
     if refusal:
         return refusal
-    if "\x00" in "".join(params.getall("q", [])):
-        return json_answer(400, ["Null characters are not allowed."], allow)
 
     try:
         q = await query.build(
@@ -116,25 +121,31 @@ async def _render_list(res: Resource, ids: list[int], ctx: Context, reader: Read
     A rendering depends on the object, the version and the origin; bots
     polling with ever-changing ``since`` values miss the response cache
     but keep hitting this one, which keeps each item's encoded JSON.
+    (Series are rendered afresh: their fields depend on the items before
+    them, see render.UrlList.)
     """
+    generation = reader.generation
     base = (res.name, ctx.effective, ctx.api, ctx.origin, ctx.suffix)
+    reuse = res.name not in STATEFUL
     done: dict[int, bytes] = {}
     missing = []
     for obj_id in ids:
-        cached = reader.rendered.get((base, obj_id))
+        cached = reader.item((base, obj_id)) if reuse else None
         if cached is None:
             missing.append(obj_id)
         else:
             done[obj_id] = cached
     if missing:
-        docs = await reader.embeds((res.table, obj_id) for obj_id in missing)
+        docs = reader.docs((res.table, obj_id) for obj_id in missing)
         refs = [ref for doc in docs.values() for ref in embedded_refs(res.name, doc)]
-        embeds = Embeds(await reader.embeds(refs))
+        embeds = Embeds(reader.docs(refs))
         render = renderer(res.name, ctx.effective, False)
-        for (_, obj_id), doc in docs.items():
-            if (res.table, obj_id) == (res.table, doc["id"]):
-                item = json_body(render(doc, embeds, ctx))
-                done[obj_id] = reader.rendered[(base, obj_id)] = item
+        for obj_id in missing:
+            doc = docs.get((res.table, obj_id))
+            if doc is not None and obj_id not in done:
+                done[obj_id] = json_body(render(doc, embeds, ctx))
+                if reuse:
+                    reader.keep_item((base, obj_id), done[obj_id], generation)
     return [done[obj_id] for obj_id in ids if obj_id in done]
 
 
@@ -142,7 +153,7 @@ async def _detail(
     res: Resource, route: ApiRoute, params: MultiMapping[str], ctx: Context, reader: Reader
 ) -> Answer:
     allow = res.allow_detail
-    refusal = await _refusal(res, route, reader, allow)
+    refusal = _refusal(res, route, params, reader, allow)
     if refusal:
         return refusal
 
@@ -160,13 +171,13 @@ async def _detail(
     except ValueError:
         obj_id = None
     if obj_id is not None and -(2**63) <= obj_id < 2**63:
-        doc = await reader.one(res.table, _narrowed(q, "t.id = ?", obj_id))
+        doc = reader.one(res.table, _narrowed(q, "t.id = ?", obj_id))
     if doc is None and res.lookup == "project":
-        doc = await reader.one(res.table, _narrowed(q, "t.linkname = ?", key))
+        doc = reader.one(res.table, _narrowed(q, "t.linkname = ?", key))
     if doc is None:
         return detail(404, _no_match(res.model), allow)
 
-    embeds = Embeds(await reader.embeds(embedded_refs(res.name, doc)))
+    embeds = Embeds(reader.docs(embedded_refs(res.name, doc)))
     data = renderer(res.name, ctx.effective, True)(doc, embeds, ctx)
     return json_answer(200, data, allow)
 

@@ -21,7 +21,7 @@ from gateway.cache import ResponseCache
 from gateway.config import Config
 from gateway.negotiation import Choice, negotiate
 from gateway.proxy import Proxy
-from gateway.reader import Reader
+from gateway.reader import QueryTooSlow, Reader
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
 from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, resolves
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 READ_METHODS = ("GET", "HEAD")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
-READER = web.AppKey("reader", Reader)
 STATE = web.AppKey("state", "GatewayState")
 
 
@@ -40,7 +39,6 @@ class GatewayState:
     def __init__(self, config: Config, reader: Reader, *, demo: bool = False) -> None:
         self.config = config
         self.reader = reader
-        self.demo = demo
         self.upstream = config.upstream.url
         self.proxy = (
             Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
@@ -56,9 +54,10 @@ class GatewayState:
 
     def _changed(self) -> None:
         self.cache.clear()
+        self.load_404()  # the first sync may just have learnt it
 
-    async def load_404(self) -> None:
-        raw = await self.reader.meta("upstream.404")
+    def load_404(self) -> None:
+        raw = self.reader.meta("upstream.404")
         if raw:
             before, after = orjson.loads(raw)
             self.not_found = NotFoundPage((before, after))
@@ -69,11 +68,15 @@ def _credentials(request: web.Request) -> bool:
 
 
 def _origin(request: web.Request, state: GatewayState) -> str | None:
-    if state.config.server.public_url:
-        return state.config.server.public_url
+    """The origin URLs point at, or ``None`` for a Host we do not serve."""
     host = request.headers.get("Host", "")
     if not _HOST.match(host):
         return None
+    allowed = state.config.server.allowed_hosts
+    if allowed and host.rsplit(":", 1)[0].strip("[]").lower() not in allowed:
+        return None
+    if state.config.server.public_url:
+        return state.config.server.public_url
     return f"{request.scheme}://{host}"
 
 
@@ -147,8 +150,13 @@ async def handle(request: web.Request) -> web.Response:
             # either way the mirror's JSON is the best answer left.
             log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
 
-    answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
-    if anonymous_read:
+    generation = state.reader.generation
+    try:
+        answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
+    except QueryTooSlow:
+        answer = detail(503, "This query takes too long; narrow it down.", api.allowed(route))
+    if anonymous_read and generation == state.reader.generation:
+        # (Not if the mirror changed meanwhile: the answer may be stale.)
         state.cache.put(key, answer)
     return _respond(request, answer, state, "mirror")
 
@@ -179,22 +187,20 @@ async def _site(request: web.Request, site: SiteRoute, state: GatewayState) -> w
 
 async def _location_by_id(site: SiteRoute, reader: Reader) -> str | None:
     """Where Patchwork's legacy ``/patch/<id>/...`` URLs redirect."""
+    assert site.resource is not None and site.obj_id is not None
     if site.resource == "comments":
         for table, parent_table, key in (
             ("patch_comments", "patches", "patch"),
             ("cover_comments", "covers", "cover"),
         ):
-            docs = await reader.embeds([(table, site.obj_id)])
-            comment = docs.get((table, site.obj_id))
+            comment = reader.docs([(table, site.obj_id)]).get((table, site.obj_id))
             if comment is None or comment.get(key) is None:
                 continue
-            parents = await reader.embeds([(parent_table, comment[key])])
-            parent = parents.get((parent_table, comment[key]))
+            parent = reader.docs([(parent_table, comment[key])]).get((parent_table, comment[key]))
             if parent and parent.get("web_url"):
                 return f"{parent['web_url']}#{site.obj_id}"
         return None
-    docs = await reader.embeds([(site.resource, site.obj_id)])
-    doc = docs.get((site.resource, site.obj_id))
+    doc = reader.docs([(site.resource, site.obj_id)]).get((site.resource, site.obj_id))
     if doc is None:
         return None
     if site.suffix == "web":
@@ -209,10 +215,9 @@ def create_app(config: Config, reader: Reader, *, demo: bool = False) -> web.App
     app = web.Application(client_max_size=8 * 1024 * 1024)
     state = GatewayState(config, reader, demo=demo)
     app[STATE] = state
-    app[READER] = reader
 
     async def startup(app: web.Application) -> None:
-        await state.load_404()
+        state.load_404()
 
     async def cleanup(app: web.Application) -> None:
         if state.proxy is not None:

@@ -22,16 +22,9 @@ class ResponseCache:
         self._lru: LRUCache[Key, Answer] = LRUCache(
             maxsize=max(max_bytes, 1), getsizeof=lambda a: len(a.body) + 256
         )
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key: Key) -> Answer | None:
-        answer = self._lru.get(key)
-        if answer is None:
-            self.misses += 1
-        else:
-            self.hits += 1
-        return answer
+        return self._lru.get(key)
 
     def put(self, key: Key, answer: Answer) -> None:
         if self.max_bytes and len(answer.body) + 256 <= self.max_bytes // _MAX_SHARE:
@@ -39,7 +32,3 @@ class ResponseCache:
 
     def clear(self) -> None:
         self._lru.clear()
-
-    @property
-    def size(self) -> int:
-        return self._lru.currsize

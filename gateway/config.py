@@ -1,7 +1,7 @@
 """Configuration: a TOML file, validated at start-up.
 
 Every problem is reported as one line naming the setting, e.g.
-``config error: [server] port: expected an integer from 1 to 65535``.
+``config error: [server] port: expected an integer from 0 to 65535``.
 See ``config.example.toml`` for every key.
 """
 
@@ -44,6 +44,8 @@ class ServerConfig:
     cache_bytes: int
     #: How often the server looks for sync writes to drop stale caches.
     refresh_interval: float
+    #: Host names the gateway answers to (empty: any well-formed Host).
+    allowed_hosts: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Config:
 _KNOWN = {
     "upstream": {"url", "token", "concurrency", "timeout"},
     "storage": {"path"},
-    "server": {"host", "port", "public_url", "cache_bytes", "refresh_interval"},
+    "server": {"host", "port", "public_url", "cache_bytes", "refresh_interval", "allowed_hosts"},
     "logging": {"level"},
 }
 
@@ -76,8 +78,11 @@ def _http_url(section: str, key: str, value: str) -> str:
     if not value:
         return ""
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"[{section}] {key}: expected an http(s) URL, got {value!r}")
+    if parts.username is not None or parts.password is not None:
+        # It would end up in redirects and logs; tokens go in [upstream] token.
+        raise ConfigError(f"[{section}] {key}: must not contain a user name or password")
     return value.rstrip("/")
 
 
@@ -123,6 +128,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     refresh = _get(sv, "server", "refresh_interval", float, 1.0)
     if not 0 < refresh <= 3600:
         raise ConfigError("[server] refresh_interval: expected seconds, more than 0")
+    hosts = _get(sv, "server", "allowed_hosts", list, [])
+    if not all(isinstance(h, str) and h for h in hosts):
+        raise ConfigError("[server] allowed_hosts: expected a list of host names")
 
     lg = data.get("logging", {})
     level = _get(lg, "logging", "level", str, "info").upper()
@@ -132,7 +140,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     return Config(
         upstream=UpstreamConfig(url, token, concurrency, timeout),
         storage=StorageConfig(path),
-        server=ServerConfig(host, port, public_url, cache_bytes, refresh),
+        server=ServerConfig(
+            host, port, public_url, cache_bytes, refresh, tuple(h.lower() for h in hosts)
+        ),
         log_level=level,
         source=source,
     )

@@ -101,6 +101,12 @@ class Proxy:
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string
         headers = {k: request.headers[k] for k in FORWARD_REQUEST if k in request.headers}
+        # Upstream should see who is asking, not only the gateway.
+        if request.remote:
+            previous = request.headers.get("X-Forwarded-For")
+            headers["X-Forwarded-For"] = (
+                f"{previous}, {request.remote}" if previous else request.remote
+            )
         body = await request.read() if request.can_read_body else None
         try:
             async with self._client().request(

@@ -7,19 +7,22 @@ one detail), and any other query that finishes within a small budget of
 SQLite steps.  A query that exceeds the budget (a deep page, a count over
 a large filter) is interrupted and run again on a small pool of aiosqlite
 connections, off the event loop, so one costly request never stalls the
-others.  Parsed documents are kept
-in an LRU cache; it (and the response cache, through ``on_change``) is
+others; there, a query still running after ``QUERY_SECONDS`` is stopped.
+
+Parsed documents, encoded list items and counts are cached, bounded in
+bytes.  All caches (the response cache too, through ``on_change``) are
 dropped as soon as SQLite's ``data_version`` shows that the sync worker
-has written.
+has written; ``generation`` tells a request that started before a drop
+not to put what it read back into a cache.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -39,6 +42,12 @@ log = logging.getLogger(__name__)
 #: (a few hundred microseconds) before it is moved off it.
 INLINE_BUDGET = 5000
 _TICK = 100
+#: Longest a query may run on the pool before it is stopped.
+QUERY_SECONDS = 30.0
+
+
+class QueryTooSlow(Exception):
+    """A query ran past QUERY_SECONDS and was stopped."""
 
 
 def _storable(obj_id: int) -> bool:
@@ -47,27 +56,40 @@ def _storable(obj_id: int) -> bool:
 
 
 class Reader:
-    def __init__(self, path: Path, *, connections: int = 3, object_cache: int = 20_000) -> None:
+    def __init__(
+        self, path: Path, *, connections: int = 3, cache_bytes: int = 128 * 1024 * 1024
+    ) -> None:
         self.path = path
         self._size = connections
-        self._pool: list[aiosqlite.Connection] = []
+        self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
+        self._all: list[aiosqlite.Connection] = []
+        self._deadlines: dict[int, float] = {}
         self._direct: sqlite3.Connection | None = None
-        self._next = itertools.cycle(range(connections))
-        self._embeds: LRUCache[Ref, Doc] = LRUCache(maxsize=object_cache)
-        #: Rendered objects, keyed by whatever their rendering depends on;
-        #: see ``gateway.api``.  Dropped, like every cache, on change.
-        self.rendered: LRUCache[tuple[Any, ...], bytes] = LRUCache(maxsize=object_cache)
+        # Parsed documents, sized by their JSON; encoded list items.
+        self._docs: LRUCache[Ref, tuple[Doc, int]] = LRUCache(
+            maxsize=cache_bytes // 2, getsizeof=lambda entry: entry[1] + 200
+        )
+        self._items: LRUCache[tuple[Any, ...], bytes] = LRUCache(
+            maxsize=cache_bytes // 2, getsizeof=lambda item: len(item) + 200
+        )
+        self._counts: LRUCache[tuple[str, tuple[Any, ...]], int] = LRUCache(maxsize=10_000)
+        #: Bumped whenever the caches are dropped.
+        self.generation = 0
         self._listeners: list[Callable[[], None]] = []
         self._watch: asyncio.Task[None] | None = None
         self._data_version: int | None = None
-        self._counts: LRUCache[tuple[str, tuple[Any, ...]], int] = LRUCache(maxsize=10_000)
 
     async def open(self, refresh_interval: float = 1.0) -> None:
         for _ in range(self._size):
-            self._pool.append(await schema.connect(self.path))
+            conn = await schema.connect(self.path)
+            await conn.set_progress_handler(self._deadline_handler(conn), 1000)
+            self._all.append(conn)
+            self._idle.put_nowait(conn)
         self._direct = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False
         )
+        # The event loop must never wait on a lock for long.
+        self._direct.execute("PRAGMA busy_timeout = 200")
         self._direct.execute("PRAGMA query_only = ON")
         self._direct.execute("PRAGMA mmap_size = 268435456")
         self._data_version = self._read_data_version()
@@ -78,9 +100,9 @@ class Reader:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
-        for conn in self._pool:
+        for conn in self._all:
             await conn.close()
-        self._pool.clear()
+        self._all.clear()
         if self._direct is not None:
             self._direct.close()
             self._direct = None
@@ -97,11 +119,11 @@ class Reader:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.check_changes()
+                self.check_changes()
             except Exception:  # keep watching whatever one poll hit
                 log.exception("could not poll the mirror for changes")
 
-    async def check_changes(self) -> bool:
+    def check_changes(self) -> bool:
         """Drop every cache if another process has written the mirror."""
         version = self._read_data_version()
         if version == self._data_version:
@@ -111,20 +133,32 @@ class Reader:
         return True
 
     def invalidate(self) -> None:
-        self._embeds.clear()
-        self.rendered.clear()
+        self.generation += 1
+        self._docs.clear()
+        self._items.clear()
         self._counts.clear()
         for listener in self._listeners:
             listener()
 
     # -- queries -------------------------------------------------------------
 
-    def _conn(self) -> aiosqlite.Connection:
-        return self._pool[next(self._next)]
+    def _deadline_handler(self, conn: aiosqlite.Connection) -> Callable[[], bool]:
+        key = id(conn)
+        return lambda: time.monotonic() > self._deadlines.get(key, float("inf"))
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query whose cost may grow with the data, off the event loop."""
-        return list(await self._conn().execute_fetchall(sql, args))
+        conn = await self._idle.get()
+        self._deadlines[id(conn)] = time.monotonic() + QUERY_SECONDS
+        try:
+            return list(await conn.execute_fetchall(sql, args))
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() > self._deadlines[id(conn)]:
+                raise QueryTooSlow(sql.split(" WHERE")[0]) from exc
+            raise
+        finally:
+            self._deadlines.pop(id(conn), None)
+            self._idle.put_nowait(conn)
 
     async def fetch_fast(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query here if it is cheap, else off the event loop."""
@@ -156,8 +190,10 @@ class Reader:
         key = (sql, tuple(query.args))
         cached = self._counts.get(key)
         if cached is None:
+            generation = self.generation
             cached = (await self.fetch_fast(sql, query.args))[0][0]
-            self._counts[key] = cached
+            if generation == self.generation:
+                self._counts[key] = cached
         return cached
 
     async def page_ids(self, table: str, query: Query, offset: int, limit: int) -> list[int]:
@@ -172,7 +208,7 @@ class Reader:
         )
         return [row[0] for row in await self.fetch_fast(sql, [*query.args, limit, offset])]
 
-    async def one(self, table: str, query: Query) -> Doc | None:
+    def one(self, table: str, query: Query) -> Doc | None:
         """The first object matching ``query``, with its detail-only keys."""
         sql = f"SELECT t.doc, t.detail FROM {table} AS t{query.where_sql()} LIMIT 1"
         rows = self._lookup(sql, query.args)
@@ -183,28 +219,29 @@ class Reader:
             doc.update(orjson.loads(rows[0][1]))
         return doc
 
-    async def exists(self, table: str, obj_id: int) -> bool:
+    def exists(self, table: str, obj_id: int) -> bool:
         if not _storable(obj_id):
             return False
         return bool(self._lookup(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
 
-    async def embeds(self, refs: Iterable[Ref]) -> dict[Ref, Doc]:
+    def docs(self, refs: Iterable[Ref]) -> dict[Ref, Doc]:
         """The stored documents of every (table, id) in ``refs``."""
         found: dict[Ref, Doc] = {}
         missing: dict[str, set[int]] = defaultdict(set)
         for ref in refs:
             if ref in found or not _storable(ref[1]):
                 continue
-            doc = self._embeds.get(ref)
-            if doc is None:
+            entry = self._docs.get(ref)
+            if entry is None:
                 missing[ref[0]].add(ref[1])
             else:
-                found[ref] = doc
-        # One query (one trip to SQLite's thread) for every table involved.
+                found[ref] = entry[0]
+        # One query (SQLite is in this thread anyway) for every table.
         selects, args = [], []
         for table, ids in missing.items():
-            for start in range(0, len(ids), 2000):
-                chunk = sorted(ids)[start : start + 2000]
+            ordered = sorted(ids)
+            for start in range(0, len(ordered), 2000):
+                chunk = ordered[start : start + 2000]
                 marks = ",".join("?" * len(chunk))
                 selects.append(f"SELECT '{table}', id, doc FROM {table} WHERE id IN ({marks})")
                 args.extend(chunk)
@@ -212,9 +249,17 @@ class Reader:
             for table, obj_id, raw in self._lookup(" UNION ALL ".join(selects), args):
                 doc = orjson.loads(raw)
                 found[(table, obj_id)] = doc
-                self._embeds[(table, obj_id)] = doc
+                self._docs[(table, obj_id)] = (doc, len(raw))
         return found
 
-    async def meta(self, key: str) -> str | None:
+    def item(self, key: tuple[Any, ...]) -> bytes | None:
+        """A list item encoded earlier (see gateway.api)."""
+        return self._items.get(key)
+
+    def keep_item(self, key: tuple[Any, ...], item: bytes, generation: int) -> None:
+        if generation == self.generation:
+            self._items[key] = item
+
+    def meta(self, key: str) -> str | None:
         rows = self._lookup("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None

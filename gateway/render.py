@@ -38,11 +38,14 @@ class Embeds:
     object is rendered once per answer.
     """
 
-    __slots__ = ("docs", "rendered")
+    __slots__ = ("docs", "dropped", "rendered")
 
     def __init__(self, docs: dict[Ref, Doc]) -> None:
         self.docs = docs
         self.rendered: dict[Ref, Doc] = {}
+        #: Fields Patchwork dropped from its (shared) serializer earlier in
+        #: this answer; see UrlList.
+        self.dropped: set[str] = set()
 
 
 _OMIT = object()
@@ -127,10 +130,18 @@ def _field(field: Field, effective: str) -> Renderer:
         template = RESOURCES[field.target].path + "/{}/"
         flag = field.project_flag
 
+        name = field.name
+
         def urls(doc: Doc, emb: Embeds, ctx: Context) -> Any:
             if flag:
+                # Patchwork deletes the field from the serializer, which a
+                # list shares between its items: once an item's project
+                # lacks the flag, every later item lacks the field too.
+                if name in emb.dropped:
+                    return _OMIT
                 project = emb.docs.get(("projects", doc.get("project")))
                 if not project or not project.get(flag):
+                    emb.dropped.add(name)
                     return _OMIT
             return [ctx.api + template.format(ref) + ctx.suffix for ref in doc.get(key) or ()]
 
@@ -256,3 +267,11 @@ def _plan(fields: tuple[Field, ...]) -> list[tuple[str, str, str, Any]]:
 @cache
 def _ref_plan(resource: str) -> list[tuple[str, str, str, Any]]:
     return _plan(RESOURCES[resource].fields)
+
+
+#: Resources whose list items depend on the items before them.
+STATEFUL = frozenset(
+    name
+    for name, res in RESOURCES.items()
+    if any(isinstance(f, UrlList) and f.project_flag for f in res.fields)
+)

@@ -30,6 +30,8 @@ def _fails(tmp_path, text: str, *args: str) -> str:
         ("[server]\nprot = 8080\n", "[server] prot"),
         ("[serverr]\nport = 8080\n", "[serverr]"),
         ('[logging]\nlevel = "loud"\n', "[logging] level"),
+        ('[upstream]\nurl = "https://me:secret@pw.example.com"\n', "[upstream] url"),
+        ('[server]\nallowed_hosts = "gw.example.com"\n', "[server] allowed_hosts"),
         ("[server\n", "not valid TOML"),
     ],
 )

@@ -64,11 +64,7 @@ async def test_cached_answers_follow_the_mirror(gateway):
     first = await (await gateway.get(url)).json()
     assert first["name"] == "Patchwork"
 
-    db = await schema.connect(gateway.mirror)
-    batch = Batch()
-    batch.add("projects", {"id": 1, "name": "Patchwork (renamed)"})
-    await store.write(db, batch)
-    await db.close()
+    await _write(gateway.mirror, "projects", {"id": 1, "name": "Patchwork (renamed)"})
 
     for _ in range(100):
         data = await (await gateway.get(url)).json()
@@ -278,3 +274,93 @@ def test_a_mirror_of_another_layout_is_refused(deployment, tmp_path):
     result = run_cli("sync", "--config", str(config), "--once")
     assert result.returncode == 1
     assert "written by another build" in result.stderr
+
+
+async def _write(mirror: Path, resource: str, *docs: dict) -> None:
+    db = await schema.connect(mirror)
+    try:
+        batch = Batch()
+        for doc in docs:
+            batch.add(resource, doc)
+        await store.write(db, batch)
+    finally:
+        await db.close()
+
+
+async def _settled(client, url: str, check) -> object:
+    """Poll ``url`` until ``check`` holds on its JSON (the mirror changed)."""
+    data = None
+    for _ in range(100):
+        data = await (await client.get(url)).json()
+        if check(data):
+            return data
+        await asyncio.sleep(0.02)
+    return data
+
+
+async def test_series_dependencies_follow_patchworks_shared_serializer(gateway):
+    # aiohttp (project 2, series 199-277) shows dependencies; patchwork
+    # (project 1, series 1-198) does not.
+    await _write(gateway.mirror, "projects", {"id": 2, "show_dependencies": True})
+    await _write(gateway.mirror, "series", {"id": 277, "dependencies": [276]})
+    newest = await _settled(
+        gateway, "/api/1.4/series/?order=-id&per_page=250", lambda d: "dependencies" in d[0]
+    )
+    assert newest[0]["dependencies"] == [str(gateway.make_url("/api/1.4/series/276/"))]
+    assert all("dependents" in s for s in newest[:79])  # every aiohttp series...
+    assert not any("dependents" in s for s in newest[79:])  # ...then none at all
+    # Oldest first, a patchwork series comes first: no item shows them.
+    oldest = await (await gateway.get("/api/1.4/series/?order=id&per_page=250")).json()
+    assert not any("dependencies" in s for s in oldest)
+    # A detail shows them whenever its own project has the flag.
+    one = await (await gateway.get("/api/1.0/series/277/")).json()
+    assert "dependencies" not in one  # added in 1.4
+    one = await (await gateway.get("/api/1.4/series/277/")).json()
+    assert one["dependents"] == []
+
+
+async def test_the_404_page_is_learnt_once_the_sync_knows_it(gateway):
+    db = await schema.connect(gateway.mirror)
+    await store.set_meta(db, "upstream.404", '["<p>gone: ", "</p>"]')
+    await db.close()
+    for _ in range(100):
+        resp = await gateway.get("/no/such/page/")
+        if (await resp.text()).startswith("<p>gone"):
+            break
+        await asyncio.sleep(0.02)
+    assert await resp.text() == "<p>gone: /no/such/page/</p>"
+    assert resp.status == 404
+
+
+async def test_null_characters_in_q_are_refused_on_lists_and_details(gateway):
+    for url in ("/api/1.4/patches/?q=a%00", "/api/1.4/patches/1/?q=a%00", "/api/events/?q=%00"):
+        resp = await gateway.get(url)
+        assert resp.status == 400, url
+        assert await resp.json() == ["Null characters are not allowed."]
+    # Only the last value counts.
+    assert (await gateway.get("/api/1.4/patches/?q=%00&q=fix")).status == 200
+
+
+async def test_a_query_running_too_long_is_stopped_with_a_503(gateway, monkeypatch):
+    from gateway import reader as reader_module
+
+    monkeypatch.setattr(reader_module, "INLINE_BUDGET", 100)
+    monkeypatch.setattr(reader_module, "QUERY_SECONDS", 0.0)
+    resp = await gateway.get("/api/1.4/patches/?q=zzz&order=-name&per_page=5")
+    assert resp.status == 503
+    assert "too long" in (await resp.json())["detail"]
+
+
+async def test_only_allowed_hosts_are_answered(deployment, tmp_path, aiohttp_client):
+    mirror = _copy(deployment.storage, tmp_path / "m.sqlite3")
+    config = parse({"storage": {"path": str(mirror)}, "server": {"allowed_hosts": ["pw.example"]}})
+    reader = Reader(mirror)
+    await reader.open()
+    try:
+        client = await aiohttp_client(create_app(config, reader))
+        refused = await client.get("/api/1.4/", headers={"Host": "evil.example"})
+        assert refused.status == 400
+        ok = await client.get("/api/1.4/", headers={"Host": "PW.example:8080"})
+        assert (await ok.json())["patches"] == "http://PW.example:8080/api/1.4/patches/"
+    finally:
+        await reader.close()
