@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 READ_METHODS = ("GET", "HEAD")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
-STATE = web.AppKey("state", "GatewayState")
+STATE: web.AppKey[GatewayState] = web.AppKey("state")
 
 
 class GatewayState:

@@ -16,6 +16,8 @@ from urllib.parse import parse_qs, urlencode
 
 from multidict import MultiMapping
 
+from gateway.query import last_value
+
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 250
 
@@ -40,14 +42,9 @@ class Page:
         return max(0, min(self.per_page, self.count - self.offset))
 
 
-def _last(params: MultiMapping[str], name: str) -> str | None:
-    values = params.getall(name, [])
-    return values[-1] if values else None
-
-
 def per_page(params: MultiMapping[str]) -> int:
     """``per_page``: a positive integer, capped at 250; else the default."""
-    raw = _last(params, "per_page")
+    raw = last_value(params, "per_page")
     if raw is None:
         return DEFAULT_PER_PAGE
     try:
@@ -62,7 +59,7 @@ def per_page(params: MultiMapping[str]) -> int:
 def paginate(params: MultiMapping[str], count: int) -> Page:
     size = per_page(params)
     num_pages = max(1, math.ceil(count / size))
-    raw = _last(params, "page") or "1"
+    raw = last_value(params, "page") or "1"
     if raw == "last":
         number = num_pages
     else:

@@ -73,7 +73,8 @@ def like_escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _last(params: MultiMapping[str], name: str) -> str | None:
+def last_value(params: MultiMapping[str], name: str) -> str | None:
+    """The last value of a parameter: what Django's ``QueryDict.get`` gives."""
     values = params.getall(name, [])
     return values[-1] if values else None
 
@@ -222,7 +223,7 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
         query.narrowed_by(flt, len(keys))
         return
 
-    value = _last(params, flt.param)
+    value = last_value(params, flt.param)
     if value is None:
         return
     if value != "" or isinstance(flt, BoolFilter):
@@ -270,7 +271,7 @@ def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
     A field named twice counts once, where first named, as Django orders
     by a column once.
     """
-    raw = _last(params, "order")
+    raw = last_value(params, "order")
     if raw:
         valid: dict[str, str] = {}
         for term in (t.strip() for t in raw.split(",")):
@@ -368,7 +369,7 @@ async def build(
                 await _apply_filter(flt, params, query, fetch)
 
     if for_list:
-        q = _last(params, "q")
+        q = last_value(params, "q")
         if q and res.search:
             ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
             terms = search_terms(q)

@@ -151,7 +151,7 @@ class Reader:
         conn = await self._idle.get()
         self._deadlines[id(conn)] = time.monotonic() + QUERY_SECONDS
         try:
-            return list(await conn.execute_fetchall(sql, args))
+            return [tuple(row) for row in await conn.execute_fetchall(sql, args)]
         except sqlite3.OperationalError as exc:
             if time.monotonic() > self._deadlines[id(conn)]:
                 raise QueryTooSlow(sql.split(" WHERE")[0]) from exc

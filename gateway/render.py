@@ -139,7 +139,7 @@ def _field(field: Field, effective: str) -> Renderer:
                 # lacks the flag, every later item lacks the field too.
                 if name in emb.dropped:
                     return _OMIT
-                project = emb.docs.get(("projects", doc.get("project")))
+                project = emb.docs.get(("projects", doc.get("project", -1)))
                 if not project or not project.get(flag):
                     emb.dropped.add(name)
                     return _OMIT
@@ -153,7 +153,7 @@ def _field(field: Field, effective: str) -> Renderer:
 
         def payload(doc: Doc, emb: Embeds, ctx: Context) -> Any:
             out = {}
-            for name, render in categories.get(doc.get("category"), ()):
+            for name, render in categories.get(str(doc.get("category")), ()):
                 out[name] = render(doc, emb, ctx)
             return out
 

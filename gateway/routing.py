@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass
 
 from mirror.model import Resource
-from mirror.resources import RESOURCES
+from mirror.resources import INDEX, RESOURCES
 
 _API = re.compile(r"^/api/(?:(?P<version>1[^/][0-4])/)?(?P<rest>.*)$", re.S)
 _SINCE_1_1 = re.compile(r"1.[1-4]", re.S)
@@ -30,7 +30,7 @@ class ApiRoute:
     key: str | None = None  # the detail's id (a link name for projects)
 
 
-_TOP = "projects|users|people|patches|covers|series|events|bundles"
+_TOP = "|".join(INDEX)
 _API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | None]] = [
     # (pattern, kind, resource name or None for group 1, version gate)
     (re.compile(rf"^({_TOP})/$"), "list", None, None),

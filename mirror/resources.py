@@ -10,6 +10,7 @@ those places.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from mirror.model import (
@@ -69,7 +70,7 @@ DEFAULT_STATES = (
 )
 
 
-def _id(key: str):
+def _id(key: str) -> Callable[[dict[str, Any]], Any]:
     """Column source: the id an embedded reference was stored as."""
 
     def get(doc: dict[str, Any]) -> Any:
@@ -78,7 +79,7 @@ def _id(key: str):
     return get
 
 
-def _first_id(key: str):
+def _first_id(key: str) -> Callable[[dict[str, Any]], Any]:
     """Column source: the first id of a stored list (a patch's series)."""
 
     def get(doc: dict[str, Any]) -> Any:
@@ -88,7 +89,7 @@ def _first_id(key: str):
     return get
 
 
-def _bool(key: str):
+def _bool(key: str) -> Callable[[dict[str, Any]], Any]:
     def get(doc: dict[str, Any]) -> Any:
         value = doc.get(key)
         return None if value is None else int(bool(value))
@@ -97,7 +98,7 @@ def _bool(key: str):
 
 
 def _check_state(doc: dict[str, Any]) -> Any:
-    return CHECK_STATES.get(doc.get("state"))
+    return CHECK_STATES.get(str(doc.get("state")))
 
 
 # --------------------------------------------------------------------------

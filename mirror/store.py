@@ -112,7 +112,7 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> None:
         for name, docs in batch.docs.items():
             res = RESOURCES[name]
             if name == "patches":
-                await _ensure_states(db, (d.get("state") for d in docs.values()))
+                await _ensure_states(db, (str(d.get("state")) for d in docs.values()))
             await _merge(db, res, docs)
         for child, parent_id, kept in batch.children:
             await _drop_children(db, RESOURCES[child], parent_id, kept)
@@ -197,7 +197,7 @@ async def _drop_children(
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:
-    rows = await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,))
+    rows = list(await db.execute_fetchall("SELECT value FROM meta WHERE key = ?", (key,)))
     return rows[0][0] if rows else None
 
 

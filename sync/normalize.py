@@ -153,21 +153,20 @@ class Normalizer:
         elif isinstance(field, UrlList):
             if not isinstance(value, list):
                 raise BadUpstreamData(f"{field.name}: expected a list")
-            ids = []
+            series_ids: list[int] = []
             for url in value:
                 match = _SERIES_URL.search(urlsplit(url).path) if isinstance(url, str) else None
                 if not match:
                     raise BadUpstreamData(f"{field.name}: bad URL {url!r:.80}")
-                ids.append(int(match.group(1)))
-            doc[field.key or field.name] = ids
+                series_ids.append(int(match.group(1)))
+            doc[field.key or field.name] = series_ids
         elif isinstance(field, Payload):
             self._payload(field, value, doc, batch)
 
     def _payload(self, field: Payload, value: Any, doc: dict[str, Any], batch: Batch) -> None:
         if not isinstance(value, dict):
             raise BadUpstreamData("payload: expected an object")
-        category = doc.get("category")
-        for sub in field.categories.get(category, ()):
+        for sub in field.categories.get(str(doc.get("category")), ()):
             if sub.name in value:
                 self._field(sub, value[sub.name], doc, batch)
 

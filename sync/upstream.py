@@ -27,7 +27,7 @@ from tenacity import (
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = "patchwork-gateway-sync/0.1 (+https://github.com/getpatchwork/patchwork)"
+USER_AGENT = "patchwork-gateway-sync/0.1"
 
 
 @dataclass
