@@ -86,7 +86,7 @@ def _dumps(value: Any) -> str:
 
 async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None:
     """Learn states upstream uses that are not Patchwork's defaults."""
-    wanted = {s for s in slugs if isinstance(s, str)}
+    wanted = set(slugs)
     if not wanted:
         return
     marks = ",".join("?" * len(wanted))
@@ -112,7 +112,8 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> None:
         for name, docs in batch.docs.items():
             res = RESOURCES[name]
             if name == "patches":
-                await _ensure_states(db, (str(d.get("state")) for d in docs.values()))
+                slugs = (d["state"] for d in docs.values() if isinstance(d.get("state"), str))
+                await _ensure_states(db, slugs)
             await _merge(db, res, docs)
         for child, parent_id, kept in batch.children:
             await _drop_children(db, RESOURCES[child], parent_id, kept)

@@ -9,7 +9,7 @@ import threading
 import time
 from pathlib import Path
 
-from mirror.resources import RESOURCES
+from mirror.resources import DEFAULT_STATES, RESOURCES
 from tests.support import free_port, replay_upstream, run_cli, tokens, write_config
 
 
@@ -45,9 +45,12 @@ def test_full_sync_mirrors_the_whole_crawl(deployment):
     conn = sqlite3.connect(deployment.storage)
     try:
         no_detail = conn.execute("SELECT count(*) FROM patches WHERE detail IS NULL").fetchone()
+        states = conn.execute("SELECT id, slug FROM states ORDER BY id").fetchall()
     finally:
         conn.close()
     assert no_detail == (0,)
+    # The instance uses Patchwork's default states, and only those.
+    assert [slug for _, slug in states] == [slug for _, slug, _, _ in DEFAULT_STATES]
 
 
 def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
