@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
+import sqlite3
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -98,6 +101,17 @@ def _serve(config: Config) -> None:
     )
 
 
+def _check_storage(path: Path) -> None:
+    """The mirror's folder must exist and be writable (SQLite adds files)."""
+    folder = path.parent
+    if not folder.is_dir():
+        raise ConfigError(f"[storage] path: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ConfigError(f"[storage] path: folder {folder} is not writable")
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        raise ConfigError(f"[storage] path: {path} is not readable and writable")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patchwork-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -118,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                     "sync: continuous sync is not available yet; run `sync --once` "
                     "(for example from a timer) to refresh the mirror"
                 )
+        _check_storage(config.storage.path)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
@@ -130,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
             _serve(config)
     except (SyncError, UpstreamError, schema.SchemaTooNew, schema.LayoutMismatch) as exc:
         log.error("%s", exc)
+        return 1
+    except sqlite3.DatabaseError as exc:
+        log.error("%s: %s", config.storage.path, exc)
+        return 1
+    except OSError as exc:  # the port is taken, say
+        log.error("cannot serve on %s:%d: %s", config.server.host, config.server.port, exc)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -71,3 +71,26 @@ def test_public_url_must_be_an_origin(tmp_path):
     cfg.write_text('[server]\npublic_url = "https://gw.example.com/pw"\n')
     with pytest.raises(ConfigError, match=r"\[server\] public_url"):
         load(cfg)
+
+
+def test_an_unusable_storage_path_is_named(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[storage]\npath = "{tmp_path}/no/such/dir/m.sqlite3"\n')
+    result = run_cli("serve", "--config", str(cfg))
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith("config error: [storage] path: folder")
+
+
+def test_a_busy_port_is_one_clear_line(deployment, tmp_path):
+    from urllib.parse import urlsplit
+
+    busy = urlsplit(deployment.gateway).port
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[storage]\npath = "{tmp_path}/m.sqlite3"\n[server]\nport = {busy}\n'
+        '[logging]\nlevel = "warning"\n'
+    )
+    result = run_cli("serve", "--config", str(cfg))
+    assert result.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{busy}" in result.stderr
+    assert "Traceback" not in result.stderr
