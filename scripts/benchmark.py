@@ -9,7 +9,9 @@ What is compared, on this machine, with the same load generator:
 * the gateway answering uncached reads (every URL distinct, so each one
   is filtered, paginated and rendered from SQLite);
 * optionally a real upstream (``--upstream URL``), read sequentially,
-  against the gateway's uncached reads of the same path.
+  against the gateway's uncached reads of the same path;
+* and how long ``sync --once`` takes to mirror the recorded crawl from a
+  local replay of it.
 
 The mirror is the demo mirror built from the recorded fixtures.  Servers
 run in their own processes on 127.0.0.1; the load generator is a minimal
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import signal
 import socket
 import statistics
@@ -131,6 +134,50 @@ BARE = textwrap.dedent(
 )
 
 
+REPLAY = textwrap.dedent(
+    """
+    import sys
+    from aiohttp import web
+    from sync.recorded import Recording
+    port = int(sys.argv[1])
+    recording = Recording.from_file(sys.argv[2], f"http://127.0.0.1:{port}")
+    async def handle(request):
+        found = recording.lookup(request.rel_url.raw_path_qs)
+        if found is None:
+            return web.Response(status=404, text="not recorded")
+        return web.Response(status=found.status, body=found.body, headers=found.headers)
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
+    """
+)
+
+
+def time_sync(directory: Path) -> tuple[float, str]:
+    """Seconds to sync the recorded crawl from a replay of it over HTTP."""
+    port = free_port()
+    crawl = ROOT / "tests" / "fixtures" / "crawl.jsonl.xz"
+    replay = start([sys.executable, "-c", REPLAY, str(port), str(crawl)], port)
+    try:
+        config = directory / "sync.toml"
+        config.write_text(
+            f'[upstream]\nurl = "http://127.0.0.1:{port}"\n'
+            f'[storage]\npath = "{directory / "synced.sqlite3"}"\n[logging]\nlevel = "info"\n'
+        )
+        started = time.monotonic()
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config), "--once"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        seconds = time.monotonic() - started
+    finally:
+        stop(replay)
+    summary = [line for line in done.stderr.splitlines() if "sync complete" in line]
+    return seconds, summary[-1].split("sync complete: ")[-1] if summary else ""
+
+
 def start(args: list[str], port: int) -> subprocess.Popen:
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
@@ -227,9 +274,13 @@ async def main() -> None:
             print(f"  upstream / gateway uncached, warm {up_p50 / warm_p50:6.0f}x")
         else:
             print("  upstream: not measured (pass --upstream URL of a Patchwork instance)")
+        seconds, summary = time_sync(tmp)
+        print("sync of the recorded crawl from a local replay, over HTTP:")
+        print(f"  {seconds:.1f} s for the command ({summary})")
     finally:
         for proc in procs:
             stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
