@@ -1,7 +1,8 @@
 """The initial (and refreshing) full crawl of an upstream Patchwork.
 
 Phases, in order: the API index and the upstream's 404 page; every page of
-every list (``per_page=250``); every page of each patch's and cover's
+every list (``per_page=250``); the ids and ordering of the patch states in
+use (:mod:`sync.states`); every page of each patch's and cover's
 comments and each patch's checks; the details that lists leave out (a
 patch's ``content``, ``diff`` and ``headers``; a cover's); and last, a
 sweep for objects upstream no longer lists.
@@ -41,6 +42,7 @@ from mirror import store
 from mirror.resources import RESOURCES
 from mirror.store import Batch
 from mirror.versions import LATEST
+from sync import states
 from sync.normalize import BadUpstreamData, Normalizer
 from sync.progress import Progress
 from sync.upstream import Source, UpstreamError
@@ -183,6 +185,7 @@ class Crawler:
             for resource in LISTS:
                 await self._crawl_list(resource)
             await self.writer.flush()
+            await self._learn_states()
             for parent, child in SUBLISTS:
                 await self._crawl_sublists(parent, child)
             for resource in LISTS:
@@ -295,6 +298,27 @@ class Crawler:
         if resp.status == 404 and ctype.startswith("text/html") and PROBE_404 in body:
             before, _, after = body.partition(PROBE_404)
             await store.set_meta(self.db, "upstream.404", orjson.dumps([before, after]).decode())
+
+    async def _learn_states(self) -> None:
+        """Give the mirror's states upstream's ids and ordering (see sync.states)."""
+        in_use = await store.states_in_use(self.db)
+        if not in_use:
+            return
+
+        async def get(path: str) -> list[Any] | None:
+            try:
+                got = await self._get(path, list)
+            except UpstreamError:
+                return None
+            return None if got is None else got[0]
+
+        try:
+            learnt = await states.probe(get, API, in_use)
+        except states.NoAnswer:
+            log.info("upstream does not answer state probes; keeping the states known")
+            return
+        if await store.set_states(self.db, learnt):
+            log.info("learnt upstream's states: %s", ", ".join(s for _, s, _ in learnt))
 
     async def _crawl_list(self, resource: str) -> None:
         if await self._done("listed") & {LISTS.index(resource)}:
