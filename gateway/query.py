@@ -23,6 +23,7 @@ from mirror.model import (
     ChoiceFilter,
     DateFilter,
     Filter,
+    Ordering,
     RefFilter,
     Resource,
     TextFilter,
@@ -55,7 +56,7 @@ class Query:
     #: Indexes upstream can narrow this query through, as (columns, joins,
     #: cost): they decide how ties are ordered (see mirror.model.Ordering).
     indexes: list[tuple[tuple[str, ...], tuple[str, ...], int]] = field(default_factory=list)
-    #: Parameters of the filters applied.
+    #: Parameters of the filters applied (``q`` included).
     filtered: set[str] = field(default_factory=set)
 
     def narrowed_by(self, flt: Filter, values: int = 1) -> None:
@@ -329,6 +330,17 @@ def _ties(
         # Upstream sorts what its cheapest narrowing index yields.
         columns, joins, _ = min(query.indexes, key=lambda index: index[2])
         return columns, joins, ""
+    filtered_columns = {flt.column for flt in res.filters if flt.param in query.filtered}
+    if "q" in query.filtered:
+        filtered_columns.update(res.search)
+    scan_index_filtered = any(f"t.{column}" in res.scan_index for column in filtered_columns)
+    if not scan_index_filtered and any(
+        _has_own_index(res.orderings[t.removeprefix("-")]) for t in terms
+    ):
+        # SQLite prefers walking a narrow index on an ordered column, even
+        # a later term's, to the wide scan index, unless a filter can be
+        # checked on the wide one's columns: ties in id order.
+        return (), (), ""
     if (
         res.scan_index
         and not query.filtered & res.scan_index_excludes
@@ -336,6 +348,10 @@ def _ties(
     ):
         return res.scan_index, res.scan_index_joins, ""
     return (), (), ""
+
+
+def _has_own_index(ordering: Ordering) -> bool:
+    return ordering.index_ties == () and not ordering.index_prefix
 
 
 async def build(
@@ -373,6 +389,7 @@ async def build(
         if q and res.search:
             ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
             terms = search_terms(q)
+            query.filtered.add("q")
             query.where.append(_all_of([ors] * len(terms)))
             for term in terms:
                 query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
