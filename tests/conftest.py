@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,10 @@ from pathlib import Path
 import pytest
 
 from tests.support import (
+    CONFORMANCE,
+    CRAWL,
+    OTHER_CASES,
+    OTHER_CRAWL,
     GatewayProcess,
     free_port,
     replay_upstream,
@@ -28,14 +33,10 @@ class Deployment:
     upstream_requests: int
 
 
-@pytest.fixture(scope="session")
-def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+def _deploy(tmp: Path, crawl: Path = CRAWL, cases: Path = CONFORMANCE) -> Iterator[Deployment]:
     """Replay upstream -> `sync --once` (subprocess) -> `serve` (subprocess)."""
-    import time
-
-    tmp = tmp_path_factory.mktemp("deployment")
     counter = [0]
-    with replay_upstream(counter) as upstream:
+    with replay_upstream(counter, crawl, cases) as upstream:
         port = free_port()
         storage = tmp / "mirror.sqlite3"
         config = write_config(
@@ -48,3 +49,15 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         requests = counter[0]
         with GatewayProcess(config, port) as gateway:
             yield Deployment(upstream.url, gateway.url, config, storage, seconds, requests)
+
+
+@pytest.fixture(scope="session")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """The recorded instance, mirrored and served."""
+    yield from _deploy(tmp_path_factory.mktemp("deployment"))
+
+
+@pytest.fixture(scope="session")
+def other_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
+    """Another instance (other data, its own states), mirrored and served."""
+    yield from _deploy(tmp_path_factory.mktemp("other"), OTHER_CRAWL, OTHER_CASES)

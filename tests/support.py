@@ -32,6 +32,9 @@ from sync.recorded import Recording, read_records
 FIXTURES = Path(__file__).parent / "fixtures"
 CRAWL = FIXTURES / "crawl.jsonl.xz"
 CONFORMANCE = FIXTURES / "conformance.jsonl.xz"
+#: Another instance: other data, its own states (see fixtures/README.md).
+OTHER_CRAWL = FIXTURES / "other-crawl.jsonl.xz"
+OTHER_CASES = FIXTURES / "other-cases.jsonl.xz"
 
 
 def free_port() -> int:
@@ -180,18 +183,20 @@ def replay_app(
     return app
 
 
-def replay_recording(origin: str) -> Recording:
+def replay_recording(origin: str, crawl: Path = CRAWL, cases: Path = CONFORMANCE) -> Recording:
     """Every recorded answer: the crawl (as cibot) and the conformance cases."""
-    records = list(read_records(CONFORMANCE))
-    records.extend(read_records(CRAWL))
+    records = list(read_records(cases))
+    records.extend(read_records(crawl))
     return Recording(iter(records), origin, identities=True)
 
 
 @contextlib.contextmanager
-def replay_upstream(counter: list[int] | None = None) -> Iterator[ThreadedServer]:
+def replay_upstream(
+    counter: list[int] | None = None, crawl: Path = CRAWL, cases: Path = CONFORMANCE
+) -> Iterator[ThreadedServer]:
     port = free_port()
     origin = f"http://127.0.0.1:{port}"
-    app = replay_app(replay_recording(origin), recorded_404(), counter)
+    app = replay_app(replay_recording(origin, crawl, cases), recorded_404(cases), counter)
     with ThreadedServer(app, port) as server:
         yield server
 
