@@ -105,11 +105,10 @@ async def _list(
     except pagination.InvalidPage:
         return detail(404, "Invalid page.", allow)
 
-    ids = (
-        []
-        if q is None or page.limit == 0
-        else await reader.page_ids(res.table, q, page.offset, page.limit)
-    )
+    ids: list[int] = []
+    if q is not None and page.limit > 0:
+        query.order(res, q, page.limit)
+        ids = await reader.page_ids(res.table, q, page.offset, page.limit)
     items = await _render_list(res, ids, ctx, reader)
     link = pagination.link_header(ctx.origin + escape_uri_path(path), raw_query, page)
     return json_bytes_answer(200, b"[" + b",".join(items) + b"]", allow, link)

@@ -37,6 +37,10 @@ Fetch = Callable[[str, Sequence[Any]], Awaitable[list[tuple[Any, ...]]]]
 _MAX_ID = 2**63 - 1
 #: Cost of narrowing by a range, against 1 per value of an equality/IN.
 RANGE = 1_000_000
+#: Up to this many rows, upstream's SQLite (no statistics: its costs do not
+#: depend on the data) sorts a one-sided range read from an index rather
+#: than walk the ordered column's own index.  Measured on Patchwork 3.x.
+RANGE_SORT_MAX_LIMIT = 5
 
 
 class EmptyResult(Exception):
@@ -58,6 +62,9 @@ class Query:
     indexes: list[tuple[tuple[str, ...], tuple[str, ...], int]] = field(default_factory=list)
     #: Parameters of the filters applied (``q`` included).
     filtered: set[str] = field(default_factory=set)
+    #: The ``order`` terms in force (a list's), set into ``order_by`` by
+    #: :func:`order` once the page size is known.
+    terms: list[str] = field(default_factory=list)
 
     def narrowed_by(self, flt: Filter, values: int = 1) -> None:
         columns = flt.index_columns()
@@ -284,7 +291,7 @@ def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
     return [res.default_order]
 
 
-def _order(res: Resource, terms: list[str], query: Query) -> None:
+def _order(res: Resource, terms: list[str], query: Query, limit: int) -> None:
     parts = []
     joins: list[str] = []
     for term in terms:
@@ -294,7 +301,7 @@ def _order(res: Resource, terms: list[str], query: Query) -> None:
             if join not in joins:
                 joins.append(join)
         query.multiplied = query.multiplied or ordering.multiplies_rows
-    ties, tie_joins, direction = _ties(res, terms, query)
+    ties, tie_joins, direction = _ties(res, terms, query, limit)
     # A term already sorted on adds nothing (and would stop SQLite from
     # reading the order straight off an index).
     seen = {part.removesuffix(" DESC") for part in parts}
@@ -305,8 +312,18 @@ def _order(res: Resource, terms: list[str], query: Query) -> None:
     query.joins = [ORDERING_JOINS[j] for j in joins]
 
 
+def _range_beats_walk(query: Query, first: Ordering, limit: int) -> bool:
+    """Whether SQLite sorts what a date range on an index yields rather
+    than walk the first ordering term's index: always for a range bounded
+    on both sides, and for a one-sided one when few rows are wanted."""
+    ranged = [cols for cols, _, cost in query.indexes if cost >= RANGE and cols[0] != first.expr]
+    if not ranged:
+        return False
+    return len(ranged) > len(set(ranged)) or limit <= RANGE_SORT_MAX_LIMIT
+
+
 def _ties(
-    res: Resource, terms: list[str], query: Query
+    res: Resource, terms: list[str], query: Query, limit: int
 ) -> tuple[tuple[str, ...], tuple[str, ...], str]:
     """How upstream orders rows the ordering terms leave tied.
 
@@ -320,6 +337,7 @@ def _ties(
         first.index_ties is not None
         and set(equalities) <= walkable
         and equalities.get(first.expr, 1) == 1
+        and not _range_beats_walk(query, first, limit)
     ):
         # Upstream walks the index of the first term, backwards for a
         # descending sort, unless one value pins the term (walked forward).
@@ -393,5 +411,14 @@ async def build(
             query.where.append(_all_of([ors] * len(terms)))
             for term in terms:
                 query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
-        _order(res, ordering_terms(res, params), query)
+        query.terms = ordering_terms(res, params)
     return query
+
+
+def order(res: Resource, query: Query, limit: int) -> None:
+    """Set the ORDER BY of a list query that fetches ``limit`` rows.
+
+    The limit matters: upstream's SQLite weighs it when choosing the index
+    a query runs on, and the index decides how ties come out.
+    """
+    _order(res, query.terms, query, limit)
