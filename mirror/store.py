@@ -111,47 +111,44 @@ async def states_in_use(db: aiosqlite.Connection) -> set[str]:
     return {r[0] for r in rows}
 
 
-async def set_states(db: aiosqlite.Connection, learnt: list[tuple[int, str, int]]) -> bool:
-    """Give states upstream's ``(id, slug, ordering)``; whether anything changed.
+async def states(db: aiosqlite.Connection) -> dict[str, str]:
+    """slug -> name of the states the mirror knows."""
+    rows = await db.execute_fetchall("SELECT slug, name FROM states")
+    return {slug: name for slug, name in rows}
+
+
+async def set_states(db: aiosqlite.Connection, learnt: list[tuple[int, str, str, int]]) -> bool:
+    """Make the states exactly ``learnt`` (id, slug, name, ordering).
 
     Patches refer to states by id, so moved ids are renumbered in the same
-    transaction.  States not in ``learnt`` (no patch in them) keep their id
-    if it is free, and sort after every learnt state.
+    transaction; a state patches are in that ``learnt`` lacks is kept,
+    past every learnt id and ordering.  Whether anything changed.
     """
+    patches = RESOURCES["patches"].table
     rows = await db.execute_fetchall("SELECT id, slug, name, ordering FROM states ORDER BY id")
-    old = {slug: (state_id, name, ordering) for state_id, slug, name, ordering in rows}
-    new: dict[str, tuple[int, str, int]] = {}
-    for state_id, slug, ordering in learnt:
-        name = old[slug][1] if slug in old else slug.replace("-", " ")
-        new[slug] = (state_id, name, ordering)
-    taken = {v[0] for v in new.values()}
-    next_id = max(taken, default=0) + 1
-    next_order = max((v[2] for v in new.values()), default=-1) + 1
-    for slug, (old_id, name, _) in sorted(old.items(), key=lambda kv: kv[1][2]):
-        if slug in new:
-            continue
-        if old_id in taken:
-            old_id, next_id = next_id, next_id + 1
-        taken.add(old_id)
-        new[slug] = (old_id, name, next_order)
-        next_order += 1
-    if all(old.get(slug) == value for slug, value in new.items()) and len(old) == len(new):
+    old = {slug: (state_id, slug, name, ordering) for state_id, slug, name, ordering in rows}
+    new = {slug: (state_id, slug, name, ordering) for state_id, slug, name, ordering in learnt}
+    in_use = await states_in_use(db)
+    next_id = max((s[0] for s in new.values()), default=0) + 1
+    next_order = max((s[3] for s in new.values()), default=-1) + 1
+    for slug in sorted(in_use - set(new)):
+        new[slug] = (next_id, slug, old[slug][2], next_order)
+        next_id, next_order = next_id + 1, next_order + 1
+    if new == old:
         return False
-    moved = {old[slug][0]: value[0] for slug, value in new.items() if slug in old}
-    moved = {was: now for was, now in moved.items() if was != now}
+    moved = {old[slug][0]: new[slug][0] for slug in in_use if old[slug][0] != new[slug][0]}
     await db.execute("BEGIN IMMEDIATE")
     try:
         if moved:
             cases = " ".join(f"WHEN {int(was)} THEN {int(now)}" for was, now in moved.items())
             listed = ",".join(str(int(was)) for was in moved)
             await db.execute(
-                f"UPDATE {RESOURCES['patches'].table} SET state_id = CASE state_id {cases} END "
+                f"UPDATE {patches} SET state_id = CASE state_id {cases} END "
                 f"WHERE state_id IN ({listed})"
             )
         await db.execute("DELETE FROM states")
         await db.executemany(
-            "INSERT INTO states (id, slug, name, ordering) VALUES (?, ?, ?, ?)",
-            [(state_id, slug, name, ordering) for slug, (state_id, name, ordering) in new.items()],
+            "INSERT INTO states (id, slug, name, ordering) VALUES (?, ?, ?, ?)", list(new.values())
         )
     except BaseException:
         await db.execute("ROLLBACK")

@@ -313,12 +313,12 @@ class Crawler:
             return None if got is None else got[0]
 
         try:
-            learnt = await states.probe(get, API, in_use)
+            learnt = await states.probe(get, API, in_use, await store.states(self.db))
         except states.NoAnswer:
             log.info("upstream does not answer state probes; keeping the states known")
             return
         if await store.set_states(self.db, learnt):
-            log.info("learnt upstream's states: %s", ", ".join(s for _, s, _ in learnt))
+            log.info("learnt upstream's states: %s", ", ".join(s[1] for s in learnt))
 
     async def _crawl_list(self, resource: str) -> None:
         if await self._done("listed") & {LISTS.index(resource)}:

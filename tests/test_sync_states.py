@@ -35,6 +35,8 @@ STATES = {
     "awaiting-upstream": (12, 4),
     "superseded": (14, 6),
 }
+#: A state of upstream's that no patch is in.
+EMPTY_STATE_ID = 8
 
 
 class CustomStates(RecordingSource):
@@ -58,8 +60,10 @@ class CustomStates(RecordingSource):
         if parts.path != "/api/1.4/patches/" or "state" not in query:
             return await super().get(path)
         by_id = {state_id: slug for slug, (state_id, _) in STATES.items()}
+        by_id[EMPTY_STATE_ID] = "queued"
         wanted = {by_id.get(int(v)) for v in query["state"]}
-        found = [p for p in self.patches if p["state"] in wanted]
+        # Any value that is no state empties the list.
+        found = [] if None in wanted else [p for p in self.patches if p["state"] in wanted]
         if query.get("order") == ["state"]:
             found.sort(key=lambda p: STATES[p["state"]][1])
         body = json.dumps(found[: int(query["per_page"][0])]).encode()
@@ -95,9 +99,16 @@ async def test_state_ids_and_ordering_are_learnt_from_upstream(tmp_path, aiohttp
             assert {p["state"] for p in got} == {slug}
             assert len(got) == min(counts[slug], 250)
 
-        # An id upstream does not have matches nothing, as upstream answers.
-        resp = await client.get("/api/patches/?state=4")
-        assert await resp.json() == []
+        # An id upstream does not have matches nothing, even beside a
+        # valid one, as upstream answers; 10 is a default id it lacks.
+        for absent in (4, 10):
+            for query in (f"state={absent}", f"state=2&state={absent}"):
+                resp = await client.get(f"/api/patches/?{query}")
+                assert await resp.json() == [], query
+        # A state no patch is in is still a state: beside another, it
+        # leaves that one's patches.
+        resp = await client.get(f"/api/patches/?state=2&state={EMPTY_STATE_ID}&per_page=250")
+        assert len(await resp.json()) == min(counts["new"], 250)
 
         # order=state follows upstream's ordering, not the ids or the defaults.
         seen: list[str] = []
