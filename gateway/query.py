@@ -55,8 +55,6 @@ class Query:
     args: list[Any] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
     order_by: str = "t.id"
-    #: The ordering joins multiply rows (order=check); counts ignore them.
-    multiplied: bool = False
     #: Indexes upstream can narrow this query through, as (columns, joins,
     #: cost): they decide how ties are ordered (see mirror.model.Ordering).
     indexes: list[tuple[tuple[str, ...], tuple[str, ...], int]] = field(default_factory=list)
@@ -291,7 +289,13 @@ def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
     return [res.default_order]
 
 
-def _order(res: Resource, terms: list[str], query: Query, limit: int) -> None:
+def order(res: Resource, query: Query, limit: int) -> None:
+    """Set the ORDER BY of a list query that fetches ``limit`` rows.
+
+    The limit matters: upstream's SQLite weighs it when choosing the index
+    a query runs on, and the index decides how ties come out.
+    """
+    terms = query.terms
     parts = []
     joins: list[str] = []
     for term in terms:
@@ -300,7 +304,6 @@ def _order(res: Resource, terms: list[str], query: Query, limit: int) -> None:
         for join in ordering.joins:
             if join not in joins:
                 joins.append(join)
-        query.multiplied = query.multiplied or ordering.multiplies_rows
     ties, tie_joins, direction = _ties(res, terms, query, limit)
     # A term already sorted on adds nothing (and would stop SQLite from
     # reading the order straight off an index).
@@ -348,12 +351,8 @@ def _ties(
         # Upstream sorts what its cheapest narrowing index yields.
         columns, joins, _ = min(query.indexes, key=lambda index: index[2])
         return columns, joins, ""
-    filtered_columns = {flt.column for flt in res.filters if flt.param in query.filtered}
-    if "q" in query.filtered:
-        filtered_columns.update(res.search)
-    scan_index_filtered = any(f"t.{column}" in res.scan_index for column in filtered_columns)
-    if not scan_index_filtered and any(
-        _has_own_index(res.orderings[t.removeprefix("-")]) for t in terms
+    if any(_has_own_index(res.orderings[t.removeprefix("-")]) for t in terms) and not (
+        _scan_index_filtered(res, query)
     ):
         # SQLite prefers walking a narrow index on an ordered column, even
         # a later term's, to the wide scan index, unless a filter can be
@@ -370,6 +369,14 @@ def _ties(
 
 def _has_own_index(ordering: Ordering) -> bool:
     return ordering.index_ties == () and not ordering.index_prefix
+
+
+def _scan_index_filtered(res: Resource, query: Query) -> bool:
+    """Whether a filter (or ``q``) can be checked on the scan index's columns."""
+    columns = {flt.column for flt in res.filters if flt.param in query.filtered}
+    if "q" in query.filtered:
+        columns.update(res.search)
+    return any(f"t.{column}" in res.scan_index for column in columns)
 
 
 async def build(
@@ -413,12 +420,3 @@ async def build(
                 query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
         query.terms = ordering_terms(res, params)
     return query
-
-
-def order(res: Resource, query: Query, limit: int) -> None:
-    """Set the ORDER BY of a list query that fetches ``limit`` rows.
-
-    The limit matters: upstream's SQLite weighs it when choosing the index
-    a query runs on, and the index decides how ties come out.
-    """
-    _order(res, query.terms, query, limit)

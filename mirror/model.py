@@ -255,9 +255,6 @@ class Ordering:
     joins: tuple[str, ...] = ()
     index_ties: tuple[str, ...] | None = None
     index_prefix: tuple[str, ...] = ()
-    #: The join multiplies rows (Patchwork's ``order=check``); the count
-    #: ignores it, as Django's does.
-    multiplies_rows: bool = False
 
 
 # --------------------------------------------------------------------------
