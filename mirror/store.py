@@ -84,6 +84,11 @@ def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def state_name(slug: str) -> str:
+    """The name a state is matched by, when upstream shows only its slug."""
+    return slug.replace("-", " ")
+
+
 async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None:
     """Learn states upstream uses that are not Patchwork's defaults."""
     wanted = set(slugs)
@@ -99,7 +104,7 @@ async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None
             "INSERT INTO states (id, slug, name, ordering) VALUES ("
             "(SELECT coalesce(max(id), 0) + 1 FROM states), ?, ?, "
             "(SELECT coalesce(max(ordering), -1) + 1 FROM states))",
-            (slug, slug.replace("-", " ")),
+            (slug, state_name(slug)),
         )
 
 
@@ -117,18 +122,20 @@ async def states(db: aiosqlite.Connection) -> dict[str, str]:
     return {slug: name for slug, name in rows}
 
 
-async def set_states(db: aiosqlite.Connection, learnt: list[tuple[int, str, str, int]]) -> bool:
+async def set_states(
+    db: aiosqlite.Connection, learnt: list[tuple[int, str, str, int]], in_use: set[str]
+) -> bool:
     """Make the states exactly ``learnt`` (id, slug, name, ordering).
 
     Patches refer to states by id, so moved ids are renumbered in the same
-    transaction; a state patches are in that ``learnt`` lacks is kept,
-    past every learnt id and ordering.  Whether anything changed.
+    transaction; a state patches are in (``in_use``, as
+    :func:`states_in_use` gives) that ``learnt`` lacks is kept, past every
+    learnt id and ordering.  Whether anything changed.
     """
     patches = RESOURCES["patches"].table
     rows = await db.execute_fetchall("SELECT id, slug, name, ordering FROM states ORDER BY id")
     old = {slug: (state_id, slug, name, ordering) for state_id, slug, name, ordering in rows}
     new = {slug: (state_id, slug, name, ordering) for state_id, slug, name, ordering in learnt}
-    in_use = await states_in_use(db)
     next_id = max((s[0] for s in new.values()), default=0) + 1
     next_order = max((s[3] for s in new.values()), default=-1) + 1
     for slug in sorted(in_use - set(new)):

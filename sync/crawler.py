@@ -317,7 +317,7 @@ class Crawler:
         except states.NoAnswer:
             log.info("upstream does not answer state probes; keeping the states known")
             return
-        if await store.set_states(self.db, learnt):
+        if await store.set_states(self.db, learnt, in_use):
             log.info("learnt upstream's states: %s", ", ".join(s[1] for s in learnt))
 
     async def _crawl_list(self, resource: str) -> None:

@@ -28,6 +28,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from mirror.resources import DEFAULT_STATES
+from mirror.store import state_name
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +92,7 @@ async def probe(get: GetList, api: str, in_use: set[str], names: dict[str, str])
             if found not in remaining:
                 raise NoAnswer
             slug = found
-        ranked.append((remaining.pop(slug), slug, names.get(slug, _name(slug)), len(ranked)))
+        ranked.append((remaining.pop(slug), slug, names.get(slug, state_name(slug)), len(ranked)))
 
     # Ids without patches: states or not?  A default state keeps its slug
     # if that id exists upstream and the slug is not elsewhere.
@@ -109,7 +110,3 @@ async def probe(get: GetList, api: str, in_use: set[str], names: dict[str, str])
         ids[slug] = state_id
         ranked.append((state_id, slug, names.get(slug, ""), len(ranked)))
     return ranked
-
-
-def _name(slug: str) -> str:
-    return slug.replace("-", " ")
