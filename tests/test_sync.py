@@ -27,6 +27,15 @@ def snapshot(path: Path) -> dict[str, list[tuple]]:
         conn.close()
 
 
+def _config(tmp_path: Path, upstream_url: str, **extra: str) -> tuple[Path, Path]:
+    """A mirror path and a config syncing it from ``upstream_url`` as cibot."""
+    storage = tmp_path / "mirror.sqlite3"
+    config = write_config(
+        tmp_path / "c.toml", upstream_url, storage, free_port(), token=tokens()["cibot"], **extra
+    )
+    return storage, config
+
+
 def test_full_sync_mirrors_the_whole_crawl(deployment):
     counts = {table: len(rows) for table, rows in snapshot(deployment.storage).items()}
     assert counts == {
@@ -57,10 +66,7 @@ def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
     """SIGKILL the worker mid-crawl, run it again: same mirror as one clean run."""
     counter = [0]
     with replay_upstream(counter) as upstream:
-        storage = tmp_path / "mirror.sqlite3"
-        config = write_config(
-            tmp_path / "c.toml", upstream.url, storage, free_port(), token=tokens()["cibot"]
-        )
+        storage, config = _config(tmp_path, upstream.url)
         proc = subprocess.Popen(
             [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config), "--once"],
             stdout=subprocess.DEVNULL,
@@ -91,10 +97,7 @@ def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
 def test_second_run_refreshes_without_duplicates(deployment, tmp_path):
     counter = [0]
     with replay_upstream(counter) as upstream:
-        storage = tmp_path / "mirror.sqlite3"
-        config = write_config(
-            tmp_path / "c.toml", upstream.url, storage, free_port(), token=tokens()["cibot"]
-        )
+        storage, config = _config(tmp_path, upstream.url)
         first = run_cli("sync", "--config", str(config), "--once")
         assert first.returncode == 0, first.stderr
         config.write_text(config.read_text().replace('"warning"', '"info"'))
@@ -106,15 +109,7 @@ def test_second_run_refreshes_without_duplicates(deployment, tmp_path):
 
 def test_progress_is_logged_when_not_on_a_terminal(tmp_path):
     with replay_upstream() as upstream:
-        storage = tmp_path / "mirror.sqlite3"
-        config = write_config(
-            tmp_path / "c.toml",
-            upstream.url,
-            storage,
-            free_port(),
-            token=tokens()["cibot"],
-            level="info",
-        )
+        _, config = _config(tmp_path, upstream.url, level="info")
         result = run_cli("sync", "--config", str(config), "--once")
     assert result.returncode == 0, result.stderr
     assert "patches pages: done (4)" in result.stderr

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
@@ -26,68 +28,55 @@ def _flaky(script: list[tuple[int, dict[str, str], float]]):
     return handle, seen
 
 
-async def _server(aiohttp_server, handler):
+@contextlib.asynccontextmanager
+async def _upstream(aiohttp_server, handler, **options) -> AsyncIterator[Upstream]:
+    """An Upstream client of a loopback server answering with ``handler``."""
     app = web.Application()
     app.router.add_get("/{tail:.*}", handler)
-    return await aiohttp_server(app)
+    server = await aiohttp_server(app)
+    up = Upstream(str(server.make_url("")), **options)
+    try:
+        yield up
+    finally:
+        await up.close()
 
 
 async def test_retries_5xx_then_succeeds(aiohttp_server):
     handler, _seen = _flaky([(503, {}, 0), (502, {}, 0), (200, {}, 0)])
-    server = await _server(aiohttp_server, handler)
-    up = Upstream(str(server.make_url("")), max_backoff=0.05)
-    try:
+    async with _upstream(aiohttp_server, handler, max_backoff=0.05) as up:
         resp = await up.get("/api/1.4/")
-    finally:
-        await up.close()
     assert resp.status == 200
     assert resp.json() == {"n": 3}
 
 
 async def test_honours_retry_after_on_429(aiohttp_server):
     handler, _seen = _flaky([(429, {"Retry-After": "1"}, 0), (200, {}, 0)])
-    server = await _server(aiohttp_server, handler)
-    up = Upstream(str(server.make_url("")), max_backoff=0.01)
-    started = time.monotonic()
-    try:
+    async with _upstream(aiohttp_server, handler, max_backoff=0.01) as up:
+        started = time.monotonic()
         resp = await up.get("/api/1.4/patches/")
-    finally:
-        await up.close()
     assert resp.status == 200
     assert time.monotonic() - started >= 1.0
 
 
 async def test_retries_time_outs(aiohttp_server):
     handler, _seen = _flaky([(200, {}, 2.0), (200, {}, 0)])
-    server = await _server(aiohttp_server, handler)
-    up = Upstream(str(server.make_url("")), timeout=0.5, max_backoff=0.05)
-    try:
+    async with _upstream(aiohttp_server, handler, timeout=0.5, max_backoff=0.05) as up:
         resp = await up.get("/api/1.4/")
-    finally:
-        await up.close()
     assert resp.json() == {"n": 2}
 
 
 async def test_gives_up_after_the_last_attempt(aiohttp_server):
     handler, seen = _flaky([(500, {}, 0)])
-    server = await _server(aiohttp_server, handler)
-    up = Upstream(str(server.make_url("")), attempts=3, max_backoff=0.01)
-    try:
+    async with _upstream(aiohttp_server, handler, attempts=3, max_backoff=0.01) as up:
         with pytest.raises(UpstreamError, match="HTTP 500"):
             await up.get("/api/1.4/")
-    finally:
-        await up.close()
     assert len(seen) == 3
 
 
 async def test_client_errors_are_answers_not_retries(aiohttp_server):
     handler, seen = _flaky([(404, {}, 0)])
-    server = await _server(aiohttp_server, handler)
-    up = Upstream(str(server.make_url("")), max_backoff=0.01)
-    try:
+    async with _upstream(aiohttp_server, handler, max_backoff=0.01) as up:
         resp = await up.get("/api/1.4/nothing/")
-    finally:
-        await up.close()
     assert resp.status == 404
     assert len(seen) == 1
 
@@ -96,13 +85,9 @@ async def test_oversized_answers_are_refused(aiohttp_server):
     async def big(request: web.Request) -> web.Response:
         return web.Response(body=b"x" * 10_000)
 
-    server = await _server(aiohttp_server, big)
-    up = Upstream(str(server.make_url("")), max_bytes=1000)
-    try:
+    async with _upstream(aiohttp_server, big, max_bytes=1000) as up:
         with pytest.raises(UpstreamError, match=r"too large|larger"):
             await up.get("/api/1.4/")
-    finally:
-        await up.close()
 
 
 async def test_concurrency_is_bounded(aiohttp_server):
@@ -115,24 +100,16 @@ async def test_concurrency_is_bounded(aiohttp_server):
         in_flight[0] -= 1
         return web.json_response({})
 
-    server = await _server(aiohttp_server, slow)
-    up = Upstream(str(server.make_url("")), concurrency=3)
-    try:
+    async with _upstream(aiohttp_server, slow, concurrency=3) as up:
         await asyncio.gather(*(up.get(f"/api/1.4/patches/{i}/") for i in range(12)))
-    finally:
-        await up.close()
     assert in_flight[1] == 3
 
 
 async def test_token_is_sent_but_never_logged(aiohttp_server, caplog):
     handler, seen = _flaky([(503, {}, 0), (200, {}, 0)])
-    server = await _server(aiohttp_server, handler)
     token = "5ecret7oken5ecret7oken"
-    up = Upstream(str(server.make_url("")), token=token, max_backoff=0.01)
     caplog.set_level(logging.DEBUG)
-    try:
+    async with _upstream(aiohttp_server, handler, token=token, max_backoff=0.01) as up:
         await up.get("/api/1.4/")
-    finally:
-        await up.close()
     assert seen[-1].headers["Authorization"] == f"Token {token}"
     assert token not in caplog.text
