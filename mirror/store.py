@@ -33,6 +33,8 @@ class Batch:
         #: Complete child lists: (child resource, parent id, child ids);
         #: children of that parent not listed are gone upstream.
         self.children: list[tuple[str, int, list[int]]] = []
+        #: Meta values (the event cursor...) committed with the documents.
+        self.meta: dict[str, str] = {}
 
     def add(self, resource: str, doc: dict[str, Any]) -> None:
         existing = self.docs[resource].get(doc["id"])
@@ -48,9 +50,13 @@ class Batch:
         self.marks.extend(other.marks)
         self.deletions.extend(other.deletions)
         self.children.extend(other.children)
+        self.meta.update(other.meta)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.docs.values()) + len(self.deletions)
+
+    def __bool__(self) -> bool:
+        return bool(self.docs or self.marks or self.deletions or self.children or self.meta)
 
 
 Lookups = dict[IdOf, dict[Any, int]]
@@ -89,11 +95,11 @@ def state_name(slug: str) -> str:
     return slug.replace("-", " ")
 
 
-async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None:
-    """Learn states upstream uses that are not Patchwork's defaults."""
+async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> int:
+    """Learn states upstream uses that are not Patchwork's defaults; how many."""
     wanted = set(slugs)
     if not wanted:
-        return
+        return 0
     marks = ",".join("?" * len(wanted))
     rows = await db.execute_fetchall(
         f"SELECT slug FROM states WHERE slug IN ({marks})", tuple(wanted)
@@ -106,6 +112,7 @@ async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> None
             "(SELECT coalesce(max(ordering), -1) + 1 FROM states))",
             (slug, state_name(slug)),
         )
+    return len(missing)
 
 
 async def states_in_use(db: aiosqlite.Connection) -> set[str]:
@@ -164,33 +171,67 @@ async def set_states(
     return True
 
 
-async def write(db: aiosqlite.Connection, batch: Batch) -> None:
-    """Merge ``batch`` (documents, deletions, marks) into the mirror in one transaction."""
-    if not (batch.docs or batch.marks or batch.deletions or batch.children):
-        return
+async def write(db: aiosqlite.Connection, batch: Batch) -> int:
+    """Merge ``batch`` into the mirror in one transaction; how many objects changed.
+
+    Only what differs from the mirror is written: a batch that brings
+    nothing new commits nothing, so readers keep their caches (SQLite's
+    ``data_version`` stays put).  Meta values and marks commit with it.
+    """
+    if not batch:
+        return 0
+    changed = 0
     await db.execute("BEGIN IMMEDIATE")
     try:
         for name, docs in batch.docs.items():
             res = RESOURCES[name]
             if name == "patches":
                 slugs = (d["state"] for d in docs.values() if isinstance(d.get("state"), str))
-                await _ensure_states(db, slugs)
-            await _merge(db, res, docs)
+                changed += await _ensure_states(db, slugs)
+            changed += await _merge(db, res, docs)
         for child, parent_id, kept in batch.children:
-            await _drop_children(db, RESOURCES[child], parent_id, kept)
+            changed += await _drop_children(db, RESOURCES[child], parent_id, kept)
         for resource, obj_id in batch.deletions:
-            await _delete(db, RESOURCES[resource], [obj_id])
+            changed += await _delete(db, RESOURCES[resource], [obj_id])
         if batch.marks:
             await db.executemany(
                 "INSERT OR IGNORE INTO sync_marks (kind, id) VALUES (?, ?)", batch.marks
+            )
+        for key, value in batch.meta.items():
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
+                (key, value),
             )
     except BaseException:
         await db.execute("ROLLBACK")
         raise
     await db.execute("COMMIT")
+    return changed
 
 
-async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[str, Any]]) -> None:
+def merged(
+    res: Resource, fragment: dict[str, Any], old_doc: str | None, old_detail: str | None
+) -> tuple[str, str | None]:
+    """A stored object with ``fragment`` merged in, as (doc, detail) JSON.
+
+    Unchanged keys keep their place, so an object that did not change
+    serialises to exactly the text already stored.
+    """
+    doc = orjson.loads(old_doc) if old_doc else {}
+    detail = orjson.loads(old_detail) if old_detail else None
+    detail_keys = res.detail_keys
+    for key, value in fragment.items():
+        if key in detail_keys:
+            if detail is None:
+                detail = {}
+            detail[key] = value
+        else:
+            doc[key] = value
+    return _dumps(doc), None if detail is None else _dumps(detail)
+
+
+async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[str, Any]]) -> int:
     ids = list(docs)
     existing: dict[int, tuple[str, str | None]] = {}
     for start in range(0, len(ids), 500):
@@ -201,40 +242,27 @@ async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[s
         )
         existing.update({r[0]: (r[1], r[2]) for r in rows})
 
-    detail_keys = set(res.detail_keys)
     lookups = await _lookups(db, res)
     rows_out = []
     for obj_id, fragment in docs.items():
-        old_doc, old_detail = existing.get(obj_id, (None, None))
-        doc = orjson.loads(old_doc) if old_doc else {}
-        detail = orjson.loads(old_detail) if old_detail else None
-        for key, value in fragment.items():
-            if key in detail_keys:
-                if detail is None:
-                    detail = {}
-                detail[key] = value
-            else:
-                doc[key] = value
-        rows_out.append(
-            (
-                obj_id,
-                *_columns(res, doc, lookups),
-                _dumps(doc),
-                None if detail is None else _dumps(detail),
-            )
-        )
+        old = existing.get(obj_id, (None, None))
+        doc, detail = merged(res, fragment, *old)
+        if (doc, detail) == old:
+            continue
+        columns = _columns(res, orjson.loads(doc), lookups)
+        rows_out.append((obj_id, *columns, doc, detail))
 
     names = ["id", *(c.name for c in res.columns), "doc", "detail"]
     marks = ",".join("?" * len(names))
     await db.executemany(
         f"INSERT OR REPLACE INTO {res.table} ({','.join(names)}) VALUES ({marks})", rows_out
     )
+    return len(rows_out)
 
 
-async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> None:
-    """Delete objects, and what upstream deletes with them."""
-    if not ids:
-        return
+async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> int:
+    """Delete objects, and what upstream deletes with them; how many went."""
+    gone = 0
     for chunk_start in range(0, len(ids), 500):
         chunk = ids[chunk_start : chunk_start + 500]
         marks = ",".join("?" * len(chunk))
@@ -243,19 +271,21 @@ async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> No
             rows = await db.execute_fetchall(
                 f"SELECT id FROM {table} WHERE {column} IN ({marks})", chunk
             )
-            await _delete(db, RESOURCES[child], [r[0] for r in rows])
-        await db.execute(f"DELETE FROM {res.table} WHERE id IN ({marks})", chunk)
+            gone += await _delete(db, RESOURCES[child], [r[0] for r in rows])
+        cursor = await db.execute(f"DELETE FROM {res.table} WHERE id IN ({marks})", chunk)
+        gone += max(cursor.rowcount, 0)
+    return gone
 
 
 async def _drop_children(
     db: aiosqlite.Connection, res: Resource, parent_id: int, kept: list[int]
-) -> None:
+) -> int:
     assert res.parent is not None
     rows = await db.execute_fetchall(
         f"SELECT id FROM {res.table} WHERE {res.parent.column} = ?", (parent_id,)
     )
-    gone = [r[0] for r in rows if r[0] not in set(kept)]
-    await _delete(db, res, gone)
+    keep = set(kept)
+    return await _delete(db, res, [r[0] for r in rows if r[0] not in keep])
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:
