@@ -1,0 +1,2163 @@
+"""A stateful fake Patchwork 3.x upstream serving REST API 1.4 from memory.
+
+The replay upstream (``tests.support.replay_upstream``) can only answer
+what was recorded; sync tests also need an upstream that *changes*.  This
+fake is seeded from the recorded crawl and then changed by the tests the
+way Patchwork changes: new series, comments, checks, state and delegate
+changes, relations, archiving, renames, deletions.  It emits events where
+Patchwork 3.x emits them (``patchwork/signals.py``) and nowhere else, and
+cascades deletions as Patchwork's models do.
+
+Objects are kept with references (ids) instead of embedded copies and are
+rendered at request time, so an embedded object always shows the
+referenced object's current values, as Patchwork renders them.  Rendering
+reproduces the recording byte for byte (key order, nulls, dates, the
+``Link`` header, ``Allow``), which ``tests/test_fake_patchwork.py`` checks
+against every API read of the crawl.
+
+Queries follow Patchwork's filters, search, orderings and pagination,
+down to its failures (the 500s of invalid model fields, the empty list of
+an invalid filter value); the test file checks them against recorded
+answers of real Patchwork.
+
+Left out: writes through HTTP (tests change the fake through its
+methods; POST and friends get a 405), API versions 1.0 to 1.3 (404; the
+unversioned ``/api/`` answers as the latest version, as Patchwork's
+does), mbox and web pages (404), ``OPTIONS``, ``Accept`` negotiation, and
+SQLite's order of ties beyond the common cases (ties come out by id, see
+:meth:`FakePatchwork._order`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime as dt
+import email.utils
+import functools
+import hashlib
+import json
+import operator
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
+
+import orjson
+from aiohttp import web
+
+from sync.recorded import PLACEHOLDER, read_records
+
+CRAWL = Path(__file__).parent / "fixtures" / "crawl.jsonl.xz"
+VERSION = "1.4"
+#: The crawl's identity: any token stands for it unless told otherwise.
+CIBOT = 4
+
+DEFAULT_PER_PAGE = 30
+MAX_PER_PAGE = 250
+
+
+class State(NamedTuple):
+    """A patch state as Patchwork's ``State`` model has it."""
+
+    id: int
+    slug: str
+    name: str
+    ordering: int
+
+
+DEFAULT_STATES = tuple(
+    State(i + 1, slug, name, i)
+    for i, (slug, name) in enumerate(
+        [
+            ("new", "New"),
+            ("under-review", "Under Review"),
+            ("accepted", "Accepted"),
+            ("rejected", "Rejected"),
+            ("rfc", "RFC"),
+            ("not-applicable", "Not Applicable"),
+            ("changes-requested", "Changes Requested"),
+            ("awaiting-upstream", "Awaiting Upstream"),
+            ("superseded", "Superseded"),
+            ("deferred", "Deferred"),
+        ]
+    )
+)
+
+CHECK_STATES = {"pending": 0, "success": 1, "warning": 2, "fail": 3}
+
+#: Resource name -> the model Patchwork names in its 404 ``detail``.
+MODELS = {
+    "projects": "Project",
+    "people": "Person",
+    "users": "User",
+    "patches": "Patch",
+    "covers": "Cover",
+    "series": "Series",
+    "bundles": "Bundle",
+    "patch-comments": "PatchComment",
+    "cover-comments": "CoverComment",
+    "checks": "Check",
+}
+RESOURCES = (*MODELS, "events")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """A key order written as one string of names."""
+    return tuple(text.split())
+
+
+_SUBMISSION = "id url web_url msgid list_archive_url date name mbox"
+_COMMENT = "id url web_url msgid list_archive_url date"
+
+#: Embedded ("nested") shapes: projections of the full objects.
+EMBEDDED = {
+    "projects": _names(
+        "id url name link_name list_id list_email web_url scm_url webscm_url"
+        " list_archive_url list_archive_url_format commit_url_format"
+    ),
+    "people": _names("id url name email"),
+    "users": _names("id url username first_name last_name email"),
+    "patches": _names(_SUBMISSION),
+    "covers": _names(_SUBMISSION),
+    "series": _names("id url web_url date name version mbox"),
+    "checks": _names("id url date state target_url context"),
+    "patch-comments": _names(_COMMENT),
+    "cover-comments": _names(_COMMENT),
+}
+
+#: Detail key orders of Patchwork 3.x at API 1.4; the crawl's own win.
+DEFAULT_KEYS = {
+    "projects": _names(
+        "id url name link_name list_id list_email web_url scm_url webscm_url maintainers"
+        " subject_match list_archive_url list_archive_url_format commit_url_format"
+        " show_dependencies"
+    ),
+    "people": _names("id url name email user"),
+    "users": _names("id url username first_name last_name email"),
+    "patches": _names(
+        "id url web_url project msgid list_archive_url date name commit_ref pull_url state"
+        " archived hash submitter delegate mbox series comments check checks tags related"
+        " headers content diff prefixes"
+    ),
+    "covers": _names(
+        "id url web_url project msgid list_archive_url date name submitter mbox series"
+        " comments headers content"
+    ),
+    "series": _names(
+        "id url web_url project name date submitter version total received_total"
+        " received_all mbox cover_letter patches"
+    ),
+    "bundles": _names("id url web_url project name owner patches public mbox"),
+    "patch-comments": _names(
+        "id url web_url msgid list_archive_url date subject submitter content headers addressed"
+    ),
+    "checks": _names("id url user date state target_url context description"),
+}
+DEFAULT_KEYS["cover-comments"] = DEFAULT_KEYS["patch-comments"]
+
+#: Fields a user's detail shows only to that user.
+SELF_ONLY = ("settings",)
+DEFAULT_SETTINGS = {"send_email": False, "items_per_page": 100, "show_ids": False}
+
+#: Fields a list item lacks compared with the detail.
+LIST_EXCLUDES = {
+    "patches": ("headers", "content", "diff", "prefixes"),
+    "covers": ("headers", "content"),
+}
+
+#: Fields derived at render time: not stored, whatever the recording says.
+DERIVED = {
+    "projects": ("url",),
+    "people": ("url",),
+    "users": ("url",),
+    "patches": _names("url web_url list_archive_url mbox series comments check checks related"),
+    "covers": _names("url web_url list_archive_url mbox series comments"),
+    "series": _names("url web_url received_total received_all mbox patches dependents"),
+    "bundles": _names("url web_url mbox"),
+    "patch-comments": _names("url web_url list_archive_url"),
+    "cover-comments": _names("url web_url list_archive_url"),
+    "checks": ("url",),
+}
+
+#: Payload keys per event category, in the order Patchwork renders them.
+EVENT_PAYLOADS = {
+    "cover-created": ("cover",),
+    "patch-created": ("patch",),
+    "patch-completed": ("patch", "series"),
+    "patch-state-changed": ("patch", "previous_state", "current_state"),
+    "patch-delegated": ("patch", "previous_delegate", "current_delegate"),
+    "patch-relation-changed": ("patch", "previous_relation", "current_relation"),
+    "check-created": ("patch", "check"),
+    "series-created": ("series",),
+    "series-completed": ("series",),
+    "cover-comment-created": ("cover", "comment"),
+    "patch-comment-created": ("patch", "comment"),
+}
+EVENT_KEYS = ("id", "category", "project", "date", "actor", "payload")
+
+INDEX_KEYS = ("projects", "users", "people", "patches", "covers", "series", "events", "bundles")
+
+#: ``Allow`` per route, as DRF derives it from each view's methods.
+_READ = "GET, HEAD, OPTIONS"
+_EDIT = "GET, PUT, PATCH, HEAD, OPTIONS"
+ALLOW_LIST = {"bundles": "GET, POST, HEAD, OPTIONS", "checks": "GET, POST, HEAD, OPTIONS"}
+ALLOW_DETAIL = {
+    "projects": _EDIT,
+    "users": _EDIT,
+    "patches": _EDIT,
+    "patch-comments": _EDIT,
+    "cover-comments": _EDIT,
+    "bundles": "GET, PUT, PATCH, DELETE, HEAD, OPTIONS",
+}
+
+#: Django's plain 500 page (DEBUG off), as the recorded instance sends it.
+SERVER_ERROR_PAGE = (
+    '\n<!doctype html>\n<html lang="en">\n<head>\n  <title>Server Error (500)</title>\n'
+    "</head>\n<body>\n  <h1>Server Error (500)</h1><p></p>\n</body>\n</html>\n"
+)
+NOT_FOUND_PAGE = (
+    "<html><body><h1>Not Found</h1><p>The requested resource <code>",
+    "</code> was not found.</p></body></html>",
+)
+
+#: Characters Django's ``reverse()`` leaves unquoted in a path argument.
+_URL_SAFE = "!$&'()*+,;=/~:@"
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def _ilower(text: str) -> str:
+    """SQLite's LIKE folds only ASCII letters: so do we."""
+    return text.translate(_ASCII_LOWER)
+
+
+def _field(name: str, obj: dict[str, Any]) -> Any:
+    return obj.get(name)
+
+
+def _iexact(expected: str, value: str | None) -> bool:
+    """Django's ``iexact`` on SQLite (``LIKE``: ASCII case folding)."""
+    return value is not None and _ilower(value) == _ilower(expected)
+
+
+def _iso(value: dt.datetime) -> str:
+    """Django REST framework's date format: Python's ``isoformat()``."""
+    return value.isoformat()
+
+
+def _parse_date(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text)
+
+
+_SMART_SPLIT = re.compile(
+    r"""((?:[^\s'"]*(?:(?:"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')[^\s'"]*)+)|\S+)"""
+)
+
+
+def _search_terms(text: str) -> list[str]:
+    """DRF's ``search_smart_split``: quoted phrases whole, the rest split on commas."""
+    terms = []
+    for match in _SMART_SPLIT.finditer(text):
+        term = match[0].strip(",")
+        if term.startswith(('"', "'")) and term[0] == term[-1]:
+            quote_char = term[0]
+            terms.append(term[1:-1].replace("\\" + quote_char, quote_char).replace("\\\\", "\\"))
+        else:
+            terms.extend(sub.strip() for sub in term.split(",") if sub)
+    return terms
+
+
+def _subject(name: str) -> str:
+    """The mail subject a patch name comes from: '[1/2] x' <- '[PATCH 1/2] x'."""
+    return f"[PATCH {name[1:]}" if name.startswith("[") else f"[PATCH] {name}"
+
+
+class _ServerError(Exception):
+    """Where Patchwork fails with a 500 (an invalid field in a query)."""
+
+
+class _Invalid(Exception):
+    """A filter value Patchwork rejects: the list comes out empty."""
+
+
+class _Http(Exception):
+    """An early JSON answer (403, 404) from a view."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class _Ctx:
+    """Where a rendering's URLs point: the origin and the API root."""
+
+    origin: str
+    api: str
+    #: DRF's ``reverse()`` keeps a ``format`` parameter on the URLs it makes.
+    suffix: str = ""
+
+    @classmethod
+    def of(cls, origin: str, versioned: bool = True, fmt: str | None = None) -> _Ctx:
+        api = f"{origin}/api/{VERSION}" if versioned else f"{origin}/api"
+        return cls(origin, api, "" if fmt is None else "?" + urlencode({"format": fmt}))
+
+
+@dataclass
+class _Route:
+    kind: str  # index, list, detail
+    resource: str
+    versioned: bool
+    obj_id: str | None = None
+    parent: int | None = None
+
+
+_V = r"/api/(?:(?P<v>1\.4)/)?"
+_LISTS = "projects|people|users|patches|covers|series|bundles|events"
+_DETAILS = "people|users|patches|covers|series|bundles"
+_ROUTES: list[tuple[re.Pattern[str], str, str | None]] = [
+    (re.compile(r"^/api/(?:(?P<v>1\.4)/)?$"), "index", None),
+    (re.compile(_V + rf"(?P<res>{_LISTS})/$"), "list", None),
+    (re.compile(_V + r"projects/(?P<id>[^/]+)/$"), "detail", "projects"),
+    (re.compile(_V + rf"(?P<res>{_DETAILS})/(?P<id>\d+)/$"), "detail", None),
+    (re.compile(_V + r"patches/(?P<parent>\d+)/comments/$"), "list", "patch-comments"),
+    (
+        re.compile(_V + r"patches/(?P<parent>\d+)/comments/(?P<id>\d+)/$"),
+        "detail",
+        "patch-comments",
+    ),
+    (re.compile(_V + r"patches/(?P<parent>\d+)/checks/$"), "list", "checks"),
+    (re.compile(_V + r"patches/(?P<parent>\d+)/checks/(?P<id>\d+)/$"), "detail", "checks"),
+    (re.compile(_V + r"covers/(?P<parent>\d+)/comments/$"), "list", "cover-comments"),
+    (re.compile(_V + r"covers/(?P<parent>\d+)/comments/(?P<id>\d+)/$"), "detail", "cover-comments"),
+]
+
+#: Sub-resource -> (parent resource, the field naming the parent).
+PARENTS = {
+    "patch-comments": ("patches", "_patch"),
+    "checks": ("patches", "_patch"),
+    "cover-comments": ("covers", "_cover"),
+}
+
+
+def _route(path: str) -> _Route | None:
+    for pattern, kind, fixed in _ROUTES:
+        match = pattern.match(path)
+        if match is None:
+            continue
+        groups = match.groupdict()
+        resource = fixed or groups.get("res") or ""
+        parent = groups.get("parent")
+        return _Route(
+            kind,
+            resource,
+            groups.get("v") is not None,
+            groups.get("id"),
+            int(parent) if parent is not None else None,
+        )
+    return None
+
+
+def _link_url(base: str, query: str, page: int | None) -> str:
+    """DRF's ``replace_query_param`` / ``remove_query_param`` on ``page``."""
+    items = parse_qs(query, keep_blank_values=True)
+    if page is None:
+        items.pop("page", None)
+    else:
+        items["page"] = [str(page)]
+    encoded = urlencode(sorted(items.items()), doseq=True)
+    return f"{base}?{encoded}" if encoded else base
+
+
+def _link_header(base: str, query: str, number: int, num_pages: int) -> str:
+    links = []
+    if number < num_pages:
+        links.append(f'<{_link_url(base, query, number + 1)}>; rel="next"')
+    if number > 1:
+        prev = None if number == 2 else number - 1
+        links.append(f'<{_link_url(base, query, prev)}>; rel="prev"')
+    links.append(f'<{_link_url(base, query, 1)}>; rel="first"')
+    links.append(f'<{_link_url(base, query, num_pages)}>; rel="last"')
+    return ", ".join(links)
+
+
+def _dumps(data: Any) -> bytes:
+    """DRF's JSONRenderer: compact, UTF-8, with U+2028/U+2029 escaped."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").encode()
+
+
+def _probed_states(
+    probes: Iterable[tuple[dict[str, list[str]], list[dict[str, Any]]]],
+) -> tuple[State, ...]:
+    """States from a crawl's answers to state probes (see ``sync.states``)."""
+    slug_of: dict[int, str] = {}
+    exists: set[int] = set()  # ids some probe's non-empty answer proves are states
+    ranked: list[tuple[int, str]] = []  # (number of ids asked about, lowest slug)
+    for query, body in probes:
+        ids = query.get("state", [])
+        if not body or not all(i.isdigit() for i in ids):
+            continue
+        if len(ids) == 1 and "order" not in query:
+            slug_of[int(ids[0])] = body[0]["state"]
+        elif query.get("order") == ["state"]:
+            ranked.append((len(set(ids)), body[0]["state"]))
+        else:
+            exists.update(int(i) for i in ids)
+    order = [slug for _, slug in sorted(ranked, key=lambda r: -r[0])]
+    order = list(dict.fromkeys(order))
+    order += [slug for _, slug in sorted(slug_of.items()) if slug not in order]
+    # States without patches: a default id keeps its default slug and place.
+    defaults = {s.id: s.slug for s in DEFAULT_STATES}
+    for state_id in sorted(exists - set(slug_of)):
+        slug = defaults.get(state_id, f"state-{state_id}")
+        slug_of[state_id] = slug
+        before = [d for i, d in sorted(defaults.items()) if i < state_id and d in order]
+        order.insert(order.index(before[-1]) + 1 if before else len(order), slug)
+    names = {s.slug: s.name for s in DEFAULT_STATES}
+    return tuple(
+        State(i, slug, names.get(slug, slug.replace("-", " ").title()), order.index(slug))
+        for i, slug in sorted(slug_of.items())
+    )
+
+
+class FakePatchwork:
+    """In-memory Patchwork: state, rendering, mutations and an HTTP app.
+
+    Every public method takes the lock, so tests may change the fake while
+    its application serves requests in another thread.
+    """
+
+    def __init__(self, states: Iterable[State] = DEFAULT_STATES) -> None:
+        self._lock = threading.RLock()
+        self.states = tuple(states)
+        self._objects: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in RESOURCES}
+        self._next_id: dict[str, int] = dict.fromkeys(RESOURCES, 1)
+        self._keys: dict[str, tuple[str, ...]] = {}
+        self._list_keys: dict[str, tuple[str, ...]] = {}
+        # Indexes of children, kept in ascending id order.
+        self._series_patches: dict[int, list[int]] = {}
+        self._children: dict[str, dict[int, list[int]]] = {r: {} for r in PARENTS}
+        self._relations: dict[int, set[int]] = {}
+        self._next_relation = 1
+        self._clock = dt.datetime(2000, 1, 1)
+        self._mail_clock = dt.datetime(2000, 1, 1)
+        #: Token -> user id; ``None``: any token is the crawl's identity.
+        self.tokens: dict[str, int] | None = None
+        #: The user any token stands for when ``tokens`` is None: the
+        #: crawl's identity (the owner of a private bundle it saw, else 4).
+        self.identity = CIBOT
+        #: The 404 page for unknown paths, split around the quoted path.
+        self.not_found_page = NOT_FOUND_PAGE
+        #: Requests served (all of them, whatever the answer).
+        self.requests = 0
+        #: Every request's method and path with query, in order.
+        self.request_log: list[str] = []
+        #: Answer every request with a 503 (an outage).
+        self.down = False
+        #: Seconds to wait before answering each request.
+        self.delay = 0.0
+        #: Called (outside the lock) with each request's path and query.
+        self.on_request: Callable[[str], None] | None = None
+        self._fields = self._field_renderers()
+
+    # ------------------------------------------------------------------
+    # Loading
+
+    @classmethod
+    def from_crawl(
+        cls, path: str | Path = CRAWL, *, states: Iterable[State] | None = None
+    ) -> FakePatchwork:
+        """The instance a recorded crawl shows, as its crawl identity saw it.
+
+        Without ``states``: Patchwork's defaults, unless the patches show
+        other slugs; then the states the crawl's state probes reveal
+        (``?state=<id>``, ``?order=state&state=...``, as ``sync.states``
+        asks them).
+        """
+        return cls.from_records(read_records(path), states=states)
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[dict[str, Any]], *, states: Iterable[State] | None = None
+    ) -> FakePatchwork:
+        """Like :meth:`from_crawl`, from records already read (tests that
+        build many fakes read the crawl once; the records stay unchanged)."""
+        fake = cls(DEFAULT_STATES if states is None else states)
+        fake._load(records, infer_states=states is None)
+        return fake
+
+    def _load(self, records: Iterable[dict[str, Any]], infer_states: bool = False) -> None:
+        details: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in RESOURCES}
+        parents: dict[str, dict[int, int]] = {r: {} for r in PARENTS}
+        probes: list[tuple[dict[str, list[str]], list[dict[str, Any]]]] = []
+        for rec in records:
+            path = rec["path"]
+            if rec.get("method", "GET") != "GET" or rec["status"] != 200:
+                continue
+            if not path.startswith(f"/api/{VERSION}/") and path != "/api/":
+                continue
+            route = _route(urlsplit(path).path)
+            if route is None:
+                continue
+            body = rec["body"]
+            if route.resource == "patches" and route.kind == "list" and "state=" in path:
+                probes.append((parse_qs(urlsplit(path).query), body))
+            if route.kind == "index":
+                continue
+            res = route.resource
+            items = body if route.kind == "list" else [body]
+            if route.kind == "list" and body:
+                self._list_keys.setdefault(res, tuple(body[0]))
+            if route.kind == "detail":
+                self._keys.setdefault(res, tuple(k for k in body if k not in SELF_ONLY))
+            for item in items:
+                # A detail wins over a list item (which lacks fields).
+                if route.kind == "detail" or item["id"] not in details[res]:
+                    details[res][item["id"]] = item
+                if route.parent is not None:
+                    parents[res][item["id"]] = route.parent
+        for res in RESOURCES:
+            if res not in self._keys and res in self._list_keys:
+                self._keys[res] = self._list_keys[res]
+            if res not in self._keys and res in DEFAULT_KEYS:
+                self._keys[res] = DEFAULT_KEYS[res]
+        for res, keys in list(self._keys.items()):
+            if res == "series":
+                # Hidden where no project shows dependencies; they come last.
+                extra = tuple(k for k in ("dependencies", "dependents") if k not in keys)
+                self._keys[res] = keys = keys + extra
+                if res in self._list_keys:
+                    self._list_keys[res] += extra
+            if res not in self._list_keys:
+                excluded = LIST_EXCLUDES.get(res, ())
+                self._list_keys[res] = tuple(k for k in keys if k not in excluded)
+        private = [b for b in details["bundles"].values() if not b["public"]]
+        if private:
+            self.identity = private[0]["owner"]["id"]
+        slugs = {item["state"] for item in details["patches"].values()}
+        if infer_states and not slugs <= {s.slug for s in self.states}:
+            self.states = _probed_states(probes)
+        for res in ("users", "people", "projects", "covers", "patches", "series", "bundles"):
+            for _, item in sorted(details[res].items()):
+                self._store(res, self._from_recorded(res, item))
+        for res in PARENTS:
+            for obj_id, item in sorted(details[res].items()):
+                obj = self._from_recorded(res, item)
+                obj[PARENTS[res][1]] = parents[res].get(obj_id) or self._parent_from_url(item)
+                self._store(res, obj)
+        for _, item in sorted(details["events"].items()):
+            self._store("events", self._event_from_recorded(item))
+        self._link_relations(details["patches"])
+        dates = [e["_date"] for e in self._objects["events"].values()]
+        dates += [c["_date"] for c in self._objects["checks"].values()]
+        self._clock = max(dates, default=self._clock)
+        mails = [o["_date"] for r in ("patches", "covers") for o in self._objects[r].values()]
+        mails += [o["_date"] for r in PARENTS if r != "checks" for o in self._objects[r].values()]
+        self._mail_clock = max(mails, default=self._mail_clock)
+
+    @staticmethod
+    def _parent_from_url(item: dict[str, Any]) -> int:
+        return int(item["url"].rstrip("/").split("/")[-3])
+
+    @staticmethod
+    def _ref(value: dict[str, Any] | None) -> int | None:
+        return None if value is None else int(value["id"])
+
+    def _from_recorded(self, res: str, item: dict[str, Any]) -> dict[str, Any]:
+        """A recorded object with references for embedded objects."""
+        obj = {k: v for k, v in item.items() if k not in DERIVED.get(res, ())}
+        ref = self._ref
+        if res == "projects":
+            obj["maintainers"] = [u["id"] for u in item["maintainers"]]
+        elif res == "people":
+            obj["user"] = ref(item["user"])
+        elif res in ("patches", "covers", "series", "bundles"):
+            obj["project"] = ref(item["project"])
+        if res in ("patches", "covers", "series", "patch-comments", "cover-comments"):
+            obj["submitter"] = ref(item["submitter"])
+        if res == "patches":
+            obj["delegate"] = ref(item["delegate"])
+            obj["_series"] = item["series"][0]["id"] if item["series"] else None
+            obj["_number"] = None
+            obj["_relation"] = None
+        elif res == "covers":
+            obj["_series"] = None
+        elif res == "series":
+            obj["cover_letter"] = ref(item["cover_letter"])
+            obj["_patch_order"] = [p["id"] for p in item["patches"]]
+            if "dependencies" in item:
+                obj["dependencies"] = [
+                    int(u.rstrip("/").split("/")[-1]) for u in item["dependencies"]
+                ]
+        elif res == "bundles":
+            obj["owner"] = ref(item["owner"])
+            obj["patches"] = [p["id"] for p in item["patches"]]
+        elif res == "checks":
+            obj["user"] = ref(item["user"])
+        if "date" in obj:
+            obj["_date"] = _parse_date(obj["date"])
+        return obj
+
+    def _event_from_recorded(self, item: dict[str, Any]) -> dict[str, Any]:
+        payload = item["payload"]
+        event: dict[str, Any] = {
+            "id": item["id"],
+            "category": item["category"],
+            "project": item["project"]["id"],
+            "date": item["date"],
+            "_date": _parse_date(item["date"]),
+            "actor": self._ref(item["actor"]),
+        }
+        for key in EVENT_PAYLOADS[item["category"]]:
+            value = payload.get(key)
+            if key.endswith("_state") or key.endswith("_relation"):
+                event[key] = value
+            else:
+                event[key] = self._ref(value)
+        return event
+
+    def _link_relations(self, patches: dict[int, dict[str, Any]]) -> None:
+        for pid, item in sorted(patches.items()):
+            if not item.get("related") or self._objects["patches"][pid]["_relation"]:
+                continue
+            members = {pid, *(p["id"] for p in item["related"])}
+            rid = self._new_relation(members)
+            for member in members:
+                self._objects["patches"][member]["_relation"] = rid
+
+    def _new_relation(self, members: set[int]) -> int:
+        rid = self._next_relation
+        self._next_relation += 1
+        self._relations[rid] = set(members)
+        return rid
+
+    def _store(self, res: str, obj: dict[str, Any]) -> None:
+        """Add an object and keep the child indexes."""
+        obj_id = obj["id"]
+        self._objects[res][obj_id] = obj
+        self._next_id[res] = max(self._next_id[res], obj_id + 1)
+        if res == "patches" and obj["_series"] is not None:
+            members = self._series_patches.setdefault(obj["_series"], [])
+            members.append(obj_id)
+            members.sort()
+        elif res == "series":
+            order = obj.pop("_patch_order", None)
+            for number, pid in enumerate(order or (), 1):
+                self._objects["patches"][pid]["_number"] = number
+            if obj["cover_letter"] is not None:
+                self._objects["covers"][obj["cover_letter"]]["_series"] = obj_id
+        elif res in PARENTS:
+            parent = obj[PARENTS[res][1]]
+            self._children[res].setdefault(parent, []).append(obj_id)
+            self._children[res][parent].sort()
+
+    # ------------------------------------------------------------------
+    # Rendering
+
+    def _field_renderers(self) -> dict[str, dict[str, Callable[[dict[str, Any], _Ctx], Any]]]:
+        """Per resource, how each derived or embedding field renders."""
+        o = self._objects
+
+        def ref(res: str, key: str) -> Callable[[dict[str, Any], _Ctx], Any]:
+            def render(obj: dict[str, Any], ctx: _Ctx) -> Any:
+                target = obj[key]
+                return None if target is None else self._embed(res, o[res][target], ctx)
+
+            return render
+
+        def self_url(path: str) -> Callable[[dict[str, Any], _Ctx], str]:
+            return lambda obj, ctx: f"{ctx.api}/{path}/{obj['id']}/{ctx.suffix}"
+
+        def submission_web(kind: str) -> Callable[[dict[str, Any], _Ctx], str]:
+            def render(obj: dict[str, Any], ctx: _Ctx) -> str:
+                linkname = o["projects"][obj["project"]]["link_name"]
+                msgid = obj["msgid"].strip("<>").replace("/", "%2F")
+                path = f"project/{linkname}/{kind}/{msgid}/"
+                return f"{ctx.origin}/{quote(path, _URL_SAFE)}"
+
+            return render
+
+        def archive(project_of: Callable[[dict[str, Any]], int]) -> Callable[..., str | None]:
+            def render(obj: dict[str, Any], ctx: _Ctx) -> str | None:
+                fmt = o["projects"][project_of(obj)]["list_archive_url_format"]
+                if not fmt or not obj["msgid"]:
+                    return None
+                return str(fmt.format(obj["msgid"].strip("<>")))
+
+            return render
+
+        def embed_list(res: str, ids: Callable[[dict[str, Any]], Iterable[int]]) -> Any:
+            def render(obj: dict[str, Any], ctx: _Ctx) -> list[dict[str, Any]]:
+                return [self._embed(res, o[res][i], ctx) for i in ids(obj)]
+
+            return render
+
+        def by_date(ids: Iterable[int]) -> list[int]:
+            """Patchwork's ``Patch`` model orders by date (ties: by id here)."""
+            return sorted(ids, key=lambda i: (o["patches"][i]["_date"], i))
+
+        def comment_fields(parent_res: str, parent_key: str) -> dict[str, Any]:
+            return {
+                "url": lambda obj, ctx: (
+                    f"{ctx.api}/{parent_res}/{obj[parent_key]}/comments/{obj['id']}/{ctx.suffix}"
+                ),
+                "web_url": lambda obj, ctx: f"{ctx.origin}/comment/{obj['id']}/",
+                "list_archive_url": archive(lambda obj: o[parent_res][obj[parent_key]]["project"]),
+                "submitter": ref("people", "submitter"),
+            }
+
+        patch_web = submission_web("patch")
+        cover_web = submission_web("cover")
+
+        def bundle_web(obj: dict[str, Any], ctx: _Ctx) -> str:
+            owner = quote(o["users"][obj["owner"]]["username"], _URL_SAFE)
+            return f"{ctx.origin}/bundle/{owner}/{quote(obj['name'], _URL_SAFE)}/"
+
+        return {
+            "projects": {
+                "url": self_url("projects"),
+                "maintainers": embed_list("users", lambda obj: obj["maintainers"]),
+            },
+            "people": {"url": self_url("people"), "user": ref("users", "user")},
+            "users": {"url": self_url("users")},
+            "patches": {
+                "url": self_url("patches"),
+                "web_url": patch_web,
+                "project": ref("projects", "project"),
+                "list_archive_url": archive(lambda obj: obj["project"]),
+                "submitter": ref("people", "submitter"),
+                "delegate": ref("users", "delegate"),
+                "mbox": lambda obj, ctx: patch_web(obj, ctx) + "mbox/",
+                "series": embed_list(
+                    "series", lambda obj: [] if obj["_series"] is None else [obj["_series"]]
+                ),
+                "comments": lambda obj, ctx: f"{ctx.origin}/api/patches/{obj['id']}/comments/",
+                "check": lambda obj, ctx: self._combined_check(obj["id"]),
+                "checks": lambda obj, ctx: f"{ctx.origin}/api/patches/{obj['id']}/checks/",
+                "related": embed_list("patches", lambda obj: by_date(self._related(obj))),
+            },
+            "covers": {
+                "url": self_url("covers"),
+                "web_url": cover_web,
+                "project": ref("projects", "project"),
+                "list_archive_url": archive(lambda obj: obj["project"]),
+                "submitter": ref("people", "submitter"),
+                "mbox": lambda obj, ctx: cover_web(obj, ctx) + "mbox/",
+                "series": embed_list(
+                    "series", lambda obj: [] if obj["_series"] is None else [obj["_series"]]
+                ),
+                "comments": lambda obj, ctx: f"{ctx.origin}/api/covers/{obj['id']}/comments/",
+            },
+            "series": {
+                "url": self_url("series"),
+                "web_url": lambda obj, ctx: (
+                    f"{ctx.origin}/project/{o['projects'][obj['project']]['link_name']}"
+                    f"/list/?series={obj['id']}"
+                ),
+                "project": ref("projects", "project"),
+                "submitter": ref("people", "submitter"),
+                "received_total": lambda obj, ctx: len(self._series_patches.get(obj["id"], [])),
+                "received_all": lambda obj, ctx: (
+                    obj["total"] <= len(self._series_patches.get(obj["id"], []))
+                ),
+                "mbox": lambda obj, ctx: f"{ctx.origin}/series/{obj['id']}/mbox/",
+                "cover_letter": ref("covers", "cover_letter"),
+                "patches": embed_list(
+                    "patches", lambda obj: by_date(self._series_patches.get(obj["id"], []))
+                ),
+                "dependencies": lambda obj, ctx: [
+                    f"{ctx.api}/series/{i}/{ctx.suffix}"
+                    for i in sorted(obj.get("dependencies", []))
+                ],
+                "dependents": lambda obj, ctx: [
+                    f"{ctx.api}/series/{s['id']}/{ctx.suffix}"
+                    for s in sorted(o["series"].values(), key=lambda s: s["id"])
+                    if obj["id"] in s.get("dependencies", [])
+                ],
+            },
+            "bundles": {
+                "url": self_url("bundles"),
+                "web_url": bundle_web,
+                "project": ref("projects", "project"),
+                "owner": ref("users", "owner"),
+                "patches": embed_list("patches", lambda obj: by_date(obj["patches"])),
+                "mbox": lambda obj, ctx: bundle_web(obj, ctx) + "mbox/",
+            },
+            "patch-comments": comment_fields("patches", "_patch"),
+            "cover-comments": comment_fields("covers", "_cover"),
+            "checks": {
+                "url": lambda obj, ctx: (
+                    f"{ctx.api}/patches/{obj['_patch']}/checks/{obj['id']}/{ctx.suffix}"
+                ),
+                "user": ref("users", "user"),
+            },
+        }
+
+    def _render_keys(
+        self, res: str, obj: dict[str, Any], keys: Iterable[str], ctx: _Ctx
+    ) -> dict[str, Any]:
+        fields = self._fields[res]
+        return {k: fields[k](obj, ctx) if k in fields else obj.get(k) for k in keys}
+
+    def _embed(self, res: str, obj: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
+        return self._render_keys(res, obj, EMBEDDED[res], ctx)
+
+    def _render_obj(
+        self,
+        res: str,
+        obj: dict[str, Any],
+        ctx: _Ctx,
+        detail: bool,
+        viewer: int | None = None,
+        hidden: set[str] | None = None,
+    ) -> dict[str, Any]:
+        """``hidden``: fields a list's shared serializer has dropped so far."""
+        if res == "events":
+            return self._render_event(obj, ctx)
+        keys = self._keys[res] if detail else self._list_keys[res]
+        hidden = set() if hidden is None else hidden
+        if res == "series" and not self._objects["projects"][obj["project"]]["show_dependencies"]:
+            # SeriesSerializer deletes these from its fields: for this series
+            # and, as a list shares one serializer, for every later one.
+            hidden.update(("dependencies", "dependents"))
+        if hidden:
+            keys = tuple(k for k in keys if k not in hidden)
+        data = self._render_keys(res, obj, keys, ctx)
+        if res == "users" and detail and viewer == obj["id"]:
+            data["settings"] = obj.get("settings") or dict(DEFAULT_SETTINGS)
+        return data
+
+    def _render_event(self, event: dict[str, Any], ctx: _Ctx) -> dict[str, Any]:
+        o = self._objects
+        payload: dict[str, Any] = {}
+        comments = "patch-comments" if event["category"].startswith("patch") else "cover-comments"
+        for key in EVENT_PAYLOADS[event["category"]]:
+            value = event.get(key)
+            if key.endswith("_state") or key.endswith("_relation") or value is None:
+                payload[key] = value
+            elif key.endswith("_delegate"):
+                payload[key] = self._embed("users", o["users"][value], ctx)
+            else:
+                res = {
+                    "patch": "patches",
+                    "series": "series",
+                    "cover": "covers",
+                    "check": "checks",
+                    "comment": comments,
+                }[key]
+                payload[key] = self._embed(res, o[res][value], ctx)
+        actor = event["actor"]
+        return {
+            "id": event["id"],
+            "category": event["category"],
+            "project": self._embed("projects", o["projects"][event["project"]], ctx),
+            "date": event["date"],
+            "actor": None if actor is None else self._embed("users", o["users"][actor], ctx),
+            "payload": payload,
+        }
+
+    def _related(self, patch: dict[str, Any]) -> list[int]:
+        rid = patch["_relation"]
+        if rid is None:
+            return []
+        return sorted(self._relations[rid] - {patch["id"]})
+
+    def _combined_check(self, patch_id: int) -> str:
+        """Patchwork's rule: each (user, context)'s latest check counts."""
+        latest: dict[tuple[int, str], dict[str, Any]] = {}
+        for cid in self._children["checks"].get(patch_id, []):
+            check = self._objects["checks"][cid]
+            key = (check["user"], check["context"])
+            if key not in latest or not latest[key]["_date"] > check["_date"]:
+                latest[key] = check
+        states = {c["state"] for c in latest.values()}
+        for state in ("fail", "warning", "pending"):
+            if state in states:
+                return state
+        return "success" if states else "pending"
+
+    @staticmethod
+    def _plain(data: Any) -> Any:
+        """A deep copy the caller may keep and change."""
+        return orjson.loads(orjson.dumps(data))
+
+    def render(
+        self,
+        resource: str,
+        obj_id: int,
+        *,
+        detail: bool = True,
+        origin: str = PLACEHOLDER,
+        viewer: int | bool | None = True,
+    ) -> dict[str, Any]:
+        """One object as the API serves it (``detail`` or as a list item).
+
+        ``viewer`` is the user asking (it decides a user's ``settings``);
+        True: the crawl's identity, None: anonymous.
+        """
+        with self._lock:
+            obj = self._objects[resource][obj_id]
+            who = self.identity if viewer is True else viewer or None
+            return self._plain(self._render_obj(resource, obj, _Ctx.of(origin), detail, who))
+
+    def ids(self, resource: str) -> list[int]:
+        """The ids of a resource's objects (all of them, ascending)."""
+        with self._lock:
+            return sorted(self._objects[resource])
+
+    def get(self, resource: str, obj_id: int) -> dict[str, Any] | None:
+        """The stored object (references as ids), or None; a copy."""
+        with self._lock:
+            obj = self._objects[resource].get(obj_id)
+            return (
+                None if obj is None else self._plain({k: v for k, v in obj.items() if k[0] != "_"})
+            )
+
+    def snapshot(
+        self, origin: str = PLACEHOLDER, viewer: int | bool | None = True
+    ) -> dict[str, dict[int, dict[str, Any]]]:
+        """Every object of every resource in its detail form, by id.
+
+        As ``viewer`` sees them (True: the crawl's identity, None: anonymous):
+        bundles it may not see are left out.  Events are keyed by id too.
+        """
+        with self._lock:
+            ctx = _Ctx.of(origin)
+            viewer = self.identity if viewer is True else viewer or None
+            return {
+                res: {
+                    i: self._plain(self._render_obj(res, obj, ctx, True, viewer))
+                    for i, obj in sorted(self._objects[res].items())
+                    if res != "bundles" or self._visible_bundle(obj, viewer)
+                }
+                for res in RESOURCES
+            }
+
+    def events(self, origin: str = PLACEHOLDER) -> list[dict[str, Any]]:
+        """The events as ``/events/`` lists them: newest first."""
+        with self._lock:
+            ctx = _Ctx.of(origin)
+            ordered = self._default_order("events", list(self._objects["events"].values()))
+            return self._plain([self._render_event(e, ctx) for e in ordered])
+
+    # ------------------------------------------------------------------
+    # Queries: filters, search, ordering
+
+    def state(self, value: str | int) -> State:
+        """A state by id, slug or name (as Patchwork's state filter reads)."""
+        for state in self.states:
+            if value in (state.id, state.slug) or (
+                isinstance(value, str) and _ilower(value) == _ilower(state.name)
+            ):
+                return state
+        raise KeyError(value)
+
+    def _resolve(self, kind: str, value: str) -> int:
+        """A filter value as Patchwork's choice fields look it up."""
+        o = self._objects
+        try:
+            number: int | None = int(value)
+        except ValueError:
+            number = None
+        if kind == "states":
+            if number is not None:
+                found = [s.id for s in self.states if s.id == number]
+            else:
+                name = _ilower(" ".join(value.split("-")))
+                found = [s.id for s in self.states if _ilower(s.name) == name]
+            if not found:
+                raise _Invalid
+            return found[0]
+        alternate = {"projects": "link_name", "people": "email", "users": "username"}.get(kind)
+        if number is not None:
+            if number in o[kind]:
+                return number
+            raise _Invalid
+        if alternate is None:
+            raise _Invalid
+        for obj_id, obj in o[kind].items():
+            if obj.get(alternate) is not None and _ilower(obj[alternate]) == _ilower(value):
+                return obj_id
+        raise _Invalid
+
+    def _filters(self, res: str) -> dict[str, tuple[str, Any]]:
+        """Each filter parameter: (kind, how to read the object's value)."""
+        since = ("since", None)
+        before = ("before", None)
+        if res == "patches":
+            return {
+                "project": ("projects", "project"),
+                "series": ("series", "_series"),
+                "submitter": ("people", "submitter"),
+                "delegate": ("users", "delegate"),
+                "state": ("states", lambda obj: self.state(obj["state"]).id),
+                "archived": ("bool", "archived"),
+                "hash": ("iexact", "hash"),
+                "msgid": ("msgid", "msgid"),
+                "since": since,
+                "before": before,
+            }
+        if res == "covers":
+            return {
+                "project": ("projects", "project"),
+                "series": ("cover-series", "_series"),
+                "submitter": ("people", "submitter"),
+                "msgid": ("msgid", "msgid"),
+                "since": since,
+                "before": before,
+            }
+        if res == "series":
+            return {
+                "submitter": ("people", "submitter"),
+                "project": ("projects", "project"),
+                "since": since,
+                "before": before,
+            }
+        if res == "bundles":
+            return {
+                "project": ("projects", "project"),
+                "owner": ("users", "owner"),
+                "public": ("bool", "public"),
+            }
+        if res == "checks":
+            return {
+                "user": ("users", "user"),
+                "state": ("check-state", lambda obj: CHECK_STATES[obj["state"]]),
+                "context": ("exact", "context"),
+                "since": since,
+                "before": before,
+            }
+        if res == "events":
+            return {
+                "project": ("projects", "project"),
+                "category": ("category", "category"),
+                "series": ("series", "series"),
+                "patch": ("patches", "patch"),
+                "cover": ("covers", "cover"),
+                # Not declared: django-filter's own single choice of a pk.
+                "actor": ("pk:users", "actor"),
+                "since": since,
+                "before": before,
+            }
+        return {}
+
+    def _filter(
+        self, res: str, items: list[dict[str, Any]], query: dict[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        """django-filter: validate every value (any invalid one empties the
+        list), then filter (where Patchwork's query fails: a 500)."""
+        tests: list[tuple[Callable[[dict[str, Any]], Any], Callable[[Any], bool]]] = []
+        fails = False
+        for param, (kind, field) in self._filters(res).items():
+            values = query.get(param)
+            if values is None:
+                continue
+            last = values[-1]
+            get = field if callable(field) else functools.partial(_field, field)
+            if kind in ("projects", "people", "users", "states", "series", "patches", "covers"):
+                tests.append((get, {self._resolve(kind, v) for v in values}.__contains__))
+            elif kind == "cover-series":
+                # Patchwork checks the values against projects, then fails.
+                for value in values:
+                    self._resolve("projects", value)
+                fails = True
+            elif kind == "bool":
+                flag = {"1": True, "0": False, "true": True, "false": False}.get(last.lower())
+                if flag is not None:
+                    tests.append((get, functools.partial(operator.is_, flag)))
+            elif not last:
+                continue
+            elif kind.startswith("pk:"):
+                try:
+                    number = int(last)
+                except ValueError:
+                    raise _Invalid from None
+                if number not in self._objects[kind[3:]]:
+                    raise _Invalid
+                tests.append((get, functools.partial(operator.eq, number)))
+            elif kind == "iexact":
+                tests.append((get, functools.partial(_iexact, last)))
+            elif kind in ("exact", "msgid", "category"):
+                if kind == "category" and last not in EVENT_PAYLOADS:
+                    raise _Invalid
+                wanted = f"<{last}>" if kind == "msgid" else last
+                tests.append((get, functools.partial(operator.eq, wanted)))
+            elif kind == "check-state":
+                if last not in {str(v) for v in CHECK_STATES.values()}:
+                    raise _Invalid
+                code = int(last)
+                tests.append((get, functools.partial(operator.eq, code)))
+            elif kind in ("since", "before"):
+                try:
+                    bound = _parse_date(last.strip())
+                except ValueError:
+                    raise _Invalid from None
+                if bound.tzinfo is not None:
+                    # Naive database, aware value: Django's SQLite backend fails.
+                    fails = True
+                else:
+                    compare = operator.le if kind == "since" else operator.gt
+                    tests.append((operator.itemgetter("_date"), functools.partial(compare, bound)))
+        if fails:
+            raise _ServerError
+        for get, accept in tests:
+            items = [obj for obj in items if accept(get(obj))]
+        return items
+
+    SEARCH = {
+        "people": ("name", "email"),
+        "users": ("username", "first_name", "last_name", "email"),
+        "patches": ("name",),
+        "covers": ("name",),
+        "series": ("name",),
+        "bundles": ("name",),
+        # Not model fields: any search is a 500 upstream.
+        "projects": None,
+        "patch-comments": None,
+        "cover-comments": None,
+    }
+
+    def _search(
+        self, res: str, items: list[dict[str, Any]], query: dict[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        terms = _search_terms(query.get("q", [""])[-1])
+        if not terms or res not in self.SEARCH:
+            return items
+        fields = self.SEARCH[res]
+        if fields is None:
+            raise _ServerError
+        for term in terms:
+            needle = _ilower(term)
+            items = [
+                obj
+                for obj in items
+                if any(obj.get(f) is not None and needle in _ilower(obj[f]) for f in fields)
+            ]
+        return items
+
+    def _orderings(self, res: str) -> dict[str, Callable[[dict[str, Any]], Any] | None]:
+        """Valid ``order`` fields and their sort keys (None: a 500 upstream)."""
+        o = self._objects
+
+        def field(name: str) -> Callable[[dict[str, Any]], Any]:
+            return lambda obj: obj.get(name)
+
+        ident = field("id")
+        date = field("_date")
+        if res == "projects":
+            return {"id": ident, "name": field("name"), "link_name": None, "list_id": None}
+        if res == "people":
+            return {"id": ident, "name": field("name"), "email": field("email")}
+        if res == "users":
+            return {"id": ident, "username": field("username"), "email": field("email")}
+        if res == "patches":
+            return {
+                "id": ident,
+                "name": field("name"),
+                "project": lambda obj: o["projects"][obj["project"]]["link_name"],
+                "date": date,
+                "state": lambda obj: self.state(obj["state"]).ordering,
+                "archived": field("archived"),
+                "submitter": field("submitter"),
+                "check": field("_check_row"),
+            }
+        if res == "covers":
+            return {
+                "id": ident,
+                "name": field("name"),
+                "date": date,
+                "submitter": field("submitter"),
+            }
+        if res == "series":
+            return {
+                "id": ident,
+                "name": field("name"),
+                "date": date,
+                "submitter": field("submitter"),
+                "received_all": None,
+            }
+        if res == "bundles":
+            return {"id": ident, "name": field("name"), "owner": field("owner")}
+        if res == "events":
+            return {"date": date}
+        if res == "checks":
+            return {
+                "id": ident,
+                "user": field("user"),
+                "date": date,
+                "state": lambda obj: CHECK_STATES[obj["state"]],
+                "target_url": field("target_url"),
+                "context": field("context"),
+                "description": field("description"),
+            }
+        return {"id": ident, "subject": None, "date": date, "submitter": field("submitter")}
+
+    def _default_order(self, res: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if res == "events":
+            return sorted(items, key=lambda e: (e["_date"], e["id"]), reverse=True)
+        return sorted(items, key=lambda obj: obj["id"])
+
+    #: Orderings SQLite answers from a one-column index (a foreign key's,
+    #: or the comments' (parent, date)): ties come out by row id in the
+    #: direction of the sort.
+    INDEXED: dict[str, frozenset[str]] = {
+        "patches": frozenset({"submitter"}),
+        "covers": frozenset({"submitter"}),
+        "series": frozenset({"submitter"}),
+        "bundles": frozenset({"owner"}),
+        "checks": frozenset({"user"}),
+        "patch-comments": frozenset({"submitter", "date"}),
+        "cover-comments": frozenset({"submitter", "date"}),
+    }
+
+    def _ties(
+        self, res: str, field: str, query: dict[str, list[str]]
+    ) -> tuple[Callable[[dict[str, Any]], Any], bool]:
+        """How ties of an ordering on ``field`` come out: a key, and whether
+        it follows the sort's direction (an index scan) or stays ascending."""
+        narrowed = any(p in query for p in ("project", "submitter", "series", "hash", "msgid"))
+        if res == "patches" and field == "archived" and not narrowed:
+            # patch_covering_idx: (archived, state, delegate, date, project, submitter, name)
+            return (
+                lambda obj: (
+                    self.state(obj["state"]).id,
+                    (0,) if obj["delegate"] is None else (1, obj["delegate"]),
+                    obj["_date"],
+                    obj["project"],
+                    obj["submitter"],
+                    obj["name"],
+                    obj["id"],
+                ),
+                True,
+            )
+        if res == "covers" and field == "date":
+            # cover_covering_idx: (date, project, submitter, name)
+            return (lambda obj: (obj["project"], obj["submitter"], obj["name"], obj["id"]), True)
+        return (lambda obj: obj["id"], field in self.INDEXED.get(res, frozenset()))
+
+    def _order(
+        self, res: str, items: list[dict[str, Any]], query: dict[str, list[str]]
+    ) -> list[dict[str, Any]]:
+        """DRF's OrderingFilter: valid terms of ``order``, else the default.
+
+        Ties are broken as SQLite would in the common cases: by the index
+        it reads (see :attr:`INDEXED`), else by ascending id.
+        """
+        valid = self._orderings(res)
+        raw = query.get("order", [""])[-1]
+        terms = [t.strip() for t in raw.split(",")] if raw else []
+        terms = [t for t in terms if (t[1:] if t.startswith("-") else t) in valid]
+        if not terms:
+            return self._default_order(res, items)
+        if any(valid[t.lstrip("-")] is None for t in terms):
+            raise _ServerError
+        if res == "patches" and any(t.lstrip("-") == "check" for t in terms):
+            # A join on checks: a row per check (one with none), by check id.
+            checks = self._children["checks"]
+            items = [
+                {**obj, "_check_row": cid}
+                for obj in items
+                for cid in (checks.get(obj["id"]) or (None,))
+            ]
+        tie_key, scanned = self._ties(res, terms[0].lstrip("-"), query)
+        items = sorted(items, key=tie_key, reverse=scanned and terms[0].startswith("-"))
+        for term in reversed(terms):
+            key = valid[term.lstrip("-")]
+            assert key is not None
+
+            def sort_key(obj: dict[str, Any], key: Callable[..., Any] = key) -> tuple[Any, ...]:
+                value = key(obj)
+                return (0,) if value is None else (1, value)
+
+            items.sort(key=sort_key, reverse=term.startswith("-"))
+        return items
+
+    # ------------------------------------------------------------------
+    # HTTP
+
+    def app(self, origin: str | None = None) -> web.Application:
+        """The upstream as an aiohttp application.
+
+        URLs in answers use ``origin`` if given, else the request's own
+        scheme and Host (as Django's ``build_absolute_uri`` does).
+        """
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            with self._lock:
+                self.requests += 1
+                self.request_log.append(f"{request.method} {request.rel_url.raw_path_qs}")
+            if self.on_request is not None:
+                self.on_request(request.rel_url.raw_path_qs)
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.down:
+                return web.Response(
+                    status=503, text="Service Unavailable", content_type="text/html"
+                )
+            base = origin or f"{request.scheme}://{request.host}"
+            with self._lock:
+                return self._answer(request, base)
+
+        application = web.Application()
+        application.router.add_route("*", "/{tail:.*}", handle)
+        return application
+
+    def path_counts(self) -> Counter[str]:
+        """How often each path (without query) was requested."""
+        with self._lock:
+            return Counter(line.split(" ", 1)[1].split("?")[0] for line in self.request_log)
+
+    def reset_requests(self) -> None:
+        """Start counting requests afresh (say, before a sync under test)."""
+        with self._lock:
+            self.requests = 0
+            self.request_log.clear()
+
+    def _not_found_page(self, path: str) -> web.Response:
+        before, after = self.not_found_page
+        page = before + quote(path) + after
+        return web.Response(status=404, text=page, content_type="text/html", charset="utf-8")
+
+    def _identity(self, header: str | None) -> int | None:
+        """The user an ``Authorization`` header stands for; None: anonymous.
+
+        With ``tokens`` set, a token must be one of them and Basic
+        credentials name a user by username (the password is not checked).
+        """
+        if not header:
+            return None
+        scheme, _, value = header.partition(" ")
+        if scheme not in ("Token", "Basic"):
+            return None  # DRF ignores schemes it does not know
+        if self.tokens is None:
+            return self.identity
+        if scheme == "Token":
+            if value.strip() in self.tokens:
+                return self.tokens[value.strip()]
+            raise _Http(403, "Invalid token.")
+        try:
+            username = base64.b64decode(value.strip()).decode().partition(":")[0]
+        except ValueError:
+            username = ""
+        for user in self._objects["users"].values():
+            if user["username"] == username:
+                return int(user["id"])
+        raise _Http(403, "Invalid username/password.")
+
+    def _answer(self, request: web.Request, origin: str) -> web.StreamResponse:
+        path = request.path
+        route = _route(path)
+        if route is None:
+            if not path.endswith("/") and _route(path + "/") is not None:
+                # Django's APPEND_SLASH.
+                raw = request.rel_url.raw_query_string
+                location = request.rel_url.raw_path + "/" + (f"?{raw}" if raw else "")
+                return web.Response(
+                    status=301,
+                    headers={"Location": location},
+                    content_type="text/html",
+                    charset="utf-8",
+                )
+            return self._not_found_page(path)
+        if route.kind == "index":
+            allow = _READ
+        elif route.kind == "list":
+            allow = ALLOW_LIST.get(route.resource, _READ)
+        else:
+            allow = ALLOW_DETAIL.get(route.resource, _READ)
+        headers = {"Allow": allow, "Vary": "Accept"}
+
+        def answer(status: int, body: Any, extra: dict[str, str] | None = None) -> web.Response:
+            return web.Response(
+                status=status,
+                body=_dumps(body),
+                headers={**headers, **(extra or {})},
+                content_type="application/json",
+            )
+
+        if request.method not in ("GET", "HEAD"):
+            return answer(405, {"detail": f'Method "{request.method}" not allowed.'})
+        query: dict[str, list[str]] = {}
+        raw_query = request.rel_url.raw_query_string
+        for key, value in parse_qsl(raw_query, keep_blank_values=True):
+            query.setdefault(key, []).append(value)
+        ctx = _Ctx.of(origin, route.versioned, query.get("format", [None])[-1])
+        try:
+            # DRF negotiates the format before it authenticates.
+            fmt = query.get("format", [""])[-1]
+            if fmt not in ("", "json"):
+                raise _Http(404, "Not found.")
+            user = self._identity(request.headers.get("Authorization"))
+            if route.kind == "index":
+                return answer(200, {k: f"{ctx.api}/{k}/" for k in INDEX_KEYS})
+            if route.resource in ("people", "users") and user is None:
+                raise _Http(403, "Authentication credentials were not provided.")
+            if route.kind == "detail":
+                obj = self._lookup(route, user)
+                return answer(200, self._render_obj(route.resource, obj, ctx, True, user))
+            items = self._list_items(route, user)
+            try:
+                items = self._filter(route.resource, items, query)
+            except _Invalid:
+                items = []
+            items = self._search(route.resource, items, query)
+            count = len(items)  # before order=check joins a row per check
+            items = self._order(route.resource, items, query)
+            number, size, num_pages = self._page(query, count)
+            # Django's Paginator cuts the last page at the count.
+            page = items[(number - 1) * size : min(number * size, count)]
+            hidden: set[str] = set()
+            body = [self._render_obj(route.resource, o, ctx, False, user, hidden) for o in page]
+            link = _link_header(f"{origin}{request.rel_url.raw_path}", raw_query, number, num_pages)
+            return answer(200, body, {"Link": link})
+        except _Http as exc:
+            return answer(exc.status, {"detail": exc.detail})
+        except _ServerError:
+            return web.Response(
+                status=500, text=SERVER_ERROR_PAGE, content_type="text/html", charset="utf-8"
+            )
+
+    def _visible_bundle(self, bundle: dict[str, Any], user: int | None) -> bool:
+        return bool(bundle["public"]) or (user is not None and bundle["owner"] == user)
+
+    def _list_items(self, route: _Route, user: int | None) -> list[dict[str, Any]]:
+        res = route.resource
+        if res in PARENTS:
+            parent_res = PARENTS[res][0]
+            if route.parent not in self._objects[parent_res]:
+                raise _Http(404, f"No {MODELS[parent_res]} matches the given query.")
+            ids = self._children[res].get(route.parent, [])
+            return [self._objects[res][i] for i in ids]
+        items = list(self._objects[res].values())
+        if res == "bundles":
+            items = [b for b in items if self._visible_bundle(b, user)]
+        return items
+
+    def _lookup(self, route: _Route, user: int | None) -> dict[str, Any]:
+        res = route.resource
+        objects = self._objects[res]
+        missing = _Http(404, f"No {MODELS[res]} matches the given query.")
+        assert route.obj_id is not None
+        if res in PARENTS:
+            parent_res = PARENTS[res][0]
+            if route.parent not in self._objects[parent_res]:
+                raise _Http(404, f"No {MODELS[parent_res]} matches the given query.")
+        if res == "projects":
+            try:
+                number = int(route.obj_id)
+            except ValueError:
+                number = None
+            if number in objects:
+                return objects[number]
+            for obj in objects.values():
+                if obj["link_name"] == route.obj_id:
+                    return obj
+            raise missing
+        found = objects.get(int(route.obj_id))
+        if found is None:
+            raise missing
+        obj = found
+        if res in PARENTS and obj[PARENTS[res][1]] != route.parent:
+            raise missing
+        if res == "bundles" and not self._visible_bundle(obj, user):
+            raise missing
+        return obj
+
+    @staticmethod
+    def _page(query: dict[str, list[str]], count: int) -> tuple[int, int, int]:
+        """DRF's PageNumberPagination: (page, per_page, number of pages)."""
+        size = DEFAULT_PER_PAGE
+        if "per_page" in query:
+            try:
+                value = int(query["per_page"][-1])
+            except ValueError:
+                value = 0
+            if value > 0:
+                size = min(value, MAX_PER_PAGE)
+        num_pages = max(1, -(-count // size))
+        raw = query.get("page", [""])[-1] or "1"
+        if raw == "last":
+            return num_pages, size, num_pages
+        try:
+            number = int(raw)
+        except ValueError:
+            raise _Http(404, "Invalid page.") from None
+        if number < 1 or number > num_pages:
+            raise _Http(404, "Invalid page.")
+        return number, size, num_pages
+
+    # ------------------------------------------------------------------
+    # The clock and new objects
+
+    @property
+    def now(self) -> dt.datetime:
+        """The fake clock: the date of the latest event."""
+        with self._lock:
+            return self._clock
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock forward (say, to age events)."""
+        with self._lock:
+            self._clock += dt.timedelta(seconds=seconds)
+
+    def _tick(self) -> dt.datetime:
+        self._clock += dt.timedelta(microseconds=2_347)
+        return self._clock
+
+    def _mail_date(self) -> dt.datetime:
+        """A mail's Date: whole seconds, increasing, not after the clock."""
+        self._mail_clock = max(
+            self._mail_clock + dt.timedelta(seconds=1), self._clock.replace(microsecond=0)
+        )
+        return self._mail_clock
+
+    def _new_id(self, res: str) -> int:
+        obj_id = self._next_id[res]
+        self._next_id[res] += 1
+        return obj_id
+
+    def _event(self, category: str, project: int, actor: int | None = None, **refs: Any) -> int:
+        """Record an event as Patchwork's signal handlers do."""
+        when = self._tick()
+        event: dict[str, Any] = {
+            "id": self._new_id("events"),
+            "category": category,
+            "project": project,
+            "date": _iso(when),
+            "_date": when,
+            "actor": actor,
+        }
+        for key in EVENT_PAYLOADS[category]:
+            event[key] = refs.get(key)
+        self._store("events", event)
+        return int(event["id"])
+
+    def _require(self, res: str, obj_id: int | None) -> dict[str, Any]:
+        if obj_id is None or obj_id not in self._objects[res]:
+            raise KeyError(f"no {MODELS.get(res, res)} {obj_id}")
+        return self._objects[res][obj_id]
+
+    def add_person(self, name: str | None, email: str, user_id: int | None = None) -> int:
+        """A new person (no event: people have none)."""
+        with self._lock:
+            if user_id is not None:
+                self._require("users", user_id)
+            person: dict[str, Any] = {
+                "id": self._new_id("people"),
+                "name": name,
+                "email": email,
+                "user": user_id,
+            }
+            self._store("people", person)
+            return int(person["id"])
+
+    def _submitter(self, submitter: int | tuple[str, str] | None) -> int:
+        if isinstance(submitter, int):
+            self._require("people", submitter)
+            return submitter
+        if submitter is None:
+            number = self._next_id["people"]
+            submitter = (f"Fake Submitter {number}", f"submitter{number}@example.org")
+        return self.add_person(*submitter)
+
+    def _mail(
+        self, project: dict[str, Any], submitter: int, subject: str, kind: str, when: dt.datetime
+    ) -> tuple[str, dict[str, str]]:
+        person = self._objects["people"][submitter]
+        domain = person["email"].rpartition("@")[2] or "example.org"
+        # Like the recorded ones: a (UTC) timestamp, whatever the local zone.
+        stamp = when.replace(tzinfo=dt.UTC).timestamp()
+        msgid = f"<{stamp:.0f}.{self._clock.microsecond:06d}-{kind}@{domain}>"
+        sender = f"{person['name']} <{person['email']}>" if person["name"] else person["email"]
+        headers = {
+            "From": sender,
+            "Subject": subject,
+            "Date": email.utils.format_datetime(when),
+            "Message-Id": msgid,
+            "List-Id": f"<{project['list_id']}>",
+            "To": project["list_email"],
+        }
+        return msgid, headers
+
+    def new_series(
+        self,
+        project_id: int,
+        submitter_id: int | tuple[str, str] | None = None,
+        *,
+        n_patches: int = 3,
+        cover: bool = True,
+        name: str | None = None,
+        version: int = 1,
+        total: int | None = None,
+    ) -> dict[str, Any]:
+        """A series arriving by mail, with Patchwork's events in its order.
+
+        ``submitter_id``: a person id, or (name, email) of a new person, or
+        None for a new person.  With ``total`` above ``n_patches`` the
+        series stays incomplete (see :meth:`add_series_patch`).
+
+        Events, as the recorded instance emitted them: with a cover,
+        series-created, cover-created, then per patch patch-created and
+        patch-completed, then series-completed; without one the first
+        patch's patch-created comes before series-created.  Returns the
+        ids: ``series``, ``cover`` (or None), ``patches``, ``submitter``,
+        ``events``.
+        """
+        with self._lock:
+            self._require("projects", project_id)
+            person = self._submitter(submitter_id)
+            total = max(total or n_patches, n_patches)
+            series_id = self._next_id["series"]
+            subject = name or f"Fake change {series_id}"
+            first_event = self._next_id["events"]
+            cover_id = None
+            series: dict[str, Any] = {
+                "id": self._new_id("series"),
+                "project": project_id,
+                "name": None,
+                "date": None,
+                "submitter": person,
+                "version": version,
+                "total": total,
+                "cover_letter": None,
+                "dependencies": [],
+                "_subject": subject,
+            }
+            if cover:
+                when = self._mail_date()
+                series["date"], series["_date"] = _iso(when), when
+                series["name"] = subject
+                self._store("series", series)
+                self._event("series-created", project_id, series=series_id)
+                cover_id = self._new_cover(series, subject, when)
+            patch_ids = []
+            for number in range(1, n_patches + 1):
+                patch_ids.append(self._new_patch(series, number, subject, cover_id))
+            return {
+                "series": series_id,
+                "cover": cover_id,
+                "patches": patch_ids,
+                "submitter": person,
+                "events": list(range(first_event, self._next_id["events"])),
+            }
+
+    def add_series_patch(self, series_id: int, number: int | None = None) -> int:
+        """One more patch of a series (the next number unless told)."""
+        with self._lock:
+            series = self._require("series", series_id)
+            members = self._series_patches.get(series_id, [])
+            numbers = {self._objects["patches"][p]["_number"] for p in members}
+            if number is None:
+                number = max((n for n in numbers if n), default=0) + 1
+            if number in numbers:
+                raise ValueError(f"series {series_id} has a patch {number} already")
+            subject = series.get("_subject") or (series["name"] or "").split("] ", 1)[-1]
+            return self._new_patch(series, number, subject, series["cover_letter"])
+
+    def _prefix(self, series: dict[str, Any], number: int | None) -> str:
+        parts = [f"v{series['version']}"] if series["version"] > 1 else []
+        if number is not None and series["total"] > 1:
+            parts.append(f"{number}/{series['total']}")
+        return f"[{','.join(parts)}] " if parts else ""
+
+    def _new_cover(self, series: dict[str, Any], subject: str, when: dt.datetime) -> int:
+        project = self._objects["projects"][series["project"]]
+        name = self._prefix(series, 0) + subject
+        msgid, headers = self._mail(project, series["submitter"], _subject(name), "cover", when)
+        cover = {
+            "id": self._new_id("covers"),
+            "project": series["project"],
+            "msgid": msgid,
+            "date": _iso(when),
+            "_date": when,
+            "name": name,
+            "submitter": series["submitter"],
+            "headers": headers,
+            "content": f"This series changes {series['total']} files.",
+            "_series": None,
+        }
+        self._store("covers", cover)
+        series["cover_letter"] = cover["id"]
+        cover["_series"] = series["id"]
+        self._event("cover-created", series["project"], cover=cover["id"])
+        return int(cover["id"])
+
+    def _new_patch(
+        self, series: dict[str, Any], number: int, subject: str, cover_id: int | None
+    ) -> int:
+        """Patchwork's parser: create the patch, then add it to its series."""
+        project_id = series["project"]
+        project = self._objects["projects"][project_id]
+        when = self._mail_date()
+        name = self._prefix(series, number) + f"{subject} (part {number})"
+        msgid, headers = self._mail(
+            project, series["submitter"], _subject(name), f"patch{number}", when
+        )
+        if cover_id is not None:
+            cover_msgid = self._objects["covers"][cover_id]["msgid"]
+            headers = {
+                **{k: v for k, v in headers.items() if k not in ("List-Id", "To")},
+                "In-Reply-To": cover_msgid,
+                "References": cover_msgid,
+                "List-Id": headers["List-Id"],
+                "To": headers["To"],
+            }
+        diff = (
+            f"diff --git a/fake/file{number}.txt b/fake/file{number}.txt\n"
+            f"--- a/fake/file{number}.txt\n+++ b/fake/file{number}.txt\n"
+            f"@@ -1 +1 @@\n-old {series['id']}.{number}\n+new {series['id']}.{number}\n"
+        )
+        patch = {
+            "id": self._new_id("patches"),
+            "project": project_id,
+            "msgid": msgid,
+            "date": _iso(when),
+            "_date": when,
+            "name": name,
+            "commit_ref": None,
+            "pull_url": None,
+            "state": self.states[0].slug,
+            "archived": False,
+            "hash": hashlib.sha1(diff.encode()).hexdigest(),
+            "submitter": series["submitter"],
+            "delegate": None,
+            "tags": {},
+            "headers": headers,
+            "content": f"Signed-off-by: {headers['From']}\n---\n fake/file{number}.txt | 2 +-",
+            "diff": diff,
+            "prefixes": self._prefix(series, number).strip(" []").split(",")
+            if self._prefix(series, number)
+            else [],
+            "_series": None,
+            "_number": None,
+            "_relation": None,
+        }
+        self._store("patches", patch)
+        pid = int(patch["id"])
+        self._event("patch-created", project_id, patch=pid)
+        if series["id"] not in self._objects["series"]:
+            # The first mail of a series without a cover creates it.
+            series["date"], series["_date"] = _iso(when), when
+            self._store("series", series)
+            self._event("series-created", project_id, series=series["id"])
+        members = self._series_patches.get(series["id"], [])
+        received = len(members)
+        numbers = {self._objects["patches"][p]["_number"] for p in members}
+        # Series.add_patch: a series without a name takes its first patch's.
+        if not series["name"] and number == 1:
+            series["name"] = name
+        # pre_save of the patch: patch-completed (if its predecessors are all
+        # in), for it and the successors it completes; then series-completed.
+        if all(n in numbers for n in range(1, number)):
+            self._event("patch-completed", project_id, patch=pid, series=series["id"])
+            successor = number + 1
+            for other in sorted(members, key=lambda p: self._objects["patches"][p]["_number"] or 0):
+                if self._objects["patches"][other]["_number"] == successor:
+                    self._event("patch-completed", project_id, patch=other, series=series["id"])
+                    successor += 1
+        if received + 1 >= series["total"]:
+            self._event("series-completed", project_id, series=series["id"])
+        patch["_series"], patch["_number"] = series["id"], number
+        self._series_patches.setdefault(series["id"], []).append(pid)
+        self._series_patches[series["id"]].sort()
+        return pid
+
+    def add_patch_comment(
+        self, patch_id: int, submitter_id: int | tuple[str, str] | None = None
+    ) -> int:
+        """A reply to a patch: patch-comment-created (no ``addressed``)."""
+        with self._lock:
+            return self._new_comment("patch-comments", patch_id, submitter_id)
+
+    def add_cover_comment(
+        self, cover_id: int, submitter_id: int | tuple[str, str] | None = None
+    ) -> int:
+        """A reply to a cover letter: cover-comment-created.
+
+        Patch and cover comments are two tables: two id sequences.
+        """
+        with self._lock:
+            return self._new_comment("cover-comments", cover_id, submitter_id)
+
+    def _new_comment(
+        self, res: str, parent_id: int, submitter: int | tuple[str, str] | None
+    ) -> int:
+        parent_res, parent_key = PARENTS[res]
+        parent = self._require(parent_res, parent_id)
+        person = self._submitter(submitter)
+        project = self._objects["projects"][parent["project"]]
+        when = self._mail_date()
+        msgid, headers = self._mail(project, person, "", "reply", when)
+        subject = "Re: " + parent["headers"].get("Subject", parent["name"])
+        headers["Subject"] = subject
+        headers = {
+            **{k: v for k, v in headers.items() if k not in ("List-Id", "To")},
+            "In-Reply-To": parent["msgid"],
+            "References": parent["msgid"],
+            "List-Id": headers["List-Id"],
+            "To": headers["To"],
+        }
+        comment = {
+            "id": self._new_id(res),
+            "msgid": msgid,
+            "date": _iso(when),
+            "_date": when,
+            "subject": subject,
+            "submitter": person,
+            "content": f"On {parent['headers'].get('Date', '')} someone wrote:\n\nLooks good.",
+            "headers": headers,
+            "addressed": None,
+            parent_key: parent_id,
+        }
+        self._store(res, comment)
+        self._comment_event(res, comment)
+        return int(comment["id"])
+
+    def _comment_event(self, res: str, comment: dict[str, Any]) -> None:
+        parent_res, parent_key = PARENTS[res]
+        parent_id = comment[parent_key]
+        project = self._objects[parent_res][parent_id]["project"]
+        if res == "patch-comments":
+            self._event("patch-comment-created", project, patch=parent_id, comment=comment["id"])
+        else:
+            self._event("cover-comment-created", project, cover=parent_id, comment=comment["id"])
+
+    def set_comment_addressed(self, kind: str, comment_id: int, value: bool | None) -> None:
+        """Patchwork 3.x emits *-comment-created on every save of a comment."""
+        with self._lock:
+            res = "patch-comments" if kind in ("patch", "patch-comments") else "cover-comments"
+            comment = self._require(res, comment_id)
+            comment["addressed"] = value
+            self._comment_event(res, comment)
+
+    def add_check(
+        self,
+        patch_id: int,
+        user_id: int,
+        state: str,
+        context: str = "default",
+        target_url: str | None = None,
+        description: str | None = None,
+    ) -> int:
+        """A check result: check-created, by the check's user."""
+        with self._lock:
+            patch = self._require("patches", patch_id)
+            self._require("users", user_id)
+            if state not in CHECK_STATES:
+                raise ValueError(f"invalid check state {state!r}")
+            when = self._tick()
+            check: dict[str, Any] = {
+                "id": self._new_id("checks"),
+                "user": user_id,
+                "date": _iso(when),
+                "_date": when,
+                "state": state,
+                "target_url": target_url,
+                "context": context,
+                "description": description,
+                "_patch": patch_id,
+            }
+            self._store("checks", check)
+            self._event(
+                "check-created", patch["project"], actor=user_id, patch=patch_id, check=check["id"]
+            )
+            return int(check["id"])
+
+    def set_state(self, patch_id: int, state: str | int, actor_id: int | None = None) -> None:
+        """patch-state-changed, if the state changes."""
+        with self._lock:
+            patch = self._require("patches", patch_id)
+            new = self.state(state).slug
+            old = patch["state"]
+            if new == old:
+                return
+            patch["state"] = new
+            self._event(
+                "patch-state-changed",
+                patch["project"],
+                actor=actor_id,
+                patch=patch_id,
+                previous_state=old,
+                current_state=new,
+            )
+
+    def set_delegate(self, patch_id: int, user_id: int | None, actor_id: int | None = None) -> None:
+        """patch-delegated, if the delegate changes."""
+        with self._lock:
+            patch = self._require("patches", patch_id)
+            if user_id is not None:
+                self._require("users", user_id)
+            old = patch["delegate"]
+            if old == user_id:
+                return
+            patch["delegate"] = user_id
+            self._event(
+                "patch-delegated",
+                patch["project"],
+                actor=actor_id,
+                patch=patch_id,
+                previous_delegate=old,
+                current_delegate=user_id,
+            )
+
+    def set_related(self, patch_ids: Iterable[int], actor_id: int | None = None) -> None:
+        """Make ``patch_ids`` exactly one relation; one id alone leaves its relation.
+
+        Patchwork emits patch-relation-changed for a patch whose relation
+        (the row it points to) changes, not for patches whose list of
+        related patches merely changes: a patch joining gets one, the
+        members already in do not; a patch leaving gets one, the ones
+        staying do not, except that a relation of two is deleted before the
+        leaving patch is saved, so neither gets an event.  The first
+        id is the patch edited (its events carry ``actor_id``); the others
+        are saved as a side effect (actor null), before it, as Patchwork
+        does.  Patches in two different relations conflict (Patchwork
+        answers 409): remove them from one first.
+        """
+        with self._lock:
+            ids = list(dict.fromkeys(patch_ids))
+            patches = [self._require("patches", pid) for pid in ids]
+            if len(ids) == 1:
+                self._leave_relation(patches[0], actor_id)
+                return
+            relations = {p["_relation"] for p in patches if p["_relation"] is not None}
+            if len(relations) > 1:
+                raise ValueError("patches are in different relations; remove them first")
+            rid = relations.pop() if relations else None
+            if rid is not None:
+                for pid in sorted(self._relations[rid] - set(ids)):
+                    self._leave_relation(self._objects["patches"][pid], actor_id)
+                rid = patches[0]["_relation"] or next(
+                    (p["_relation"] for p in patches if p["_relation"]), None
+                )
+            if rid is None:
+                rid = self._new_relation(set())
+            edited, others = patches[0], sorted(patches[1:], key=lambda p: p["id"])
+            for patch, actor in [*((p, None) for p in others), (edited, actor_id)]:
+                self._relations[rid].add(patch["id"])
+                if patch["_relation"] != rid:
+                    patch["_relation"] = rid
+                    self._event(
+                        "patch-relation-changed",
+                        patch["project"],
+                        actor=actor,
+                        patch=patch["id"],
+                        previous_relation=None,
+                        current_relation=None,
+                    )
+
+    def _leave_relation(self, patch: dict[str, Any], actor_id: int | None) -> None:
+        rid = patch["_relation"]
+        if rid is None:
+            return
+        members = self._relations[rid]
+        if len(members) <= 2:
+            # Patchwork deletes a relation that would keep one patch before
+            # it saves the patch, which then shows no change: no event.
+            for pid in members:
+                self._objects["patches"][pid]["_relation"] = None
+            del self._relations[rid]
+            return
+        members.discard(patch["id"])
+        patch["_relation"] = None
+        self._event(
+            "patch-relation-changed",
+            patch["project"],
+            actor=actor_id,
+            patch=patch["id"],
+            previous_relation=None,
+            current_relation=None,
+        )
+
+    # Changes without events -------------------------------------------
+
+    # Patchwork's pre_save handlers compare only state, delegate, relation
+    # and series: saving anything else emits nothing.
+
+    def set_archived(self, patch_id: int, archived: bool = True) -> None:
+        """Archive a patch (or bring it back): no event."""
+        with self._lock:
+            self._require("patches", patch_id)["archived"] = bool(archived)
+
+    def set_commit_ref(self, patch_id: int, value: str | None) -> None:
+        """The commit a patch was merged as: no event."""
+        with self._lock:
+            self._require("patches", patch_id)["commit_ref"] = value
+
+    def set_pull_url(self, patch_id: int, value: str | None) -> None:
+        """No event."""
+        with self._lock:
+            self._require("patches", patch_id)["pull_url"] = value
+
+    def rename(self, resource: str, obj_id: int, name: str | None) -> None:
+        """A new name for a patch, cover, series, bundle or project: no event,
+        but every embedded copy shows it (they render at request time)."""
+        if resource not in ("patches", "covers", "series", "bundles", "projects"):
+            raise ValueError(f"cannot rename {resource}")
+        with self._lock:
+            self._require(resource, obj_id)["name"] = name
+
+    def rename_person(self, person_id: int, name: str | None) -> None:
+        """No event; submitters embedded everywhere show the new name."""
+        with self._lock:
+            self._require("people", person_id)["name"] = name
+
+    def link_person(self, person_id: int, user_id: int | None) -> None:
+        """Attach a person to a user account (or detach with None): no event."""
+        with self._lock:
+            if user_id is not None:
+                self._require("users", user_id)
+            self._require("people", person_id)["user"] = user_id
+
+    #: Fields whose change Patchwork signals: use the setters instead.
+    _SIGNALLED = {"state", "delegate", "related", "_relation", "_series", "_number"}
+
+    def update(self, resource: str, obj_id: int, **fields: Any) -> None:
+        """Change stored fields; none of these changes emits an event.
+
+        Reference fields take ids (a project's ``maintainers``, a bundle's
+        ``patches``, a person's ``user``...).  Derived fields (URLs, a
+        patch's ``check``, a series' ``received_total``) cannot be set.
+        """
+        with self._lock:
+            obj = self._require(resource, obj_id)
+            for key, value in fields.items():
+                if resource == "patches" and key in self._SIGNALLED:
+                    raise ValueError(f"use the setter for a patch's {key}")
+                if key in DERIVED.get(resource, ()) or key == "id":
+                    raise ValueError(f"{resource}.{key} is derived")
+                if key not in obj and not (resource == "users" and key in SELF_ONLY):
+                    raise ValueError(f"{resource} have no field {key}")
+                obj[key] = value
+                if key == "date":
+                    obj["_date"] = _parse_date(value)
+
+    def create_bundle(
+        self,
+        project_id: int,
+        owner_id: int,
+        name: str,
+        patch_ids: Iterable[int],
+        public: bool = False,
+    ) -> int:
+        """A new bundle (no event)."""
+        with self._lock:
+            self._require("projects", project_id)
+            self._require("users", owner_id)
+            patches = [self._require("patches", pid)["id"] for pid in patch_ids]
+            bundle: dict[str, Any] = {
+                "id": self._new_id("bundles"),
+                "project": project_id,
+                "name": name,
+                "owner": owner_id,
+                "patches": patches,
+                "public": public,
+            }
+            self._store("bundles", bundle)
+            return int(bundle["id"])
+
+    def delete_bundle(self, bundle_id: int) -> None:
+        """No event (bundles have none)."""
+        self.delete("bundles", bundle_id)
+
+    # Deletions ----------------------------------------------------------
+
+    def delete(self, resource: str, obj_id: int, *, detach: bool = False) -> None:
+        """Delete an object and cascade as Patchwork's models do.
+
+        A patch takes its comments, checks and events (and leaves series,
+        bundles and its relation); a comment or check its events; a series
+        its events and, as ``Patch.series`` cascades, its patches; a cover
+        its comments, its events and, as ``Series.cover_letter`` cascades,
+        its series with that series' patches.  With ``detach`` a series
+        leaves its patches (their ``series`` empties) and a cover leaves its
+        series (``cover_letter`` null) instead, as if those foreign keys
+        were nullable: not what Patchwork does, but handy for tests.
+        """
+        with self._lock:
+            self._require(resource, obj_id)
+            self._delete(resource, obj_id, detach)
+
+    def _delete(self, res: str, obj_id: int, detach: bool) -> None:
+        o = self._objects
+        obj = o[res].pop(obj_id, None)
+        if obj is None:
+            return
+        if res == "patches":
+            for child in ("patch-comments", "checks"):
+                for cid in list(self._children[child].get(obj_id, [])):
+                    self._delete(child, cid, detach)
+                self._children[child].pop(obj_id, None)
+            self._drop_events(lambda e: e.get("patch") == obj_id)
+            siblings = self._series_patches.get(obj["_series"], [])
+            if obj_id in siblings:
+                siblings.remove(obj_id)
+            for bundle in o["bundles"].values():
+                if obj_id in bundle["patches"]:
+                    bundle["patches"] = [p for p in bundle["patches"] if p != obj_id]
+            if obj["_relation"] is not None:
+                self._relations[obj["_relation"]].discard(obj_id)
+        elif res == "covers":
+            for cid in list(self._children["cover-comments"].get(obj_id, [])):
+                self._delete("cover-comments", cid, detach)
+            self._children["cover-comments"].pop(obj_id, None)
+            self._drop_events(lambda e: e.get("cover") == obj_id)
+            series_id = obj["_series"]
+            if series_id is not None:
+                if detach:
+                    o["series"][series_id]["cover_letter"] = None
+                else:
+                    self._delete("series", series_id, detach)
+        elif res == "series":
+            self._drop_events(lambda e: e.get("series") == obj_id)
+            for pid in list(self._series_patches.pop(obj_id, [])):
+                if detach:
+                    o["patches"][pid]["_series"] = None
+                    o["patches"][pid]["_number"] = None
+                else:
+                    self._delete("patches", pid, detach)
+            if obj["cover_letter"] is not None and obj["cover_letter"] in o["covers"]:
+                o["covers"][obj["cover_letter"]]["_series"] = None
+            for other in o["series"].values():
+                if obj_id in other.get("dependencies", []):
+                    other["dependencies"] = [d for d in other["dependencies"] if d != obj_id]
+        elif res in PARENTS:
+            parent = obj[PARENTS[res][1]]
+            siblings = self._children[res].get(parent, [])
+            if obj_id in siblings:
+                siblings.remove(obj_id)
+            if res == "checks":
+                self._drop_events(lambda e: e.get("check") == obj_id)
+            else:
+                category = (
+                    "patch-comment-created"
+                    if res == "patch-comments"
+                    else ("cover-comment-created")
+                )
+                self._drop_events(
+                    lambda e: e["category"] == category and e.get("comment") == obj_id
+                )
+        elif res == "events" or res == "bundles":
+            pass
+        else:
+            o[res][obj_id] = obj
+            raise ValueError(f"cannot delete {res}")
+
+    def _drop_events(self, doomed: Callable[[dict[str, Any]], bool]) -> None:
+        events = self._objects["events"]
+        for event_id in [i for i, e in events.items() if doomed(e)]:
+            del events[event_id]
+
+    def purge_events_before(self, date: dt.datetime | str) -> int:
+        """Delete events older than ``date`` (Patchwork 4.0 purges by age)."""
+        bound = _parse_date(date) if isinstance(date, str) else date
+        with self._lock:
+            before = len(self._objects["events"])
+            self._drop_events(lambda e: e["_date"] < bound)
+            return before - len(self._objects["events"])
