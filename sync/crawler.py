@@ -1,17 +1,25 @@
-"""The initial (and refreshing) full crawl of an upstream Patchwork.
+"""The initial crawl of an upstream Patchwork.
 
-Phases, in order: the API index and the upstream's 404 page; every page of
-every list (``per_page=250``); the ids and ordering of the patch states in
-use (:mod:`sync.states`); every page of each patch's and cover's
-comments and each patch's checks; the details that lists leave out (a
+Phases, in order: the API index and the upstream's 404 page; every page
+of every list (``per_page=250``), **events first**; the ids and ordering
+of the patch states in use (:mod:`sync.states`); the comment and check
+lists that can hold anything; the details that lists leave out (a
 patch's ``content``, ``diff`` and ``headers``; a cover's); and last, a
 sweep for objects upstream no longer lists.
 
+Events come first for two reasons.  The newest event then is where the
+event follower (:mod:`sync.events`) starts: everything the crawl reads
+afterwards is at least as new, and every change after it arrives as an
+event.  And events tell which sub-lists can hold anything: a check, a
+comment made since Patchwork has had comment events, is announced by an
+event naming its parent.  A parent whose creation event is there, and no
+event names, has no comments or checks to fetch (:func:`needed_parents`);
+that skips most of them.
+
 Every unit of work (a list page, a sub-list, a detail) is written to the
 mirror in the same transaction as a mark saying it is done, so an
-interrupted sync, run again, continues where it stopped and never
-duplicates: all writes are upserts by upstream id.  A run that finds the
-previous pass complete starts a new pass, refreshing everything.
+interrupted crawl, run again, continues where it stopped and never
+duplicates: all writes are upserts by upstream id.
 
 Lists in id order are fetched concurrently, page by page.  The events
 list is newest first, so new events shift older ones towards later
@@ -28,9 +36,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -43,37 +50,78 @@ from mirror.resources import RESOURCES
 from mirror.store import Batch
 from mirror.versions import LATEST
 from sync import states
-from sync.normalize import BadUpstreamData, Normalizer
+from sync.events import CURSOR
+from sync.fetch import (
+    API,
+    PER_PAGE,
+    Fetcher,
+    Refused,
+    SyncError,
+    has_next,
+    last_page,
+    list_url,
+    pool,
+)
 from sync.progress import Progress
 from sync.upstream import Source, UpstreamError
 
 log = logging.getLogger(__name__)
 
-API = f"/api/{LATEST}"
-PER_PAGE = 250
 #: Probe path used to learn the upstream's 404 page.
 PROBE_404 = f"{API}/patchwork-gateway-404-probe/"
 
-#: Top-level lists, in crawl order: referenced objects first.
-LISTS = ("projects", "users", "people", "series", "covers", "patches", "bundles", "events")
+#: Top-level lists, in crawl order: events first (see above), then
+#: referenced objects before those referring to them.
+LISTS = ("events", "projects", "users", "people", "series", "covers", "patches", "bundles")
 #: Lists that may be refused to the sync identity (anonymous: people, users).
 MAY_BE_REFUSED = frozenset(("users", "people"))
-#: Sub-lists crawled per object: (parent resource, child resource).
-SUBLISTS = (("patches", "patch_comments"), ("patches", "checks"), ("covers", "cover_comments"))
 
-_LAST = re.compile(r'<([^>]*)>;\s*rel="last"')
-_NEXT = re.compile(r'<([^>]*)>;\s*rel="next"')
-_PAGE = re.compile(r"[?&]page=([0-9]+)")
+
+@dataclass(frozen=True)
+class SubList:
+    """A per-parent list, and the events that announce its items."""
+
+    parent: str
+    child: str
+    #: The event category creating the parent, and its column in events.
+    created: str
+    column: str
+    #: The event category announcing an item, and the item's key in it.
+    announced: str
+    key: str
+    #: Whether the announcing events are as old as the creating ones (so a
+    #: parent with a creation event has every item announced).  Checks'
+    #: events came with Patchwork's first events; comments' later.
+    as_old_as_creation: bool
+
+
+SUBLISTS = (
+    SubList(
+        "patches",
+        "patch_comments",
+        "patch-created",
+        "patch_id",
+        "patch-comment-created",
+        "patch_comment",
+        False,
+    ),
+    SubList(
+        "patches", "checks", "patch-created", "patch_id", "check-created", "created_check", True
+    ),
+    SubList(
+        "covers",
+        "cover_comments",
+        "cover-created",
+        "cover_id",
+        "cover-comment-created",
+        "cover_comment",
+        False,
+    ),
+)
 
 T = TypeVar("T")
 
-
-class SyncError(Exception):
-    """The sync cannot go on (wrong upstream, refused credentials...)."""
-
-
-class Refused(SyncError):
-    """Upstream answered 401 or 403."""
+__all__ = ["PROBE_404", "Crawler", "Refused", "Report", "SyncError"]
 
 
 @dataclass
@@ -85,12 +133,41 @@ class Report:
     seconds: float = 0.0
 
 
-def _last_page(link: str | None) -> int | None:
-    match = _LAST.search(link or "")
-    if not match:
-        return None
-    page = _PAGE.search(match.group(1))
-    return int(page.group(1)) if page else 1
+async def needed_parents(db: aiosqlite.Connection, sub: SubList) -> set[int]:
+    """The parents whose ``sub`` list may hold something, judged by events.
+
+    An item's announcing event names its parent: such parents are needed.
+    Any other parent has no items if announcing events cover its whole
+    life: when the announced ids run from 1 without a gap (every item
+    there ever was has its event), or when its own creation event is
+    there and no older than the first announcing event (or, for checks,
+    at all).  Parents older than the events (an instance upgraded from a
+    Patchwork without them, events purged by age) are fetched.
+    """
+    parents = RESOURCES[sub.parent].table
+    rows = await db.execute_fetchall(
+        f"SELECT {sub.column}, json_extract(doc, '$.{sub.key}'), date FROM events "
+        "WHERE category = ?",
+        (sub.announced,),
+    )
+    named = {r[0] for r in rows if r[0] is not None}
+    items = {r[1] for r in rows if type(r[1]) is int}
+    gapless = bool(items) and len(items) == max(items)
+    first = min((r[2] for r in rows if r[2]), default=None)
+    rows = await db.execute_fetchall(
+        f"SELECT {sub.column}, min(date) FROM events WHERE category = ? "
+        f"AND {sub.column} IS NOT NULL GROUP BY {sub.column}",
+        (sub.created,),
+    )
+    created: dict[int, str] = {r[0]: r[1] for r in rows}
+    needed = set(named)
+    for (parent_id,) in await db.execute_fetchall(f"SELECT id FROM {parents}"):
+        if parent_id in named or gapless:
+            continue
+        born = created.get(parent_id)
+        if born is None or not (sub.as_old_as_creation or (first is not None and born >= first)):
+            needed.add(parent_id)
+    return needed
 
 
 class Writer:
@@ -143,9 +220,8 @@ class Writer:
                     stop = True
                 else:
                     combined.extend(nxt)
-            self.objects += len(combined)
             try:
-                await store.write(self._db, combined)
+                self.objects += await store.write(self._db, combined)
             finally:
                 for _ in range(taken):
                     self._queue.task_done()
@@ -162,21 +238,24 @@ class Crawler:
         *,
         concurrency: int = 4,
         progress: Progress | None = None,
+        exhaustive: bool = False,
     ) -> None:
         self.db = db
-        self.source = source
         self.base_url = base_url
-        self.normalizer = Normalizer(base_url)
+        self.fetcher = Fetcher(source, base_url, concurrency=concurrency)
         self.concurrency = concurrency
         self.progress = progress or Progress()
         self.writer = Writer(db)
         self.report = Report()
+        #: Fetch every comment and check list, whatever events say (tests
+        #: compare the two).
+        self.exhaustive = exhaustive
 
     # -- entry point ------------------------------------------------------
 
     async def run(self) -> Report:
         started = time.monotonic()
-        await self._check_mirror_origin()
+        await check_origin(self.db, self.base_url)
         await self._begin_pass()
         self.writer.start()
         try:
@@ -185,9 +264,9 @@ class Crawler:
             for resource in LISTS:
                 await self._crawl_list(resource)
             await self.writer.flush()
-            await self._learn_states()
-            for parent, child in SUBLISTS:
-                await self._crawl_sublists(parent, child)
+            await learn_states(self.db, self.fetcher)
+            for sub in SUBLISTS:
+                await self._crawl_sublists(sub)
             for resource in LISTS:
                 if RESOURCES[resource].detail_keys:
                     await self._crawl_details(resource)
@@ -197,93 +276,37 @@ class Crawler:
                     await self._sweep(resource)
         finally:
             await self.writer.close()
+            self.report.requests = self.fetcher.requests
         await store.set_meta(self.db, "sync.state", "complete")
         await store.set_meta(self.db, "sync.completed_at", datetime.now(UTC).isoformat())
         self.report.objects = self.writer.objects
         self.report.seconds = time.monotonic() - started
         return self.report
 
-    async def _check_mirror_origin(self) -> None:
-        known = await store.get_meta(self.db, "upstream.url")
-        if known and known.rstrip("/") != self.base_url.rstrip("/"):
-            raise SyncError(
-                f"this mirror holds {known}, not {self.base_url}; use another storage path"
-            )
-        await store.set_meta(self.db, "upstream.url", self.base_url.rstrip("/"))
-
     async def _begin_pass(self) -> None:
         state = await store.get_meta(self.db, "sync.state")
         if state == "running":
-            log.info("resuming the interrupted sync pass")
+            log.info("resuming the interrupted initial sync")
             return
         if state == "complete":
-            log.info("previous pass complete; starting a refresh pass")
+            log.info("previous pass complete; crawling everything again")
         await self.db.execute("DELETE FROM sync_marks")
         await store.set_meta(self.db, "sync.state", "running")
 
     # -- helpers ------------------------------------------------------------
 
-    async def _get(
-        self, path: str, expect: type, *, refusable: bool = False
-    ) -> tuple[Any, dict[str, str]] | None:
-        """GET a JSON document; ``None`` if upstream has no such thing (404).
-
-        A 401/403 raises :class:`Refused`: the credentials were revoked or
-        the identity may not see this; either way, data would be missing.
-        """
-        resp = await self.source.get(path)
-        self.report.requests += 1
-        if resp.status == 404:
-            return None
-        if resp.status in (401, 403):
-            try:
-                reason = resp.json().get("detail", "")
-            except (orjson.JSONDecodeError, AttributeError):
-                reason = ""
-            raise Refused(f"upstream refused GET {path} ({resp.status} {reason})".strip())
-        if resp.status != 200:
-            raise UpstreamError(f"GET {path}: HTTP {resp.status}")
-        try:
-            data = resp.json()
-        except orjson.JSONDecodeError:
-            raise UpstreamError(f"GET {path}: not JSON") from None
-        if not isinstance(data, expect):
-            raise UpstreamError(f"GET {path}: expected a JSON {expect.__name__}")
-        return data, resp.headers
-
     async def _done(self, kind: str) -> set[int]:
         rows = await self.db.execute_fetchall("SELECT id FROM sync_marks WHERE kind = ?", (kind,))
         return {r[0] for r in rows}
 
-    async def _pool(self, items: Iterable[T], work: Callable[[T], Awaitable[None]]) -> None:
-        """Run ``work`` over ``items``, ``concurrency`` at a time; one failure stops all."""
-        iterator = iter(items)
-
-        async def worker() -> None:
-            for item in iterator:
-                await work(item)
-
-        async with asyncio.TaskGroup() as group:
-            for _ in range(self.concurrency):
-                group.create_task(worker())
-
-    def _normalize(
-        self, resource: str, items: list[Any], batch: Batch, parent_id: int | None = None
-    ) -> list[int]:
-        """Normalise ``items`` into ``batch``; the ids of those kept."""
-        ids = []
-        for item in items:
-            try:
-                ids.append(self.normalizer.add(resource, item, batch, parent_id=parent_id))
-            except BadUpstreamData as exc:
-                log.warning("skipping a malformed %s object: %s", resource, exc)
-        return ids
+    async def _pool(self, items: Iterable[T], work: Any) -> None:
+        await pool(items, work, self.concurrency)
 
     # -- phases ---------------------------------------------------------------
 
     async def _probe_index(self) -> None:
         try:
-            got = await self._get(f"{API}/", dict)
+            got = await self.fetcher.get(f"{API}/", dict)
         except Refused as exc:
             raise SyncError(f"{exc}: check [upstream] token") from None
         if got is None or "patches" not in got[0]:
@@ -291,51 +314,40 @@ class Crawler:
 
     async def _capture_404(self) -> None:
         """Keep the upstream's own 404 page, to answer unknown paths alike."""
-        resp = await self.source.get(PROBE_404)
-        self.report.requests += 1
+        resp = await self.fetcher.source.get(PROBE_404)
+        self.fetcher.requests += 1
         ctype = resp.headers.get("Content-Type", "")
         body = resp.body.decode("utf-8", "replace")
         if resp.status == 404 and ctype.startswith("text/html") and PROBE_404 in body:
             before, _, after = body.partition(PROBE_404)
-            await store.set_meta(self.db, "upstream.404", orjson.dumps([before, after]).decode())
-
-    async def _learn_states(self) -> None:
-        """Give the mirror's states upstream's ids and ordering (see sync.states)."""
-        in_use = await store.states_in_use(self.db)
-        if not in_use:
-            return
-
-        async def get(path: str) -> list[Any] | None:
-            try:
-                got = await self._get(path, list)
-            except UpstreamError:
-                return None
-            return None if got is None else got[0]
-
-        try:
-            learnt = await states.probe(get, API, in_use, await store.states(self.db))
-        except states.NoAnswer:
-            log.info("upstream does not answer state probes; keeping the states known")
-            return
-        if await store.set_states(self.db, learnt, in_use):
-            log.info("learnt upstream's states: %s", ", ".join(s[1] for s in learnt))
+            page = orjson.dumps([before, after]).decode()
+            if await store.get_meta(self.db, "upstream.404") != page:
+                await store.set_meta(self.db, "upstream.404", page)
 
     async def _crawl_list(self, resource: str) -> None:
         if await self._done("listed") & {LISTS.index(resource)}:
             return  # crawled whole earlier in this pass
         res = RESOURCES[resource]
-        url = f"{API}/{res.path}/"
+        url = list_url(resource)
         try:
-            first = await self._get(f"{url}?page=1&per_page={PER_PAGE}", list)
+            first = await self.fetcher.get(f"{url}?page=1&per_page={PER_PAGE}", list)
         except Refused:
             if resource not in MAY_BE_REFUSED:
                 raise
             self.report.skipped.append(resource)
+            self.fetcher.refused.add(resource)
             log.info("%s: not visible to the sync identity; skipped", resource)
             return
         if first is None:
             raise UpstreamError(f"GET {url}: HTTP 404")
-        await self._store_page(resource, 1, first[0])
+        meta = {}
+        if resource == "events" and await store.get_meta(self.db, CURSOR) is None:
+            # Where the follower starts: everything after is read later.
+            dates = [e.get("date") for e in first[0] if isinstance(e, dict)]
+            newest = max((d for d in dates if isinstance(d, str)), default=None)
+            if newest:
+                meta[CURSOR] = newest
+        await self._store_page(resource, 1, first[0], meta)
         if res.default_order == "id":
             await self._crawl_pages_concurrently(resource, url, first[1])
         else:
@@ -349,13 +361,13 @@ class Crawler:
     ) -> None:
         """An id-ordered list: pages stay put, so fetch them side by side."""
         done = await self._done(f"list:{resource}")
-        last = _last_page(first_headers.get("Link")) or 1
+        last = last_page(first_headers.get("Link")) or 1
         bar = self.progress.phase(f"{resource} pages", last)
         bar.advance(1)
 
         async def fetch(page: int) -> None:
             if page not in done:
-                got = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+                got = await self.fetcher.get(f"{url}?page={page}&per_page={PER_PAGE}", list)
                 if got is not None:
                     await self._store_page(resource, page, got[0])
             bar.advance(1)
@@ -364,11 +376,11 @@ class Crawler:
         # Objects created meanwhile may have added pages past the last one.
         page = last
         while True:
-            got = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
-            if got is None or not _NEXT.search(got[1].get("Link", "")):
+            got = await self.fetcher.get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+            if got is None or not has_next(got[1]):
                 break
             page += 1
-            more = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+            more = await self.fetcher.get(f"{url}?page={page}&per_page={PER_PAGE}", list)
             if more is None:
                 break
             await self._store_page(resource, page, more[0])
@@ -378,12 +390,12 @@ class Crawler:
         self, resource: str, url: str, first_headers: dict[str, str]
     ) -> None:
         """A newest-first list: follow ``next`` so shifts cannot hide items."""
-        bar = self.progress.phase(f"{resource} pages", _last_page(first_headers.get("Link")) or 1)
+        bar = self.progress.phase(f"{resource} pages", last_page(first_headers.get("Link")) or 1)
         bar.advance(1)
         headers, page = first_headers, 1
-        while _NEXT.search(headers.get("Link", "")):
+        while has_next(headers):
             page += 1
-            got = await self._get(f"{url}?page={page}&per_page={PER_PAGE}", list)
+            got = await self.fetcher.get(f"{url}?page={page}&per_page={PER_PAGE}", list)
             if got is None:
                 break
             await self._store_page(resource, page, got[0])
@@ -391,41 +403,31 @@ class Crawler:
             bar.advance(1)
         bar.close()
 
-    async def _store_page(self, resource: str, page: int, items: list[Any]) -> None:
+    async def _store_page(
+        self, resource: str, page: int, items: list[Any], meta: dict[str, str] | None = None
+    ) -> None:
         batch = Batch()
-        ids = self._normalize(resource, items, batch)
+        ids = self.fetcher.normalize(resource, items, batch)
         batch.marks.append((f"list:{resource}", page))
         batch.marks.extend((f"seen:{resource}", obj_id) for obj_id in ids)
+        batch.meta.update(meta or {})
         await self.writer.put(batch)
 
-    async def _crawl_sublists(self, parent: str, child: str) -> None:
-        kind = f"sub:{child}"
+    async def _crawl_sublists(self, sub: SubList) -> None:
+        kind = f"sub:{sub.child}"
         done = await self._done(kind)
-        rows = await self.db.execute_fetchall(
-            f"SELECT id FROM {RESOURCES[parent].table} ORDER BY id"
-        )
-        todo = [r[0] for r in rows if r[0] not in done]
-        bar = self.progress.phase(f"{child} of {parent}", len(todo))
-        url = f"{API}/{RESOURCES[parent].path}/{{}}/{RESOURCES[child].path}/"
+        if self.exhaustive:
+            rows = await self.db.execute_fetchall(f"SELECT id FROM {RESOURCES[sub.parent].table}")
+            needed = {r[0] for r in rows}
+        else:
+            needed = await needed_parents(self.db, sub)
+        todo = sorted(needed - done)
+        bar = self.progress.phase(f"{sub.child} of {sub.parent}", len(todo))
 
         async def fetch(parent_id: int) -> None:
             batch = Batch()
-            ids: list[int] = []
-            page = 1
-            while True:
-                page_url = f"{url.format(parent_id)}?page={page}&per_page={PER_PAGE}"
-                got = await self._get(page_url, list)
-                if got is None:
-                    if page == 1:  # the parent is gone upstream
-                        batch.deletions.append((parent, parent_id))
-                        self.report.deleted += 1
-                    break  # else the list shrank under us: keep what we have
-                ids.extend(self._normalize(child, got[0], batch, parent_id=parent_id))
-                if not _NEXT.search(got[1].get("Link", "")):
-                    # The whole list: children not in it are gone upstream.
-                    batch.children.append((child, parent_id, ids))
-                    break
-                page += 1
+            if await self.fetcher.sublist(sub.child, parent_id, batch) is None:
+                self.report.deleted += 1
             batch.marks.append((kind, parent_id))
             await self.writer.put(batch)
             bar.advance(1)
@@ -451,12 +453,9 @@ class Crawler:
     async def _refetch(self, resource: str, obj_id: int) -> Batch:
         """An object's detail as a batch: an upsert, or a deletion if gone."""
         batch = Batch()
-        got = await self._get(f"{API}/{RESOURCES[resource].path}/{obj_id}/", dict)
-        if got is None:
-            batch.deletions.append((resource, obj_id))
-            self.report.deleted += 1
+        if await self.fetcher.detail(resource, obj_id, batch) is None:
+            self.report.deleted += len(batch.deletions)
         else:
-            self._normalize(resource, [got[0]], batch)
             batch.marks.append((f"seen:{resource}", obj_id))
         return batch
 
@@ -481,3 +480,34 @@ class Crawler:
         await self._pool(unseen, check)
         await self.writer.flush()
         bar.close()
+
+
+async def check_origin(db: aiosqlite.Connection, base_url: str) -> None:
+    """Refuse to mix two upstreams in one mirror."""
+    known = await store.get_meta(db, "upstream.url")
+    if known and known.rstrip("/") != base_url.rstrip("/"):
+        raise SyncError(f"this mirror holds {known}, not {base_url}; use another storage path")
+    if known != base_url.rstrip("/"):
+        await store.set_meta(db, "upstream.url", base_url.rstrip("/"))
+
+
+async def learn_states(db: aiosqlite.Connection, fetcher: Fetcher) -> None:
+    """Give the mirror's states upstream's ids and ordering (see sync.states)."""
+    in_use = await store.states_in_use(db)
+    if not in_use:
+        return
+
+    async def get(path: str) -> list[Any] | None:
+        try:
+            got = await fetcher.get(path, list)
+        except UpstreamError:
+            return None
+        return None if got is None else got[0]
+
+    try:
+        learnt = await states.probe(get, API, in_use, await store.states(db))
+    except states.NoAnswer:
+        log.info("upstream does not answer state probes; keeping the states known")
+        return
+    if await store.set_states(db, learnt, in_use):
+        log.info("learnt upstream's states: %s", ", ".join(s[1] for s in learnt))

@@ -1,0 +1,148 @@
+"""Following upstream's events: what changed, from a stored cursor.
+
+Patchwork's ``since`` filter is ``>=`` on the event date, several events
+can share a date, and an event can become visible after newer ones (its
+transaction committed late).  So each poll reads, oldest first
+(``order=date``), every event from the cursor minus an overlap; it moves
+on by date (keyset), not by page number, so events appearing or vanishing
+meanwhile cannot shift one past it.  Events the mirror already holds were
+applied before and are skipped; the rest are applied: the objects they
+name are refreshed (:func:`wanted`), and the events, those objects and the
+new cursor are written in one transaction.  Killed at any point, a poll
+leaves either all of that or none of it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+from urllib.parse import urlencode
+
+import aiosqlite
+
+from mirror import store
+from mirror.store import Batch
+from sync.fetch import PER_PAGE, Fetcher, list_url
+from sync.refresh import Refresher, Wanted
+
+log = logging.getLogger(__name__)
+
+CURSOR = "events.cursor"
+
+#: What each category makes refresh, beyond the event itself: the keys of
+#: the payload naming a patch, a cover and a series.
+_PATCH_CHANGED = ("patch-state-changed", "patch-delegated")
+_CHECKS = ("check-created", "check-updated")
+
+
+def _id(payload: dict[str, Any], key: str) -> int | None:
+    obj = payload.get(key)
+    if isinstance(obj, dict) and type(obj.get("id")) is int:
+        return obj["id"]
+    return None
+
+
+def wanted(event: dict[str, Any]) -> Wanted:
+    """What to refresh for one upstream event (as upstream lists it)."""
+    want = Wanted()
+    category = event.get("category")
+    payload = event.get("payload")
+    if not isinstance(payload, dict):
+        return want
+    patch, cover, series = _id(payload, "patch"), _id(payload, "cover"), _id(payload, "series")
+    if category in ("patch-created", "patch-completed") and patch is not None:
+        want.series_of.add(("patches", patch))
+    elif category == "cover-created" and cover is not None:
+        want.series_of.add(("covers", cover))
+    elif category == "patch-relation-changed" and patch is not None:
+        want.related_of.add(patch)
+    elif category in _CHECKS and patch is not None:
+        want.details.add(("patches", patch))
+        want.sublists.add(("checks", patch))
+    elif category == "patch-comment-created" and patch is not None:
+        want.sublists.add(("patch_comments", patch))
+    elif category == "cover-comment-created" and cover is not None:
+        want.sublists.add(("cover_comments", cover))
+    elif category in _PATCH_CHANGED and patch is not None:
+        want.details.add(("patches", patch))
+    else:  # a category of a newer Patchwork: refresh whatever it names
+        want.details |= {(r, i) for r, i in (("patches", patch), ("covers", cover)) if i}
+    if series is not None:
+        want.details.add(("series", series))
+    return want
+
+
+def shifted(date: str, seconds: float) -> str:
+    """An upstream date (naive ISO) moved back by ``seconds``, in its format."""
+    try:
+        moved = dt.datetime.fromisoformat(date) - dt.timedelta(seconds=seconds)
+    except ValueError:
+        return date
+    return moved.isoformat(timespec="microseconds")
+
+
+class Follower:
+    """Applies upstream's new events to the mirror."""
+
+    def __init__(
+        self, db: aiosqlite.Connection, fetcher: Fetcher, *, overlap: float = 300.0
+    ) -> None:
+        self.db = db
+        self.fetcher = fetcher
+        self.refresher = Refresher(db, fetcher)
+        self.overlap = overlap
+
+    async def known(self, ids: list[int]) -> set[int]:
+        if not ids:
+            return set()
+        marks = ",".join("?" * len(ids))
+        rows = await self.db.execute_fetchall(f"SELECT id FROM events WHERE id IN ({marks})", ids)
+        return {r[0] for r in rows}
+
+    async def apply(self, events: list[Any], batch: Batch | None = None) -> tuple[Batch, int]:
+        """Refresh what ``events`` name (those not applied before) into a batch.
+
+        Returns the batch (events included) and how many events were new.
+        """
+        batch = batch if batch is not None else Batch()
+        valid = [e for e in events if isinstance(e, dict) and type(e.get("id")) is int]
+        known = await self.known([e["id"] for e in valid])
+        new = [e for e in valid if e["id"] not in known]
+        want = Wanted()
+        for event in new:
+            want.update(wanted(event))
+        # Events first: the objects fetched after them are at least as new.
+        self.fetcher.normalize("events", new, batch)
+        await self.refresher.collect(want, batch)
+        return batch, len(new)
+
+    async def poll(self) -> int:
+        """Read and apply every event since the cursor; how many were new."""
+        cursor = await store.get_meta(self.db, CURSOR)
+        since = shifted(cursor, self.overlap) if cursor else None
+        url = list_url("events")
+        applied = 0
+        page = 1
+        while True:
+            params: list[tuple[str, Any]] = [("order", "date")]
+            if since is not None:
+                params.append(("since", since))
+            params += [("page", page), ("per_page", PER_PAGE)]
+            got = await self.fetcher.get(f"{url}?{urlencode(params)}", list)
+            events = got[0] if got else []
+            batch, new = await self.apply(events)
+            dates = [
+                e["date"] for e in events if isinstance(e, dict) and isinstance(e.get("date"), str)
+            ]
+            newest = max(dates, default=None)
+            if new and newest and (cursor is None or newest > cursor):
+                batch.meta[CURSOR] = cursor = newest
+            await store.write(self.db, batch)
+            applied += new
+            if len(events) < PER_PAGE or not dates:
+                return applied
+            if since is not None and min(dates) == max(dates) == since:
+                page += 1  # a whole page of one date: page through that date
+            else:
+                since, page = max(dates), 1

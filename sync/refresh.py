@@ -1,0 +1,144 @@
+"""Refreshing exactly what changed: from named objects to one batch.
+
+An event, a webhook or a sweep names objects that changed upstream; some
+changes reach further than the object named.  :class:`Wanted` says what to
+fetch, and :meth:`Refresher.collect` fetches it, then what it implies:
+
+* the series of a new patch or cover (their ``patches``, ``cover_letter``
+  and counts change with it);
+* every patch related to a patch whose relations changed, before or after
+  (a relation is shared: each member lists the others);
+* the full representation of any object the batch only knows in its
+  embedded shape and the mirror does not hold yet (a new submitter, a new
+  project), so that lists show every field.
+
+Everything goes into one batch, written in one transaction by the caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiosqlite
+import orjson
+
+from mirror.resources import RESOURCES
+from mirror.store import Batch
+from sync.fetch import Fetcher, pool
+
+#: Resources whose embedded shape lacks fields of their full shape: an
+#: object first seen embedded is fetched whole (users are embedded whole).
+PARTIAL_WHEN_EMBEDDED = ("projects", "people", "patches", "covers", "series")
+
+
+@dataclass
+class Wanted:
+    """What to fetch: details, sub-lists, and the relations they imply."""
+
+    #: (resource, id) whose detail to fetch.
+    details: set[tuple[str, int]] = field(default_factory=set)
+    #: (child resource, parent id): a parent's comments or checks.
+    sublists: set[tuple[str, int]] = field(default_factory=set)
+    #: (patches or covers, id): fetch it, then the series it belongs to.
+    series_of: set[tuple[str, int]] = field(default_factory=set)
+    #: Patch ids: fetch them and every patch related to them.
+    related_of: set[int] = field(default_factory=set)
+
+    def update(self, other: Wanted) -> None:
+        self.details |= other.details
+        self.sublists |= other.sublists
+        self.series_of |= other.series_of
+        self.related_of |= other.related_of
+
+    def __bool__(self) -> bool:
+        return bool(self.details or self.sublists or self.series_of or self.related_of)
+
+
+class Refresher:
+    def __init__(self, db: aiosqlite.Connection, fetcher: Fetcher) -> None:
+        self.db = db
+        self.fetcher = fetcher
+
+    async def _known(self, resource: str, ids: set[int]) -> set[int]:
+        """Which of ``ids`` the mirror holds (whole, not only embedded)."""
+        if not ids:
+            return set()
+        table = RESOURCES[resource].table
+        found: set[int] = set()
+        ordered = sorted(ids)
+        for start in range(0, len(ordered), 500):
+            chunk = ordered[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = await self.db.execute_fetchall(
+                f"SELECT id FROM {table} WHERE id IN ({marks})", chunk
+            )
+            found.update(r[0] for r in rows)
+        return found
+
+    async def _related(self, patch_ids: set[int]) -> set[int]:
+        """The patches the mirror shows related to ``patch_ids``."""
+        found: set[int] = set()
+        for obj_id in patch_ids:
+            rows = await self.db.execute_fetchall("SELECT doc FROM patches WHERE id = ?", (obj_id,))
+            for (doc,) in rows:
+                found.update(i for i in orjson.loads(doc).get("related") or () if type(i) is int)
+        return found
+
+    async def _fetch(
+        self, details: set[tuple[str, int]], sublists: set[tuple[str, int]], batch: Batch
+    ) -> dict[tuple[str, int], dict[str, Any]]:
+        got: dict[tuple[str, int], dict[str, Any]] = {}
+
+        async def one(item: tuple[str, tuple[str, int]]) -> None:
+            kind, (resource, obj_id) = item
+            if kind == "detail":
+                obj = await self.fetcher.detail(resource, obj_id, batch)
+                if obj is not None:
+                    got[(resource, obj_id)] = obj
+            else:
+                await self.fetcher.sublist(resource, obj_id, batch)
+
+        work = [("detail", d) for d in sorted(details)] + [("sub", s) for s in sorted(sublists)]
+        await pool(work, one, self.fetcher.concurrency)
+        return got
+
+    async def collect(self, wanted: Wanted, batch: Batch | None = None) -> Batch:
+        """Fetch ``wanted`` and what it implies into ``batch`` (or a new one)."""
+        batch = batch if batch is not None else Batch()
+        related_before = await self._related(wanted.related_of)
+        first = wanted.details | wanted.series_of | {("patches", p) for p in wanted.related_of}
+        got = await self._fetch(first, wanted.sublists, batch)
+
+        second: set[tuple[str, int]] = set()
+        for resource, obj_id in wanted.series_of:
+            for series in (got.get((resource, obj_id)) or {}).get("series") or ():
+                if isinstance(series, dict) and type(series.get("id")) is int:
+                    second.add(("series", series["id"]))
+        related = set(related_before)
+        for patch_id in wanted.related_of:
+            for other in (got.get(("patches", patch_id)) or {}).get("related") or ():
+                if isinstance(other, dict) and type(other.get("id")) is int:
+                    related.add(other["id"])
+        second |= {("patches", p) for p in related}
+        second -= set(got) | first
+        got.update(await self._fetch(second, set(), batch))
+
+        await self._complete_new_objects(batch, set(got) | first | second)
+        return batch
+
+    async def _complete_new_objects(self, batch: Batch, fetched: set[tuple[str, int]]) -> None:
+        """Fetch whole what the batch only knows embedded and the mirror lacks."""
+        deleted = set(batch.deletions)
+        missing: set[tuple[str, int]] = set()
+        for resource in PARTIAL_WHEN_EMBEDDED:
+            if resource in self.fetcher.refused:
+                continue
+            ids = {
+                obj_id
+                for obj_id in batch.docs.get(resource, {})
+                if (resource, obj_id) not in fetched and (resource, obj_id) not in deleted
+            }
+            missing |= {(resource, i) for i in ids - await self._known(resource, ids)}
+        if missing:
+            await self._fetch(missing, set(), batch)
