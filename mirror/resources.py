@@ -521,7 +521,8 @@ SERIES = Resource(
         # Upstream 500s (a property, not a column); intended: the flag.
         "received_all": Ordering("t.received_all"),
     },
-    cascade=(("events", "series_id"),),
+    # A patch belongs to one series upstream, and goes with it.
+    cascade=(("events", "series_id"), ("patches", "series_id")),
 )
 
 BUNDLES = Resource(
@@ -608,6 +609,7 @@ CHECKS = Resource(
         "description": Ordering("t.description"),
     },
     parent=Parent("patches", "patch_id", "patch"),
+    cascade=(("events", "check_id"),),
     allow_list="GET, POST, HEAD, OPTIONS",
 )
 
@@ -658,6 +660,7 @@ def _comments(name: str, table: str, model: str, parent: str, parent_key: str) -
             "submitter": Ordering("t.submitter_id"),
         },
         parent=Parent(parent, f"{parent_key}_id", parent_key),
+        cascade=(("events", f"{parent_key}_comment_id"),),
         list_since="1.1",
         detail_since="1.3",
         allow_detail="GET, PUT, PATCH, HEAD, OPTIONS",
@@ -728,6 +731,10 @@ EVENTS = Resource(
         Column("patch_id", "INTEGER", _id("patch"), index=True),
         Column("series_id", "INTEGER", _id("series"), index=True),
         Column("cover_id", "INTEGER", _id("cover"), index=True),
+        # What a comment's or check's deletion takes with it (schema v2).
+        Column("patch_comment_id", "INTEGER", _id("patch_comment"), index=True),
+        Column("cover_comment_id", "INTEGER", _id("cover_comment"), index=True),
+        Column("check_id", "INTEGER", _id("created_check"), index=True),
     ),
     filters=(
         PROJECT_FILTER,

@@ -18,7 +18,7 @@ import aiosqlite
 from mirror.resources import DEFAULT_STATES, RESOURCES
 
 #: Bump with a new entry in MIGRATIONS whenever the layout changes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def _resource_tables() -> list[str]:
@@ -66,8 +66,26 @@ def _v1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v2(conn: sqlite3.Connection) -> None:
+    """Events name the comment or check they announce, so that deleting one
+    deletes its events, as upstream's foreign keys do."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(events)")}
+    for column, key in (
+        ("patch_comment_id", "patch_comment"),
+        ("cover_comment_id", "cover_comment"),
+        ("check_id", "created_check"),
+    ):
+        if column not in have:
+            conn.execute(f"ALTER TABLE events ADD COLUMN {column} INTEGER")
+            conn.execute(f"UPDATE events SET {column} = json_extract(doc, '$.{key}')")
+    for statement in _resource_tables():  # the new indexes
+        if statement.startswith("CREATE INDEX"):
+            conn.execute(statement)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
