@@ -3,9 +3,11 @@
 Patchwork's ``since`` filter is ``>=`` on the event date, several events
 can share a date, and an event can become visible after newer ones (its
 transaction committed late).  So each poll reads, oldest first
-(``order=date``), every event from the cursor minus an overlap; it moves
-on by date (keyset), not by page number, so events appearing or vanishing
-meanwhile cannot shift one past it.  Events the mirror already holds were
+(``order=date``), every event from the cursor (the newest date applied:
+``>=`` reads its ties again); at least once a minute it reads from the
+cursor minus an overlap instead, for late commits.  It moves on by date
+(keyset), not by page number, so events appearing or vanishing meanwhile
+cannot shift one past it.  Events the mirror already holds were
 applied before and are skipped; the rest are applied: the objects they
 name are refreshed (:func:`wanted`), and the events, those objects and the
 new cursor are written in one transaction.  Killed at any point, a poll
@@ -16,6 +18,9 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
+import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -86,12 +91,22 @@ class Follower:
     """Applies upstream's new events to the mirror."""
 
     def __init__(
-        self, db: aiosqlite.Connection, fetcher: Fetcher, *, overlap: float = 300.0
+        self,
+        db: aiosqlite.Connection,
+        fetcher: Fetcher,
+        *,
+        overlap: float = 300.0,
+        wide_every: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.db = db
         self.fetcher = fetcher
         self.refresher = Refresher(db, fetcher)
         self.overlap = overlap
+        #: Seconds between polls that read the overlap again.
+        self.wide_every = wide_every
+        self.clock = clock
+        self._wide_at = -math.inf
 
     async def known(self, ids: list[int]) -> set[int]:
         if not ids:
@@ -120,7 +135,10 @@ class Follower:
     async def poll(self) -> int:
         """Read and apply every event since the cursor; how many were new."""
         cursor = await store.get_meta(self.db, CURSOR)
-        since = shifted(cursor, self.overlap) if cursor else None
+        since = cursor
+        if cursor and self.clock() - self._wide_at >= self.wide_every:
+            since = shifted(cursor, self.overlap)
+            self._wide_at = self.clock()
         url = list_url("events")
         applied = 0
         page = 1

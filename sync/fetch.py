@@ -73,9 +73,13 @@ async def pool(items: Iterable[T], work: Callable[[T], Awaitable[None]], concurr
         for item in iterator:
             await work(item)
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(concurrency):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(concurrency):
+                group.create_task(worker())
+    except BaseExceptionGroup as failed:
+        # Callers handle an upstream failure, not a group of them.
+        raise failed.exceptions[0] from None
 
 
 class Fetcher:

@@ -9,14 +9,16 @@ fetch, and :meth:`Refresher.collect` fetches it, then what it implies:
 * every patch related to a patch whose relations changed, before or after
   (a relation is shared: each member lists the others);
 * the full representation of any object the batch only knows in its
-  embedded shape and the mirror does not hold yet (a new submitter, a new
-  project), so that lists show every field.
+  embedded or list shape and the mirror does not hold yet (a new
+  submitter, a new project, a new patch seen in a list), so that nothing
+  is ever served with fields missing.
 
 Everything goes into one batch, written in one transaction by the caller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,11 +126,19 @@ class Refresher:
         second -= set(got) | first
         got.update(await self._fetch(second, set(), batch))
 
-        await self._complete_new_objects(batch, set(got) | first | second)
+        await self.complete_new_objects(batch, set(got) | first | second)
         return batch
 
-    async def _complete_new_objects(self, batch: Batch, fetched: set[tuple[str, int]]) -> None:
-        """Fetch whole what the batch only knows embedded and the mirror lacks."""
+    async def complete_new_objects(
+        self,
+        batch: Batch,
+        fetched: Collection[tuple[str, int]] = (),
+    ) -> None:
+        """Fetch whole what the batch does not hold whole and the mirror lacks.
+
+        An object first seen embedded, or in a list (without its detail
+        fields), would otherwise be served with fields missing.
+        """
         deleted = set(batch.deletions)
         missing: set[tuple[str, int]] = set()
         for resource in PARTIAL_WHEN_EMBEDDED:

@@ -1,0 +1,93 @@
+"""The sync worker's status and the webhook queue, beside the mirror.
+
+They live in a small SQLite file of their own (``<mirror>-control``) so
+that a heartbeat or a received webhook never writes the mirror: the
+server drops its caches only when mirrored data changes.  Both the sync
+worker and the server open it; every operation is one short statement.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+#: Webhook deliveries kept to recognise replays (the oldest go first).
+MAX_DELIVERIES = 10_000
+#: Largest webhook body accepted and stored.
+MAX_BODY = 1 << 20
+
+
+def control_path(mirror: Path) -> Path:
+    return mirror.with_name(mirror.name + "-control")
+
+
+class Control:
+    def __init__(self, mirror: Path) -> None:
+        self.path = control_path(mirror)
+        self._conn = sqlite3.connect(
+            str(self.path), isolation_level=None, check_same_thread=False, timeout=2.0
+        )
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute("PRAGMA synchronous = NORMAL")
+        self._conn.execute("CREATE TABLE IF NOT EXISTS status (key TEXT PRIMARY KEY, value TEXT)")
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS webhooks (seq INTEGER PRIMARY KEY, "
+            "delivery TEXT UNIQUE NOT NULL, received REAL NOT NULL, body BLOB NOT NULL, "
+            "done INTEGER NOT NULL DEFAULT 0)"
+        )
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- status ----------------------------------------------------------------
+
+    def set_status(self, **values: Any) -> None:
+        """Record status values (JSON-encoded), in one transaction."""
+        rows = [(key, orjson.dumps(value).decode()) for key, value in values.items()]
+        with self._conn:
+            self._conn.executemany(
+                "INSERT INTO status (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                rows,
+            )
+
+    def status(self) -> dict[str, Any]:
+        rows = self._conn.execute("SELECT key, value FROM status").fetchall()
+        return {key: orjson.loads(value) for key, value in rows}
+
+    # -- webhooks --------------------------------------------------------------
+
+    def enqueue_webhook(self, delivery: str, body: bytes) -> bool:
+        """Queue a verified delivery; ``False`` if it was seen before (a replay)."""
+        try:
+            with self._conn:
+                self._conn.execute(
+                    "INSERT INTO webhooks (delivery, received, body) VALUES (?, ?, ?)",
+                    (delivery, time.time(), body),
+                )
+                self._conn.execute(
+                    "DELETE FROM webhooks WHERE seq <= (SELECT max(seq) FROM webhooks) - ?",
+                    (MAX_DELIVERIES,),
+                )
+        except sqlite3.IntegrityError:
+            return False
+        return True
+
+    def pending_webhooks(self) -> list[tuple[int, bytes]]:
+        return [
+            (seq, bytes(body))
+            for seq, body in self._conn.execute(
+                "SELECT seq, body FROM webhooks WHERE NOT done ORDER BY seq LIMIT 100"
+            )
+        ]
+
+    def webhooks_done(self, seqs: list[int]) -> None:
+        if seqs:
+            with self._conn:
+                self._conn.executemany(
+                    "UPDATE webhooks SET done = 1 WHERE seq = ?", [(s,) for s in seqs]
+                )

@@ -1,0 +1,334 @@
+"""Sweeps: finding the changes upstream announces with no event.
+
+``archived``, ``commit_ref``, ``pull_url``, names, a comment's
+``addressed`` (on some versions), projects, people, users and bundles
+change without events, and a deleted object takes its events with it.
+Only reading the lists again finds those.  A sweep is made of *lanes*,
+each a listing read page by page (``per_page=250``) and compared with the
+mirror:
+
+* every object listed is merged in; only what differs is written;
+* mirrored objects in the stretch of ids a page covers that it does not
+  list (or, for a filtered listing, that the mirror says should match)
+  are fetched one by one: each has changed or is gone;
+* the ``events`` lane walks the events older than the follower's window
+  by date, adding any it lacks (applied like new ones) and removing those
+  upstream no longer has (purged, or gone with their object);
+* the ``comments`` lane re-reads the comment lists of parents that have
+  comments.
+
+Lanes are tiered: the newest objects and the not-archived patches are
+read often, every list in full at most every ``interval`` seconds, people,
+users, comments and old events slowly.  Requests are paced to a budget per
+minute; a lane with a minimum share gets it even when others are busy.
+One step holds the sync's lock for its reads and its write, so a sweep
+never writes an older reading over what the follower wrote since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import aiosqlite
+
+from mirror import store
+from mirror.resources import RESOURCES
+from mirror.store import Batch
+from sync.events import CURSOR, Follower, shifted
+from sync.fetch import PER_PAGE, Fetcher, Refused, SyncError, has_next, list_url, pool
+from sync.upstream import UpstreamError
+
+log = logging.getLogger(__name__)
+
+#: Longest pause while upstream fails.
+MAX_BACKOFF = 300.0
+
+
+@dataclass
+class Lane:
+    """One listing swept page by page, and where it has got to."""
+
+    name: str
+    #: A resource name, or "comments" / "events" for the special lanes.
+    resource: str
+    query: tuple[tuple[str, str], ...] = ()
+    #: Listed newest first (``order=-id``).
+    descending: bool = False
+    #: SQL condition on mirrored rows standing for the listing's filter.
+    where: str = ""
+    #: Pages per round (the newest ones), or every page.
+    max_pages: int | None = None
+    #: Seconds from the start of one round to the start of the next.
+    period: float = 60.0
+    #: Share of requests the lane gets when it has work, whatever else waits.
+    min_share: float = 0.0
+    #: Run by ``sync --once`` (lanes that other lanes cover are not).
+    in_full_round: bool = True
+    # -- progress ------------------------------------------------------------
+    page: int = 0  # next page of the round; 0: between rounds
+    bound: Any = None  # where the previous page of the round ended
+    started: float = -math.inf
+    served: float = 0.0  # recent requests, decaying
+    todo: list[tuple[str, int]] | None = None  # the comments lane's parents
+    enabled: bool = True
+
+
+def default_lanes(interval: float, hot_interval: float) -> list[Lane]:
+    """The lanes, highest priority first."""
+    return [
+        Lane("newest patches", "patches", (("order", "-id"),), True, max_pages=1,
+             period=hot_interval, in_full_round=False),
+        Lane("newest covers", "covers", (("order", "-id"),), True, max_pages=1,
+             period=hot_interval, in_full_round=False),
+        Lane("newest series", "series", (("order", "-id"),), True, max_pages=1,
+             period=hot_interval, in_full_round=False),
+        Lane("projects", "projects", period=interval / 2),
+        Lane("bundles", "bundles", period=interval / 2),
+        Lane("active patches", "patches", (("archived", "false"), ("order", "-id")), True,
+             where="archived = 0", max_pages=20, period=interval / 2, in_full_round=False),
+        Lane("patches", "patches", period=interval, min_share=0.2),
+        Lane("covers", "covers", period=interval, min_share=0.05),
+        Lane("series", "series", period=interval, min_share=0.05),
+        Lane("users", "users", period=interval * 5, min_share=0.02),
+        Lane("people", "people", period=interval * 5, min_share=0.05),
+        Lane("comments", "comments", period=interval * 15, min_share=0.1),
+        Lane("events", "events", period=interval * 30, min_share=0.05),
+    ]  # fmt: skip
+
+
+class Sweeper:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        fetcher: Fetcher,
+        follower: Follower,
+        lock: asyncio.Lock,
+        *,
+        budget: float = 60.0,
+        interval: float = 120.0,
+        hot_interval: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.fetcher = fetcher
+        self.follower = follower
+        self.lock = lock
+        self.lanes = default_lanes(interval, hot_interval)
+        self.seconds_per_request = 60.0 / budget
+        self.clock = clock
+        #: Objects changed, by lane (for the status and tests).
+        self.changed: dict[str, int] = {}
+        self.rounds: dict[str, int] = {}
+
+    # -- scheduling ------------------------------------------------------------
+
+    def _ready(self, lane: Lane, now: float) -> bool:
+        return lane.enabled and (lane.page > 0 or now - lane.started >= lane.period)
+
+    def choose(self, now: float) -> Lane | None:
+        """The lane to step next: a starved one, else the first ready."""
+        ready = [lane for lane in self.lanes if self._ready(lane, now)]
+        if not ready:
+            return None
+        total = sum(lane.served for lane in self.lanes) + 1
+        starved = [lane for lane in ready if lane.served < lane.min_share * total]
+        if starved:
+            return max(starved, key=lambda lane: lane.min_share * total - lane.served)
+        return ready[0]
+
+    def next_ready(self, now: float) -> float:
+        """Seconds until some lane is ready."""
+        waits = [lane.started + lane.period - now for lane in self.lanes if lane.enabled]
+        return max(0.0, min(waits, default=60.0))
+
+    async def run(
+        self,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_recovered: Callable[[], None] | None = None,
+    ) -> None:
+        """Sweep forever within the budget; back off while upstream fails."""
+        next_at = self.clock()
+        backoff = 0.0
+        while True:
+            now = self.clock()
+            if next_at > now:
+                await asyncio.sleep(next_at - now)
+                now = self.clock()
+            lane = self.choose(now)
+            if lane is None:
+                await asyncio.sleep(min(self.next_ready(now), 5.0))
+                continue
+            before = self.fetcher.requests
+            try:
+                await self.step(lane)
+            except (UpstreamError, SyncError, OSError) as exc:
+                if on_error is not None:
+                    on_error(exc)
+                backoff = min(max(2 * backoff, 5.0), MAX_BACKOFF)
+                next_at = self.clock() + backoff
+                continue
+            if backoff and on_recovered is not None:
+                on_recovered()
+            backoff = 0.0
+            spent = self.fetcher.requests - before
+            for other in self.lanes:
+                other.served *= 0.99
+            lane.served += spent
+            next_at = max(next_at, now) + spent * self.seconds_per_request
+
+    async def full_round(self) -> None:
+        """Every lane that ``sync --once`` runs, one whole round, unpaced."""
+        for lane in self.lanes:
+            if not lane.in_full_round or not lane.enabled:
+                continue
+            lane.page, lane.bound, lane.todo = 0, None, None
+            await self.step(lane)
+            while lane.page > 0:
+                await self.step(lane)
+
+    # -- one step ------------------------------------------------------------
+
+    async def step(self, lane: Lane) -> None:
+        """One page (or one parent) of ``lane``, compared and written."""
+        if lane.page == 0:
+            lane.page, lane.bound, lane.todo = 1, None, None
+            lane.started = self.clock()
+        async with self.lock:
+            if lane.resource == "comments":
+                batch = await self._comments_step(lane)
+            elif lane.resource == "events":
+                batch = await self._events_step(lane)
+            else:
+                batch = await self._list_step(lane)
+            await self.follower.refresher.complete_new_objects(batch)
+            changed = await store.write(self.db, batch)
+        if changed:
+            self.changed[lane.name] = self.changed.get(lane.name, 0) + changed
+            log.info("sweep of %s: %d objects changed", lane.name, changed)
+        if lane.page == 0:
+            self.rounds[lane.name] = self.rounds.get(lane.name, 0) + 1
+
+    def _end_round(self, lane: Lane) -> None:
+        lane.page, lane.bound, lane.todo = 0, None, None
+
+    async def _list_step(self, lane: Lane) -> Batch:
+        res = RESOURCES[lane.resource]
+        if lane.resource in self.fetcher.refused:
+            lane.enabled = False
+            return Batch()
+        query = urlencode([*lane.query, ("page", lane.page), ("per_page", PER_PAGE)])
+        try:
+            got = await self.fetcher.get(f"{list_url(lane.resource)}?{query}", list)
+        except Refused as exc:
+            log.info("%s: not visible to the sync identity (%s); not swept", lane.name, exc)
+            self.fetcher.refused.add(lane.resource)
+            lane.enabled = False
+            return Batch()
+        if got is None:
+            if lane.page == 1:  # Patchwork has a page 1 of every list it serves
+                log.warning("%s: upstream does not serve %s; not swept", lane.name, query)
+                lane.enabled = False
+            self._end_round(lane)  # else the list shrank under us
+            return Batch()
+        items, headers = got
+        batch = Batch()
+        listed = set(self.fetcher.normalize(lane.resource, items, batch))
+        last = not has_next(headers)
+        more = not last and (lane.max_pages is None or lane.page < lane.max_pages)
+        # The stretch of ids this page answers for: from where the previous
+        # page ended to its own last id (to the end, on the list's last page).
+        conditions: list[str] = []
+        args: list[Any] = []
+        if lane.bound is not None:
+            conditions.append("id < ?" if lane.descending else "id > ?")
+            args.append(lane.bound)
+        edge = lane.bound
+        if listed:
+            edge = min(listed) if lane.descending else max(listed)
+            if not last:
+                conditions.append("id >= ?" if lane.descending else "id <= ?")
+                args.append(edge)
+        if lane.where:
+            conditions.append(lane.where)
+        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        rows = await self.db.execute_fetchall(f"SELECT id FROM {res.table}{where}", args)
+        unlisted = sorted(r[0] for r in rows if r[0] not in listed)
+
+        async def verify(obj_id: int) -> None:
+            await self.fetcher.detail(lane.resource, obj_id, batch)
+
+        await pool(unlisted, verify, self.fetcher.concurrency)
+        if more:
+            lane.page += 1
+            lane.bound = edge
+        else:
+            self._end_round(lane)
+        return batch
+
+    async def _comments_step(self, lane: Lane) -> Batch:
+        if lane.todo is None:
+            lane.todo = []
+            for child in ("patch_comments", "cover_comments"):
+                res = RESOURCES[child]
+                assert res.parent is not None
+                rows = await self.db.execute_fetchall(
+                    f"SELECT DISTINCT {res.parent.column} FROM {res.table} "
+                    f"ORDER BY {res.parent.column} DESC"
+                )
+                lane.todo.extend((child, r[0]) for r in rows)
+            lane.todo.reverse()  # pop() takes the newest parents first
+        batch = Batch()
+        if lane.todo:
+            child, parent_id = lane.todo[-1]
+            await self.fetcher.sublist(child, parent_id, batch)
+            lane.todo.pop()
+        if lane.todo:
+            lane.page += 1
+        else:
+            self._end_round(lane)
+        return batch
+
+    async def _events_step(self, lane: Lane) -> Batch:
+        """Events older than the follower's window, oldest first, by date."""
+        cursor = await store.get_meta(self.db, CURSOR)
+        if cursor is None:
+            self._end_round(lane)
+            return Batch()
+        limit = shifted(cursor, self.follower.overlap)
+        since: str | None = lane.bound
+        params: list[tuple[str, Any]] = [("order", "date"), ("before", limit)]
+        if since is not None:
+            params.append(("since", since))
+        params += [("page", 1), ("per_page", PER_PAGE)]
+        got = await self.fetcher.get(f"{list_url('events')}?{urlencode(params)}", list)
+        events = [e for e in (got[0] if got else []) if isinstance(e, dict)]
+        batch, _ = await self.follower.apply(events)
+        dates = [e["date"] for e in events if isinstance(e.get("date"), str)]
+        full = len(events) >= PER_PAGE
+        upper = max(dates) if full and dates else limit
+        if since is None or upper > since:
+            # Every event upstream has from ``since`` up to ``upper`` is listed.
+            listed = [e["id"] for e in events if type(e.get("id")) is int]
+            conditions, args = ["date < ?"], [upper]
+            if since is not None:
+                conditions.append("date >= ?")
+                args.append(since)
+            rows = await self.db.execute_fetchall(
+                f"SELECT id FROM events WHERE {' AND '.join(conditions)}", args
+            )
+            kept = set(listed)
+            batch.deletions.extend(("events", r[0]) for r in rows if r[0] not in kept)
+        if full and dates and (since is None or max(dates) > since):
+            lane.bound = max(dates)
+            lane.page += 1
+        else:
+            # Done, or a whole page of one date: leave those to the next round.
+            self._end_round(lane)
+        return batch
