@@ -24,6 +24,9 @@ from gateway.proxy import Proxy
 from gateway.reader import QueryTooSlow, Reader
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
 from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, resolves
+from gateway.status import SYNCED_HEADER, SyncStatus, status_handler
+from gateway.webhooks import webhook_handler
+from mirror.control import Control
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +39,13 @@ STATE: web.AppKey[GatewayState] = web.AppKey("state")
 class GatewayState:
     """Everything the handler needs, built at start-up."""
 
-    def __init__(self, config: Config, reader: Reader, *, demo: bool = False) -> None:
+    def __init__(
+        self, config: Config, reader: Reader, *, demo: bool = False, control: Control | None = None
+    ) -> None:
         self.config = config
         self.reader = reader
+        self.control = control
+        self.sync = SyncStatus(control, reader)
         self.upstream = config.upstream.url
         self.proxy = (
             Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
@@ -85,6 +92,9 @@ def _respond(
 ) -> web.Response:
     headers = dict(answer.headers)
     headers["X-Patchwork-Gateway"] = state.mode_header if source == "mirror" else source
+    synced = state.sync.header()
+    if synced:
+        headers[SYNCED_HEADER] = synced
     # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
     return web.Response(status=answer.status, body=answer.body, headers=headers)
 
@@ -211,9 +221,12 @@ async def _location_by_id(site: SiteRoute, reader: Reader) -> str | None:
     return mbox
 
 
-def create_app(config: Config, reader: Reader, *, demo: bool = False) -> web.Application:
+def create_app(
+    config: Config, reader: Reader, *, demo: bool = False, control: Control | None = None
+) -> web.Application:
+    """The gateway; ``control`` is the sync worker's control file, if any."""
     app = web.Application(client_max_size=8 * 1024 * 1024)
-    state = GatewayState(config, reader, demo=demo)
+    state = GatewayState(config, reader, demo=demo, control=control)
     app[STATE] = state
 
     async def startup(app: web.Application) -> None:
@@ -225,5 +238,9 @@ def create_app(config: Config, reader: Reader, *, demo: bool = False) -> web.App
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
+    # The gateway's own endpoints, beside (never among) Patchwork's paths.
+    mode = "demo" if demo else "mirror"
+    app.router.add_get("/_gateway/status", status_handler(state.sync, state.upstream, mode))
+    app.router.add_post("/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

@@ -1,4 +1,9 @@
-"""The ``patchwork-gateway`` command: ``sync`` and ``serve``."""
+"""The ``patchwork-gateway`` command: ``run``, ``sync`` and ``serve``.
+
+``run`` serves the mirror and keeps it in sync (the sync worker in a child
+process); ``sync`` only syncs (``--once``: bring the mirror up to date and
+exit); ``serve`` only serves.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import sqlite3
 import sys
 from pathlib import Path
@@ -16,10 +22,13 @@ from gateway import demo
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load
 from gateway.reader import Reader
+from gateway.supervisor import SyncProcess
 from mirror import schema
-from sync.crawler import Crawler, SyncError
+from mirror.control import Control
+from sync.fetch import SyncError
 from sync.progress import Progress
 from sync.upstream import Upstream, UpstreamError
+from sync.worker import Settings, Worker
 
 log = logging.getLogger("patchwork-gateway")
 
@@ -32,39 +41,52 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _sync_once(config: Config) -> None:
+async def _sync(config: Config, once: bool) -> None:
     upstream = Upstream(
         config.upstream.url,
         config.upstream.token,
         concurrency=config.upstream.concurrency,
         timeout=config.upstream.timeout,
+        # Following: fail fast and let the worker back off and try again.
+        attempts=6 if once else 3,
+        max_backoff=60.0 if once else 10.0,
+    )
+    settings = Settings(
+        poll_interval=config.sync.poll_interval,
+        budget=config.sync.sweep_budget,
+        interval=config.sync.sweep_interval,
+        hot_interval=config.sync.hot_interval,
+        overlap=config.sync.event_overlap,
+        concurrency=config.upstream.concurrency,
     )
     db = await schema.connect(config.storage.path)
+    control = Control(config.storage.path)
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, task.cancel)
     try:
-        crawler = Crawler(
-            db,
-            upstream,
-            config.upstream.url,
-            concurrency=config.upstream.concurrency,
-            progress=Progress(),
-        )
-        report = await crawler.run()
+        worker = Worker(db, upstream, config.upstream.url, control, settings, progress=Progress())
+        if once:
+            await worker.once()
+            log.info(
+                "sync complete: %d upstream requests in all, %d events applied",
+                worker.fetcher.requests + worker.crawl_requests,
+                worker.applied,
+            )
+        else:
+            log.info("following %s", config.upstream.url)
+            await worker.run()
+    except asyncio.CancelledError:
+        log.info("sync worker stopped")
     finally:
+        loop.remove_signal_handler(signal.SIGTERM)
         await upstream.close()
         await db.close()
-    log.info(
-        "sync complete: %d requests, %d objects written, %d deleted, %.1fs%s",
-        report.requests,
-        report.objects,
-        report.deleted,
-        report.seconds,
-        f"; not visible to the sync identity: {', '.join(report.skipped)}"
-        if report.skipped
-        else "",
-    )
+        control.close()
 
 
-def _serve(config: Config) -> None:
+def _serve(config: Config, with_sync: bool = False) -> None:
     async def make_app() -> web.Application:
         path = config.storage.path
         is_demo = not config.upstream.url
@@ -79,10 +101,21 @@ def _serve(config: Config) -> None:
             log.warning("mirror %s does not exist yet; serving it empty until a sync runs", path)
         reader = Reader(path)
         await reader.open(config.server.refresh_interval)
-        app = create_app(config, reader, demo=is_demo)
+        control = Control(path)
+        app = create_app(config, reader, demo=is_demo, control=control)
+        worker = SyncProcess(config.source) if with_sync and config.source else None
+
+        async def start_worker(app: web.Application) -> None:
+            if worker is not None:
+                worker.start()
 
         async def close_reader(app: web.Application) -> None:
+            if worker is not None:
+                await worker.stop()
             await reader.close()
+            control.close()
+
+        app.on_startup.append(start_worker)
 
         async def announce(app: web.Application) -> None:
             log.info("serving the Patchwork API on http://%s:%d/api/", host, port)
@@ -115,23 +148,21 @@ def _check_storage(path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="patchwork-gateway", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_sync = sub.add_parser("sync", help="mirror the upstream into the SQLite file")
+    p_run = sub.add_parser("run", help="serve the API and keep the mirror in sync")
+    p_run.add_argument("--config", required=True, help="TOML configuration file")
+    p_sync = sub.add_parser("sync", help="keep the SQLite mirror in sync with upstream")
     p_sync.add_argument("--config", required=True, help="TOML configuration file")
-    p_sync.add_argument("--once", action="store_true", help="one full pass, then exit")
+    p_sync.add_argument(
+        "--once", action="store_true", help="bring the mirror up to date, then exit"
+    )
     p_serve = sub.add_parser("serve", help="serve the API from the mirror")
     p_serve.add_argument("--config", help="TOML configuration file (default: demo settings)")
     args = parser.parse_args(argv)
 
     try:
         config = load(args.config)
-        if args.command == "sync":
-            if not config.upstream.url:
-                raise ConfigError("[upstream] url: required to sync")
-            if not args.once:
-                raise ConfigError(
-                    "sync: continuous sync is not available yet; run `sync --once` "
-                    "(for example from a timer) to refresh the mirror"
-                )
+        if args.command in ("sync", "run") and not config.upstream.url:
+            raise ConfigError(f"[upstream] url: required to {args.command}")
         _check_storage(config.storage.path)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
@@ -140,9 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(config.log_level)
     try:
         if args.command == "sync":
-            asyncio.run(_sync_once(config))
+            asyncio.run(_sync(config, args.once))
         else:
-            _serve(config)
+            _serve(config, with_sync=args.command == "run")
     except (SyncError, UpstreamError, schema.SchemaTooNew, schema.LayoutMismatch) as exc:
         log.error("%s", exc)
         return 1

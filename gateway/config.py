@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 TOKEN_ENV = "PATCHWORK_GATEWAY_TOKEN"
+WEBHOOK_SECRET_ENV = "PATCHWORK_GATEWAY_WEBHOOK_SECRET"
 
 
 class ConfigError(Exception):
@@ -49,18 +50,43 @@ class ServerConfig:
 
 
 @dataclass(frozen=True)
+class SyncConfig:
+    #: Seconds between polls of upstream's events.
+    poll_interval: float = 10.0
+    #: Upstream requests per minute the sweeps may spend.
+    sweep_budget: float = 60.0
+    #: Every list is swept whole at most this often (seconds).
+    sweep_interval: float = 120.0
+    #: The newest patches, covers and series are swept this often.
+    hot_interval: float = 30.0
+    #: Seconds of events read again at each poll (late commits).
+    event_overlap: float = 300.0
+    #: HMAC secret of upstream's webhooks ("": the endpoint is off).
+    webhook_secret: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     upstream: UpstreamConfig
     storage: StorageConfig
     server: ServerConfig
     log_level: str
     source: Path | None = None
+    sync: SyncConfig = SyncConfig()
 
 
 _KNOWN = {
     "upstream": {"url", "token", "concurrency", "timeout"},
     "storage": {"path"},
     "server": {"host", "port", "public_url", "cache_bytes", "refresh_interval", "allowed_hosts"},
+    "sync": {
+        "poll_interval",
+        "sweep_budget",
+        "sweep_interval",
+        "hot_interval",
+        "event_overlap",
+        "webhook_secret",
+    },
     "logging": {"level"},
 }
 
@@ -132,6 +158,21 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     if not all(isinstance(h, str) and h for h in hosts):
         raise ConfigError("[server] allowed_hosts: expected a list of host names")
 
+    sy = data.get("sync", {})
+    seconds = {}
+    for key, default, low, high in (
+        ("poll_interval", 10.0, 0.05, 3600),
+        ("sweep_budget", 60.0, 1, 100_000),
+        ("sweep_interval", 120.0, 1, 7 * 86400),
+        ("hot_interval", 30.0, 1, 86400),
+        ("event_overlap", 300.0, 0, 7 * 86400),
+    ):
+        value = _get(sy, "sync", key, float, default)
+        if not low <= value <= high:
+            raise ConfigError(f"[sync] {key}: expected a number from {low} to {high}")
+        seconds[key] = value
+    secret = os.environ.get(WEBHOOK_SECRET_ENV) or _get(sy, "sync", "webhook_secret", str, "")
+
     lg = data.get("logging", {})
     level = _get(lg, "logging", "level", str, "info").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
@@ -145,6 +186,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         ),
         log_level=level,
         source=source,
+        sync=SyncConfig(**seconds, webhook_secret=secret),
     )
 
 

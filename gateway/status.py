@@ -1,0 +1,110 @@
+"""How fresh the mirror is: the ``X-Patchwork-Gateway-Synced`` header and
+``/_gateway/status``.
+
+The sync worker records its progress in the control file (see
+``mirror.control``); the server reads it at most once a second, so the
+header costs nothing per request, and serves it with the mirror's counts
+as JSON for people and monitoring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+
+from gateway.reader import Reader
+from mirror.control import Control
+from mirror.resources import RESOURCES
+
+SYNCED_HEADER = "X-Patchwork-Gateway-Synced"
+#: Seconds a read of the control file, or of the counts, is reused.
+STATUS_TTL = 1.0
+COUNTS_TTL = 5.0
+
+
+def _parse(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class SyncStatus:
+    """The sync worker's last words, read from the control file."""
+
+    def __init__(self, control: Control | None, reader: Reader) -> None:
+        self.control = control
+        self.reader = reader
+        self._read_at = -1e9
+        self._status: dict[str, Any] = {}
+        self._counts_at = -1e9
+        self._counts: dict[str, int] = {}
+        self._counted = -1
+        self._counting: asyncio.Lock = asyncio.Lock()
+
+    def current(self) -> dict[str, Any]:
+        now = time.monotonic()
+        if now - self._read_at >= STATUS_TTL:
+            self._read_at = now
+            # A locked or damaged control file: keep what was read last.
+            with contextlib.suppress(sqlite3.Error, ValueError):
+                self._status = self.control.status() if self.control else {}
+        return self._status
+
+    def last_success(self) -> datetime | None:
+        """When the mirror was last known to match upstream."""
+        found = _parse(self.current().get("last_success"))
+        if found is None:
+            found = _parse(self.reader.meta("sync.completed_at"))
+        return found
+
+    def header(self) -> str | None:
+        when = self.last_success()
+        if when is None:
+            return None
+        return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    async def counts(self) -> dict[str, int]:
+        """Objects per resource, counted off the event loop, one count at a
+        time, at most once a second (every few seconds while nothing changes)."""
+        async with self._counting:
+            age = time.monotonic() - self._counts_at
+            changed = self._counted != self.reader.generation
+            if age >= COUNTS_TTL or (changed and age >= STATUS_TTL):
+                generation = self.reader.generation
+                counts = {}
+                for name, res in RESOURCES.items():
+                    rows = await self.reader.fetch(f"SELECT count(*) FROM {res.table}")
+                    counts[name] = rows[0][0]
+                self._counts, self._counts_at = counts, time.monotonic()
+                self._counted = generation
+        return self._counts
+
+    async def document(self, upstream: str, mode: str) -> dict[str, Any]:
+        sync = dict(self.current())
+        when = self.last_success()
+        sync["last_success"] = self.header()
+        sync["lag_seconds"] = round((datetime.now(UTC) - when).total_seconds(), 1) if when else None
+        return {
+            "upstream": upstream or None,
+            "mode": mode,
+            "initial_sync": self.reader.meta("sync.state") or "not started",
+            "sync": sync,
+            "counts": await self.counts(),
+        }
+
+
+def status_handler(status: SyncStatus, upstream: str, mode: str) -> Any:
+    async def handle(request: web.Request) -> web.Response:
+        return web.json_response(await status.document(upstream, mode))
+
+    return handle
