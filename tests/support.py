@@ -201,7 +201,10 @@ def replay_upstream(
         yield server
 
 
-def write_config(path: Path, upstream: str, storage: Path, port: int, **extra: str) -> Path:
+def write_config(
+    path: Path, upstream: str, storage: Path, port: int, sync: str = "", **extra: str
+) -> Path:
+    """A config file; ``sync`` is the body of its ``[sync]`` table."""
     lines = [
         "[upstream]",
         f'url = "{upstream}"',
@@ -212,6 +215,8 @@ def write_config(path: Path, upstream: str, storage: Path, port: int, **extra: s
         'host = "127.0.0.1"',
         f"port = {port}",
         "refresh_interval = 0.2",
+        "[sync]",
+        sync,
         "[logging]",
         f'level = "{extra.get("level", "warning")}"',
     ]
@@ -233,20 +238,27 @@ def run_cli(
 
 
 class GatewayProcess:
-    """``patchwork-gateway serve`` in a subprocess, stopped on exit."""
+    """``patchwork-gateway serve`` (or ``run``) in a subprocess, stopped on exit."""
 
-    def __init__(self, config: Path, port: int, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        env: dict[str, str] | None = None,
+        command: str = "serve",
+    ) -> None:
         self.config = config
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.env = env
+        self.command = command
         self.proc: subprocess.Popen[str] | None = None
 
     def __enter__(self) -> GatewayProcess:
         # Logs go to a file: a pipe nobody reads would fill up and block it.
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "serve", "--config", str(self.config)],
+            [sys.executable, "-m", "gateway.cli", self.command, "--config", str(self.config)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,
