@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from gateway.config import TOKEN_ENV, ConfigError, load
+from gateway.config import TOKEN_ENV, ConfigError, SyncConfig, load
 from tests.support import run_cli
 
 
@@ -33,6 +35,11 @@ def _fails(tmp_path, text: str, *args: str) -> str:
         ('[upstream]\nurl = "https://me:secret@pw.example.com"\n', "[upstream] url"),
         ('[server]\nallowed_hosts = "gw.example.com"\n', "[server] allowed_hosts"),
         ("[server\n", "not valid TOML"),
+        ("[sync]\npoll_interval = 0\n", "[sync] poll_interval"),
+        ('[sync]\nsweep_budget = "lots"\n', "[sync] sweep_budget"),
+        ("[sync]\nevent_overlap = -1\n", "[sync] event_overlap"),
+        ("[sync]\nwebhook_secret = 7\n", "[sync] webhook_secret"),
+        ("[sync]\npoll = 10\n", "[sync] poll"),
     ],
 )
 def test_bad_setting_is_named_in_one_line(tmp_path, text, named):
@@ -94,3 +101,13 @@ def test_a_busy_port_is_one_clear_line(deployment, tmp_path):
     assert result.returncode == 1
     assert f"cannot serve on 127.0.0.1:{busy}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_sync_and_run_need_an_upstream(tmp_path):
+    for command in ("sync", "run"):
+        assert "[upstream] url" in _fails(tmp_path, "[server]\nport = 8080\n", command)
+
+
+def test_the_example_config_documents_every_sync_setting():
+    example = load(Path(__file__).parent.parent / "config.example.toml")
+    assert example.sync == SyncConfig()  # the documented values are the defaults

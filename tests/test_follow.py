@@ -15,6 +15,7 @@ import pytest
 
 from mirror import store
 from sync.events import CURSOR
+from sync.sweep import Sweeper
 from sync.upstream import UpstreamError
 from tests.mirroring import Writes, assert_mirror_equals, fake_upstream, serve, worker
 
@@ -176,3 +177,32 @@ async def test_a_poll_failing_midway_applies_nothing_and_recovers(fake, tmp_path
             fake.down, fake.on_request = False, None
             assert await sync.poll() > 0
             await assert_mirror_equals(mirror, fake)
+
+
+def test_sweep_lanes_take_turns_by_priority_period_and_share():
+    now = [0.0]
+    sweeper = Sweeper(None, None, None, None, interval=120, hot_interval=30, clock=lambda: now[0])  # type: ignore[arg-type]
+    lanes = {lane.name: lane for lane in sweeper.lanes}
+    for lane in sweeper.lanes:  # every lane mid-round: all want a turn
+        lane.page = 1
+    turns: dict[str, int] = dict.fromkeys(lanes, 0)
+    for _ in range(2000):
+        lane = sweeper.choose(now[0])
+        assert lane is not None
+        turns[lane.name] += 1
+        for other in sweeper.lanes:
+            other.served *= 0.99
+        lane.served += 1
+    # A lane with a minimum share gets it; the first lane takes the rest.
+    for name, lane in lanes.items():
+        if lane.min_share:
+            assert turns[name] >= 0.8 * lane.min_share * 2000, name
+    assert max(turns, key=turns.__getitem__) == sweeper.lanes[0].name
+
+    # Between rounds, a lane waits for its period.
+    hot = lanes["newest patches"]
+    hot.page, hot.started = 0, now[0]
+    now[0] += 29
+    assert not sweeper._ready(hot, now[0])
+    now[0] += 1
+    assert sweeper._ready(hot, now[0])

@@ -364,3 +364,17 @@ async def test_only_allowed_hosts_are_answered(deployment, tmp_path, aiohttp_cli
         assert (await ok.json())["patches"] == "http://PW.example:8080/api/1.4/patches/"
     finally:
         await reader.close()
+
+
+async def test_the_gateways_own_endpoints(gateway):
+    """Without a webhook secret the webhook endpoint does not exist; the
+    status answers, and every answer says when the mirror last synced."""
+    resp = await gateway.post("/_gateway/webhook", data=b"{}")
+    assert resp.status == 404
+    resp = await gateway.get("/_gateway/status")
+    assert resp.status == 200
+    status = await resp.json()
+    assert status["counts"]["patches"] == 767
+    assert status["initial_sync"] == "complete"
+    synced = (await gateway.get("/api/1.4/")).headers["X-Patchwork-Gateway-Synced"]
+    assert synced == status["sync"]["last_success"]

@@ -10,6 +10,7 @@ import threading
 import time
 from pathlib import Path
 
+from mirror import schema
 from mirror.resources import DEFAULT_STATES, RESOURCES
 from tests.support import free_port, replay_upstream, run_cli, tokens, write_config
 
@@ -132,3 +133,29 @@ def test_refuses_a_mirror_of_another_upstream(deployment, tmp_path):
     assert result.returncode == 1
     assert "use another storage path" in result.stderr
     assert snapshot(copy) == snapshot(deployment.storage)
+
+
+def test_a_version_1_mirror_is_migrated(deployment, tmp_path):
+    """Schema v2 adds the columns that tie events to their comment or check."""
+    copy = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(deployment.storage) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    conn = sqlite3.connect(copy, isolation_level=None)
+    for column in ("patch_comment_id", "cover_comment_id", "check_id"):
+        conn.execute(f"DROP INDEX events_{column}")
+        conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("UPDATE meta SET value = 'v1-layout' WHERE key = 'schema.layout'")
+    conn.close()
+
+    schema.prepare(copy)
+
+    assert snapshot(copy) == snapshot(deployment.storage)
+    conn = sqlite3.connect(copy)
+    try:
+        announced = conn.execute(
+            "SELECT count(patch_comment_id), count(cover_comment_id), count(check_id) FROM events"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert announced == (222, 60, 80)
