@@ -49,29 +49,38 @@ class SyncStatus:
         self._counts_at = -1e9
         self._counts: dict[str, int] = {}
         self._counted = -1
+        self._last_success: datetime | None = None
+        self._header: str | None = None
         self._counting: asyncio.Lock = asyncio.Lock()
 
     def current(self) -> dict[str, Any]:
+        """The worker's status, re-read at most once a second."""
         now = time.monotonic()
         if now - self._read_at >= STATUS_TTL:
             self._read_at = now
             # A locked or damaged control file: keep what was read last.
             with contextlib.suppress(sqlite3.Error, ValueError):
                 self._status = self.control.status() if self.control else {}
+            when = _parse(self._status.get("last_success"))
+            if when is None:
+                when = _parse(self.reader.meta("sync.completed_at"))
+            self._last_success = when
+            self._header = (
+                when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+                if when
+                else None
+            )
         return self._status
 
     def last_success(self) -> datetime | None:
         """When the mirror was last known to match upstream."""
-        found = _parse(self.current().get("last_success"))
-        if found is None:
-            found = _parse(self.reader.meta("sync.completed_at"))
-        return found
+        self.current()
+        return self._last_success
 
     def header(self) -> str | None:
-        when = self.last_success()
-        if when is None:
-            return None
-        return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        """``X-Patchwork-Gateway-Synced``: cheap, for every answer."""
+        self.current()
+        return self._header
 
     async def counts(self) -> dict[str, int]:
         """Objects per resource, counted off the event loop, one count at a

@@ -53,6 +53,7 @@ from sync import states
 from sync.events import CURSOR
 from sync.fetch import (
     API,
+    MAY_BE_REFUSED,
     PER_PAGE,
     Fetcher,
     Refused,
@@ -73,8 +74,6 @@ PROBE_404 = f"{API}/patchwork-gateway-404-probe/"
 #: Top-level lists, in crawl order: events first (see above), then
 #: referenced objects before those referring to them.
 LISTS = ("events", "projects", "users", "people", "series", "covers", "patches", "bundles")
-#: Lists that may be refused to the sync identity (anonymous: people, users).
-MAY_BE_REFUSED = frozenset(("users", "people"))
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 API = f"/api/{LATEST}"
 PER_PAGE = 250
+#: Resources upstream may refuse to the sync identity (anonymous: people, users).
+MAY_BE_REFUSED = frozenset(("users", "people"))
 
 _LAST = re.compile(r'<([^>]*)>;\s*rel="last"')
 _NEXT = re.compile(r'<([^>]*)>;\s*rel="next"')
@@ -143,7 +145,7 @@ class Fetcher:
         try:
             got = await self.get(f"{API}/{RESOURCES[resource].path}/{obj_id}/", dict)
         except Refused:
-            if resource not in ("people", "users"):
+            if resource not in MAY_BE_REFUSED:
                 raise
             self.refused.add(resource)
             return None

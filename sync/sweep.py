@@ -42,7 +42,16 @@ from mirror import store
 from mirror.resources import RESOURCES
 from mirror.store import Batch
 from sync.events import CURSOR, Follower, shifted
-from sync.fetch import PER_PAGE, Fetcher, Refused, SyncError, has_next, list_url, pool
+from sync.fetch import (
+    MAY_BE_REFUSED,
+    PER_PAGE,
+    Fetcher,
+    Refused,
+    SyncError,
+    has_next,
+    list_url,
+    pool,
+)
 from sync.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
@@ -227,6 +236,8 @@ class Sweeper:
         try:
             got = await self.fetcher.get(f"{list_url(lane.resource)}?{query}", list)
         except Refused as exc:
+            if lane.resource not in MAY_BE_REFUSED:
+                raise  # revoked credentials, say: back off and try again
             log.info("%s: not visible to the sync identity (%s); not swept", lane.name, exc)
             self.fetcher.refused.add(lane.resource)
             lane.enabled = False
