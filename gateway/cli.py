@@ -22,9 +22,9 @@ from gateway import demo
 from gateway.app import create_app
 from gateway.config import Config, ConfigError, load
 from gateway.reader import Reader
-from gateway.supervisor import SyncProcess
+from gateway.supervisor import SUPERVISOR_ENV, SyncProcess
 from mirror import schema
-from mirror.control import Control
+from mirror.control import Busy, Control, claim
 from sync.fetch import SyncError
 from sync.progress import Progress
 from sync.upstream import Upstream, UpstreamError
@@ -59,12 +59,14 @@ async def _sync(config: Config, once: bool) -> None:
         overlap=config.sync.event_overlap,
         concurrency=config.upstream.concurrency,
     )
+    claimed = claim(config.storage.path)
     db = await schema.connect(config.storage.path)
     control = Control(config.storage.path)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    orphaned = asyncio.create_task(_stop_when_orphaned(task))
     try:
         worker = Worker(db, upstream, config.upstream.url, control, settings, progress=Progress())
         if once:
@@ -80,10 +82,23 @@ async def _sync(config: Config, once: bool) -> None:
     except asyncio.CancelledError:
         log.info("sync worker stopped")
     finally:
+        orphaned.cancel()
         loop.remove_signal_handler(signal.SIGTERM)
         await upstream.close()
         await db.close()
         control.close()
+        claimed.close()
+
+
+async def _stop_when_orphaned(task: asyncio.Task[None]) -> None:
+    """Under `run`, stop when the server is gone (even killed outright)."""
+    parent = os.environ.get(SUPERVISOR_ENV)
+    if not parent:
+        return
+    while os.getppid() == int(parent):
+        await asyncio.sleep(1.0)
+    log.warning("the server that started this sync worker is gone; stopping")
+    task.cancel()
 
 
 def _serve(config: Config, with_sync: bool = False) -> None:
@@ -174,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(_sync(config, args.once))
         else:
             _serve(config, with_sync=args.command == "run")
-    except (SyncError, UpstreamError, schema.SchemaTooNew, schema.LayoutMismatch) as exc:
+    except (SyncError, UpstreamError, Busy, schema.SchemaTooNew, schema.LayoutMismatch) as exc:
         log.error("%s", exc)
         return 1
     except sqlite3.DatabaseError as exc:

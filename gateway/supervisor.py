@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopping worker gets before it is killed.
 STOP_GRACE = 15.0
+#: Tells the worker which process to outlive not (see gateway.cli).
+SUPERVISOR_ENV = "PATCHWORK_GATEWAY_SUPERVISOR"
 
 
 class SyncProcess:
@@ -35,7 +38,13 @@ class SyncProcess:
         backoff = 1.0
         while not self._stopping:
             self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "gateway.cli", "sync", "--config", str(self.config)
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "sync",
+                "--config",
+                str(self.config),
+                env={**os.environ, SUPERVISOR_ENV: str(os.getpid())},
             )
             log.info("sync worker started (pid %d)", self._proc.pid)
             code = await self._proc.wait()

@@ -8,10 +8,12 @@ worker and the server open it; every operation is one short statement.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 
@@ -23,6 +25,30 @@ MAX_BODY = 1 << 20
 
 def control_path(mirror: Path) -> Path:
     return mirror.with_name(mirror.name + "-control")
+
+
+class Busy(RuntimeError):
+    """Another sync worker already writes this mirror."""
+
+
+def claim(mirror: Path) -> IO[str]:
+    """Become the one sync worker of ``mirror`` until the returned file closes.
+
+    Two workers would both be correct (every write is an upsert) but twice
+    the load upstream; the lock goes with the process, however it ends.
+    """
+    lock = mirror.with_name(mirror.name + "-sync.lock").open("a+")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise Busy(f"a sync worker ({holder}) already keeps {mirror} in sync") from None
+    lock.truncate(0)
+    lock.write(f"pid {os.getpid()}")
+    lock.flush()
+    return lock
 
 
 class Control:

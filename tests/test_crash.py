@@ -71,3 +71,47 @@ async def test_killed_at_random_points_the_sync_ends_complete(tmp_path) -> None:
             result = run_cli("sync", "--config", str(config), "--once")
             assert result.returncode == 0, result.stderr
     await assert_mirror_equals(mirror, fake)
+
+
+def test_one_sync_worker_per_mirror_and_none_outlives_its_server(tmp_path) -> None:
+    fake = fake_upstream()
+    mirror = tmp_path / "mirror.sqlite3"
+    port = free_port()
+    with serve(fake) as upstream:
+        config = write_config(tmp_path / "c.toml", upstream, mirror, port, token=TOKEN)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 60
+            while "pid" not in _lock_text(mirror) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            worker = int(_lock_text(mirror).split()[1])
+            second = run_cli("sync", "--config", str(config), timeout=60)
+            assert second.returncode == 1
+            assert f"a sync worker (pid {worker}) already keeps" in second.stderr
+
+            server.kill()  # no chance to stop its worker
+            server.wait()
+            deadline = time.monotonic() + 10
+            while _alive(worker) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not _alive(worker)
+        finally:
+            if server.poll() is None:
+                server.kill()
+
+
+def _lock_text(mirror) -> str:
+    lock = mirror.with_name(mirror.name + "-sync.lock")
+    return lock.read_text() if lock.exists() else ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
