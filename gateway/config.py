@@ -60,7 +60,7 @@ class SyncConfig:
     #: The newest patches, covers and series are swept this often.
     hot_interval: float = 30.0
     #: Seconds of events read again at each poll (late commits).
-    event_overlap: float = 300.0
+    event_overlap: float = 60.0
     #: HMAC secret of upstream's webhooks ("": the endpoint is off).
     webhook_secret: str = ""
 
@@ -165,7 +165,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         ("sweep_budget", 60.0, 1, 100_000),
         ("sweep_interval", 120.0, 1, 7 * 86400),
         ("hot_interval", 30.0, 1, 86400),
-        ("event_overlap", 300.0, 0, 7 * 86400),
+        ("event_overlap", 60.0, 0, 7 * 86400),
     ):
         value = _get(sy, "sync", key, float, default)
         if not low <= value <= high:

@@ -3,9 +3,9 @@
 Patchwork's ``since`` filter is ``>=`` on the event date, several events
 can share a date, and an event can become visible after newer ones (its
 transaction committed late).  So each poll reads, oldest first
-(``order=date``), every event from the cursor (the newest date applied:
-``>=`` reads its ties again); at least once a minute it reads from the
-cursor minus an overlap instead, for late commits.  It moves on by date
+(``order=date``), every event from a few seconds before the cursor (the
+newest date applied); at least once a minute it reads from the cursor
+minus a longer overlap instead, for commits later still.  It moves on by date
 (keyset), not by page number, so events appearing or vanishing meanwhile
 cannot shift one past it.  Events the mirror already holds were
 applied before and are skipped; the rest are applied: the objects they
@@ -16,6 +16,7 @@ leaves either all of that or none of it.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import math
@@ -78,6 +79,29 @@ def wanted(event: dict[str, Any]) -> Wanted:
     return want
 
 
+#: Seconds before the cursor every poll reads again: an event committed a
+#: little late (a mail parsed in one transaction) is applied at once.
+NEAR_OVERLAP = 5.0
+#: Pauses before reading a patch again that does not show its event yet.
+RECHECK_PAUSES = (0.2, 0.5, 1.0)
+
+
+def promises(events: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
+    """What the newest state and delegate events say each patch now shows."""
+    promised: dict[int, dict[str, Any]] = {}
+    for event in sorted(events, key=lambda e: (str(e.get("date")), e["id"])):
+        payload = event.get("payload")
+        patch = _id(payload, "patch") if isinstance(payload, dict) else None
+        if patch is None or not isinstance(payload, dict):
+            continue
+        if event.get("category") == "patch-state-changed":
+            if isinstance(payload.get("current_state"), str):
+                promised.setdefault(patch, {})["state"] = payload["current_state"]
+        elif event.get("category") == "patch-delegated":
+            promised.setdefault(patch, {})["delegate"] = _id(payload, "current_delegate")
+    return promised
+
+
 def shifted(date: str, seconds: float) -> str:
     """An upstream date (naive ISO) moved back by ``seconds``, in its format."""
     try:
@@ -95,7 +119,7 @@ class Follower:
         db: aiosqlite.Connection,
         fetcher: Fetcher,
         *,
-        overlap: float = 300.0,
+        overlap: float = 60.0,
         wide_every: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -130,12 +154,36 @@ class Follower:
         # Events first: the objects fetched after them are at least as new.
         self.fetcher.normalize("events", new, batch)
         await self.refresher.collect(want, batch)
+        await self._until_kept(promises(new), batch)
         return batch, len(new)
+
+    async def _until_kept(self, promised: dict[int, dict[str, Any]], batch: Batch) -> None:
+        """Read again a patch that does not show what its newest event says.
+
+        Patchwork records state and delegate events *before* saving the
+        patch (a ``pre_save`` signal, each write committing on its own), so
+        a poll can see the event an instant before the change itself.
+        """
+        for pause in RECHECK_PAUSES:
+            patches = batch.docs.get("patches", {})
+            gone = {obj_id for resource, obj_id in batch.deletions if resource == "patches"}
+            late = [
+                patch_id
+                for patch_id, fields in promised.items()
+                if patch_id not in gone
+                and any(patches.get(patch_id, {}).get(k, v) != v for k, v in fields.items())
+            ]
+            if not late:
+                return
+            await asyncio.sleep(pause)
+            for patch_id in late:
+                await self.fetcher.detail("patches", patch_id, batch)
+        # Changed again since, most likely: a newer event will tell.
 
     async def poll(self) -> int:
         """Read and apply every event since the cursor; how many were new."""
         cursor = await store.get_meta(self.db, CURSOR)
-        since = cursor
+        since = shifted(cursor, min(NEAR_OVERLAP, self.overlap)) if cursor else None
         if cursor and self.clock() - self._wide_at >= self.wide_every:
             since = shifted(cursor, self.overlap)
             self._wide_at = self.clock()

@@ -57,7 +57,7 @@ class Settings:
     budget: float = 60.0
     interval: float = 120.0
     hot_interval: float = 30.0
-    overlap: float = 300.0
+    overlap: float = 60.0
     concurrency: int = 4
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+import threading
 
 import pytest
 
@@ -206,3 +207,28 @@ def test_sweep_lanes_take_turns_by_priority_period_and_share():
     assert not sweeper._ready(hot, now[0])
     now[0] += 1
     assert sweeper._ready(hot, now[0])
+
+
+async def test_an_event_seen_before_its_change_is_committed(fake, tmp_path):
+    """Patchwork commits a state or delegate event before the patch itself:
+    the poll that sees the event reads the patch again until it shows it."""
+    mirror = tmp_path / "m.sqlite3"
+    with serve(fake) as url:
+        async with worker(mirror, url) as sync:
+            await sync.once()
+            fake.set_state(50, "accepted")
+            fake.set_delegate(50, 3)
+
+            def stored(state: str, delegate: int | None) -> None:
+                """Upstream's row for patch 50, under its events' feet."""
+                with fake._lock:
+                    fake._objects["patches"][50].update(state=state, delegate=delegate)
+
+            stored("new", None)  # the events are there; the change is not, yet
+            commit = threading.Timer(0.3, stored, ("accepted", 3))
+            commit.start()
+            try:
+                assert await sync.poll() == 2
+            finally:
+                commit.join()
+            await assert_mirror_equals(mirror, fake)
