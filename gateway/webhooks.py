@@ -6,7 +6,7 @@ signed with HMAC-SHA256 under a shared secret
 set, ``POST /_gateway/webhook`` checks the signature (in constant time),
 refuses unsigned (401), badly signed (403), malformed (400), oversized
 (413) and replayed (409) deliveries, and queues the rest for the sync
-worker, which refreshes what they name at once.  The event poll remains
+worker, which refreshes what they name at once (a full queue: 503).  The event poll remains
 the safety net for deliveries that never come.
 
 A replay is the same signed event again: deliveries are recognised by the
@@ -63,7 +63,12 @@ def webhook_handler(secret: str, control: Control | None) -> Any:
             return _answer(400, "The body is not JSON.")
         if not isinstance(event, dict) or type(event.get("id")) is not int:
             return _answer(400, "The body is not an event.")
-        if not control.enqueue_webhook(f"event:{event['id']}", body):
+        queued = control.enqueue_webhook(f"event:{event['id']}", body)
+        if queued is None:
+            response = _answer(503, "Too many deliveries waiting; the event poll will catch up.")
+            response.headers["Retry-After"] = "60"
+            return response
+        if not queued:
             return _answer(409, "This delivery was received before.")
         return _answer(202, "Accepted.")
 

@@ -17,10 +17,13 @@ from typing import IO, Any
 
 import orjson
 
-#: Webhook deliveries kept to recognise replays (the oldest go first).
+#: Webhook deliveries remembered to recognise replays (the oldest go first).
 MAX_DELIVERIES = 10_000
 #: Largest webhook body accepted and stored.
 MAX_BODY = 1 << 20
+#: Bytes of deliveries waiting for the worker; beyond, new ones are refused
+#: (503) until it catches up.  A handled delivery keeps only its key.
+MAX_PENDING_BYTES = 32 << 20
 
 
 def control_path(mirror: Path) -> Path:
@@ -87,10 +90,19 @@ class Control:
 
     # -- webhooks --------------------------------------------------------------
 
-    def enqueue_webhook(self, delivery: str, body: bytes) -> bool:
-        """Queue a verified delivery; ``False`` if it was seen before (a replay)."""
+    def enqueue_webhook(self, delivery: str, body: bytes) -> bool | None:
+        """Queue a verified delivery: ``False`` if seen before (a replay),
+        ``None`` if too much is already waiting."""
         try:
             with self._conn:
+                (pending,) = self._conn.execute(
+                    "SELECT total(length(body)) FROM webhooks WHERE NOT done"
+                ).fetchone()
+                if pending + len(body) > MAX_PENDING_BYTES:
+                    known = self._conn.execute(
+                        "SELECT 1 FROM webhooks WHERE delivery = ?", (delivery,)
+                    ).fetchone()
+                    return False if known else None
                 self._conn.execute(
                     "INSERT INTO webhooks (delivery, received, body) VALUES (?, ?, ?)",
                     (delivery, time.time(), body),
@@ -115,5 +127,5 @@ class Control:
         if seqs:
             with self._conn:
                 self._conn.executemany(
-                    "UPDATE webhooks SET done = 1 WHERE seq = ?", [(s,) for s in seqs]
+                    "UPDATE webhooks SET done = 1, body = x'' WHERE seq = ?", [(s,) for s in seqs]
                 )

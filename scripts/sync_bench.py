@@ -251,15 +251,15 @@ def bare_aiohttp(body: bytes, directory: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def churning(fake: Any, every: float) -> Iterator[None]:
+def churning(changes: Changes, every: float) -> Iterator[None]:
     """Upstream changes (state changes, with events) every ``every`` seconds."""
     stop = threading.Event()
 
     def churn() -> None:
         rng = random.Random(7)
-        ids = fake.ids("patches")
         while not stop.wait(every):
-            fake.set_state(rng.choice(ids), rng.choice(("new", "accepted", "under-review")))
+            with contextlib.suppress(OSError):
+                changes.state(rng.choice(changes.patches), rng.choice(("new", "under-review")))
 
     thread = threading.Thread(target=churn, daemon=True)
     thread.start()
@@ -319,13 +319,13 @@ def follow(directory: Path, args: argparse.Namespace) -> None:
                 f"{statistics.median(no_event):.1f} s, max {max(no_event):.1f} s over "
                 f"{len(no_event)} changes"
             )
-        rates(directory, config, args, fake)
+        rates(directory, config, args, Changes(upstream, token, fake))
     finally:
         if source is not None:
             source.__exit__(None, None, None)
 
 
-def rates(directory: Path, config: Path, args: argparse.Namespace, fake: Any) -> None:
+def rates(directory: Path, config: Path, args: argparse.Namespace, changes: Changes) -> None:
     """30-patch pages by wrk: bare aiohttp; `serve` on the mirror alone, and
     while a `sync` process (the worker `run` starts) applies a change every
     second and sweeps, on the same file."""
@@ -363,8 +363,7 @@ def rates(directory: Path, config: Path, args: argparse.Namespace, fake: Any) ->
                             directory / "busy-sync.log",
                         )
                     )
-                    if fake is not None:
-                        stack.enter_context(churning(fake, 0.25))
+                    stack.enter_context(churning(changes, 0.25))
                     time.sleep(2)
                 url = f"http://127.0.0.1:{port}"
                 name = f"{'while syncing' if syncing else 'serve alone'}, {label}"

@@ -58,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Longest pause while upstream fails.
 MAX_BACKOFF = 300.0
+#: Parents the comments lane reads from the mirror at a time.
+COMMENT_CHUNK = 1000
 
 
 @dataclass
@@ -284,27 +286,47 @@ class Sweeper:
         return batch
 
     async def _comments_step(self, lane: Lane) -> Batch:
-        if lane.todo is None:
-            lane.todo = []
-            for child in ("patch_comments", "cover_comments"):
-                res = RESOURCES[child]
-                assert res.parent is not None
-                rows = await self.db.execute_fetchall(
-                    f"SELECT DISTINCT {res.parent.column} FROM {res.table} "
-                    f"ORDER BY {res.parent.column} DESC"
-                )
-                lane.todo.extend((child, r[0]) for r in rows)
-            lane.todo.reverse()  # pop() takes the newest parents first
+        """One parent's comments, newest parents first, patches then covers.
+
+        The parents to visit are read a chunk at a time (``lane.bound`` is
+        where the last chunk ended), so a mirror of millions of patches
+        costs no more memory than a small one.
+        """
+        if not lane.todo:
+            lane.todo = await self._comment_parents(lane)
         batch = Batch()
         if lane.todo:
             child, parent_id = lane.todo[-1]
             await self.fetcher.sublist(child, parent_id, batch)
             lane.todo.pop()
-        if lane.todo:
+            lane.bound = (child, parent_id)
+        if lane.todo or await self._more_comment_parents(lane):
             lane.page += 1
         else:
             self._end_round(lane)
         return batch
+
+    async def _comment_parents(self, lane: Lane) -> list[tuple[str, int]]:
+        """The next chunk of parents with comments after ``lane.bound``."""
+        children = ("patch_comments", "cover_comments")
+        child, after = lane.bound or (children[0], None)
+        for name in children[children.index(child) :]:
+            res = RESOURCES[name]
+            assert res.parent is not None
+            column = res.parent.column
+            where = f" WHERE {column} < ?" if after is not None and name == child else ""
+            rows = await self.db.execute_fetchall(
+                f"SELECT DISTINCT {column} FROM {res.table}{where} "
+                f"ORDER BY {column} DESC LIMIT {COMMENT_CHUNK}",
+                (after,) if where else (),
+            )
+            if rows:
+                return [(name, r[0]) for r in reversed(list(rows))]  # pop() takes the newest
+        return []
+
+    async def _more_comment_parents(self, lane: Lane) -> bool:
+        lane.todo = await self._comment_parents(lane)
+        return bool(lane.todo)
 
     async def _events_step(self, lane: Lane) -> Batch:
         """Events older than the follower's window, oldest first, by date."""
