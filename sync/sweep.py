@@ -109,7 +109,9 @@ def default_lanes(interval: float, hot_interval: float) -> list[Lane]:
         Lane("series", "series", period=interval, min_share=0.05),
         Lane("users", "users", period=interval * 5, min_share=0.02),
         Lane("people", "people", period=interval * 5, min_share=0.05),
-        Lane("comments", "comments", period=interval * 15, min_share=0.1),
+        # Patchwork 3.x announces every comment save (``addressed`` too):
+        # this lane is for what it does not (deletions, other versions).
+        Lane("comments", "comments", period=interval * 60, min_share=0.05),
         Lane("events", "events", period=interval * 30, min_share=0.05),
     ]  # fmt: skip
 
