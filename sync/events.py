@@ -131,6 +131,34 @@ class Follower:
         self.wide_every = wide_every
         self.clock = clock
         self._wide_at = -math.inf
+        # The newest cursor, when it was first seen, and which re-reads of
+        # the stretch before it are no longer needed.
+        self._cursor: str | None = None
+        self._cursor_at = 0.0
+        self._near_done = self._wide_done = False
+
+    def _since(self, cursor: str) -> str:
+        """Where this poll starts reading: the cursor less what may come late.
+
+        An event commits at most ``overlap`` seconds after its date.  So
+        once a cursor has been the newest for that long (by our clock:
+        upstream's dates are in its own time zone) and a wide poll has read
+        since, nothing can still appear before it, and polls stop reading
+        the same stretch again; likewise for the near window.  An idle
+        poll then asks for a page holding only the newest event.
+        """
+        now = self.clock()
+        if cursor != self._cursor:
+            self._cursor, self._cursor_at = cursor, now
+            self._near_done = self._wide_done = False
+        age = now - self._cursor_at
+        if not self._wide_done and now - self._wide_at >= self.wide_every:
+            self._wide_at, self._wide_done = now, age >= self.overlap
+            return shifted(cursor, self.overlap)
+        if not self._near_done:
+            self._near_done = age >= min(NEAR_OVERLAP, self.overlap)
+            return shifted(cursor, min(NEAR_OVERLAP, self.overlap))
+        return cursor
 
     async def known(self, ids: list[int]) -> set[int]:
         if not ids:
@@ -183,10 +211,7 @@ class Follower:
     async def poll(self) -> int:
         """Read and apply every event since the cursor; how many were new."""
         cursor = await store.get_meta(self.db, CURSOR)
-        since = shifted(cursor, min(NEAR_OVERLAP, self.overlap)) if cursor else None
-        if cursor and self.clock() - self._wide_at >= self.wide_every:
-            since = shifted(cursor, self.overlap)
-            self._wide_at = self.clock()
+        since = self._since(cursor) if cursor else None
         url = list_url("events")
         applied = 0
         page = 1

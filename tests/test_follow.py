@@ -232,3 +232,26 @@ async def test_an_event_seen_before_its_change_is_committed(fake, tmp_path):
             finally:
                 commit.join()
             await assert_mirror_equals(mirror, fake)
+
+
+async def test_idle_polls_stop_reading_the_overlap_once_nothing_can_come_late(fake, tmp_path):
+    """A freshly loaded upstream has thousands of events within a minute:
+    re-reading them at every poll would cost pages, forever."""
+    now = [0.0]
+    mirror = tmp_path / "m.sqlite3"
+    with serve(fake) as url:
+        async with worker(mirror, url, overlap=60) as sync:
+            sync.follower.clock = lambda: now[0]
+            await sync.once()  # its poll, at 0 s, reads the last minute again
+            requests = []
+            for _ in range(20):  # then 200 s of polls, every 10 s
+                now[0] += 10
+                fake.reset_requests()
+                await sync.poll()
+                requests.append(fake.requests)
+            # At 60 s the last minute is read once more, and never again:
+            # every other poll asks for the newest event's page, nothing more.
+            assert requests[5] > 3
+            assert requests[:5] + requests[6:] == [1] * 19
+            fake.set_state(28, "accepted")
+            assert await sync.poll() == 1
