@@ -82,6 +82,8 @@ class Lane:
     min_share: float = 0.0
     #: Run by ``sync --once`` (lanes that other lanes cover are not).
     in_full_round: bool = True
+    #: First round one period after start (see :meth:`Sweeper.start`).
+    slow: bool = False
     # -- progress ------------------------------------------------------------
     page: int = 0  # next page of the round; 0: between rounds
     bound: Any = None  # where the previous page of the round ended
@@ -107,12 +109,12 @@ def default_lanes(interval: float, hot_interval: float) -> list[Lane]:
         Lane("patches", "patches", period=interval, min_share=0.2),
         Lane("covers", "covers", period=interval, min_share=0.05),
         Lane("series", "series", period=interval, min_share=0.05),
-        Lane("users", "users", period=interval * 5, min_share=0.02),
-        Lane("people", "people", period=interval * 5, min_share=0.05),
+        Lane("users", "users", period=interval * 5, min_share=0.02, slow=True),
+        Lane("people", "people", period=interval * 5, min_share=0.05, slow=True),
         # Patchwork 3.x announces every comment save (``addressed`` too):
         # this lane is for what it does not (deletions, other versions).
-        Lane("comments", "comments", period=interval * 60, min_share=0.05),
-        Lane("events", "events", period=interval * 30, min_share=0.05),
+        Lane("comments", "comments", period=interval * 60, min_share=0.05, slow=True),
+        Lane("events", "events", period=interval * 30, min_share=0.05, slow=True),
     ]  # fmt: skip
 
 
@@ -141,6 +143,15 @@ class Sweeper:
         self.rounds: dict[str, int] = {}
 
     # -- scheduling ------------------------------------------------------------
+
+    def start(self, fresh: bool) -> None:
+        """Schedule first rounds: after a crawl (``fresh``) everything was
+        just read, so every lane waits a period; after a restart the slow
+        lanes do, and the rest look at once for what changed meanwhile."""
+        now = self.clock()
+        for lane in self.lanes:
+            if fresh or lane.slow:
+                lane.started = now
 
     def _ready(self, lane: Lane, now: float) -> bool:
         return lane.enabled and (lane.page > 0 or now - lane.started >= lane.period)

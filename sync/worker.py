@@ -240,13 +240,16 @@ class Worker:
         """Crawl if needed, then follow upstream until cancelled."""
         await check_origin(self.db, self.base_url)
         backoff = 0.0
+        crawled = False
         while await store.get_meta(self.db, "sync.state") != "complete":
             try:
                 await self.crawl()
+                crawled = True
             except (UpstreamError, SyncError, OSError) as exc:
                 self._failed("initial sync", exc)
                 backoff = min(max(2 * backoff, self.settings.poll_interval), MAX_BACKOFF)
                 await asyncio.sleep(backoff)
+        self.sweeper.start(fresh=crawled)
         try:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self._follow())
