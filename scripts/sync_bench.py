@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import random
+import re
 import shutil
 import signal
 import statistics
@@ -216,8 +217,8 @@ def random_pages(directory: Path, gw: str) -> Path:
     """A wrk script asking for random deep pages of a filtered list."""
     project = http("GET", f"{gw}/api/1.4/projects/")[0]["link_name"]
     first = urllib.request.urlopen(f"{gw}/api/1.4/patches/?project={project}&per_page=30")
-    link = first.headers.get("Link", "")
-    last = int(link.rsplit("page=", 1)[1].split(">")[0].split("&")[0]) if "last" in link else 1
+    found = re.search(r'[?&]page=(\d+)[^>]*>; rel="last"', first.headers.get("Link", ""))
+    last = int(found.group(1)) if found else 1
     paths = [
         f"/api/1.4/patches/?page={n}&per_page=30&project={project}" for n in range(1, last + 1)
     ]
