@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import logging
 import re
+import sqlite3
 
 import orjson
 from aiohttp import web
 
-from gateway import api
+from gateway import api, limits
 from gateway.cache import ResponseCache
 from gateway.config import Config
 from gateway.negotiation import Choice, negotiate
 from gateway.proxy import Proxy
-from gateway.reader import QueryTooSlow, Reader
+from gateway.reader import QueryTooSlow, Reader, ReaderBusy
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
 from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, resolves
 from gateway.status import SYNCED_HEADER, SyncStatus, status_handler
@@ -77,7 +78,7 @@ def _credentials(request: web.Request) -> bool:
 def _origin(request: web.Request, state: GatewayState) -> str | None:
     """The origin URLs point at, or ``None`` for a Host we do not serve."""
     host = request.headers.get("Host", "")
-    if not _HOST.match(host):
+    if len(host) > limits.MAX_HOST or not _HOST.match(host):
         return None
     allowed = state.config.server.allowed_hosts
     if allowed and host.rsplit(":", 1)[0].strip("[]").lower() not in allowed:
@@ -129,6 +130,10 @@ async def handle(request: web.Request) -> web.Response:
             return _respond(request, cached, state, "mirror")
 
     route = resolve_api(path) if path.startswith("/api/") else None
+    # (A cached answer passed this before: same method class, Host and URL.)
+    refusal = limits.check(request, api.allowed(route) if route else None)
+    if refusal is not None:
+        return _respond(request, refusal, state, "mirror")
     if route is None:
         site = resolve_site(path)
         if site is None:
@@ -165,10 +170,22 @@ async def handle(request: web.Request) -> web.Response:
         answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
     except QueryTooSlow:
         answer = detail(503, "This query takes too long; narrow it down.", api.allowed(route))
+    except ReaderBusy:
+        answer = _retry_later("Too many slow queries are waiting; retry in a few seconds.")
+    except sqlite3.Error as exc:
+        # A locked, damaged or vanished mirror: a clean answer to retry,
+        # and one log line.
+        log.warning("%s %s: the mirror cannot answer: %s", request.method, path, exc)
+        answer = _retry_later("The mirror cannot answer right now; retry in a few seconds.")
     if anonymous_read and generation == state.reader.generation:
         # (Not if the mirror changed meanwhile: the answer may be stale.)
         state.cache.put(key, answer)
     return _respond(request, answer, state, "mirror")
+
+
+def _retry_later(message: str) -> Answer:
+    answer = detail(503, message)
+    return Answer(answer.status, answer.body, (*answer.headers, ("Retry-After", "5")))
 
 
 def _public(route: ApiRoute) -> bool:
@@ -225,7 +242,8 @@ def create_app(
     config: Config, reader: Reader, *, demo: bool = False, control: Control | None = None
 ) -> web.Application:
     """The gateway; ``control`` is the sync worker's control file, if any."""
-    app = web.Application(client_max_size=8 * 1024 * 1024)
+    limits.quiet_protocol_errors()
+    app = web.Application(client_max_size=limits.MAX_BODY)
     state = GatewayState(config, reader, demo=demo, control=control)
     app[STATE] = state
 

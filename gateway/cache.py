@@ -1,10 +1,15 @@
 """A byte-bounded LRU cache of complete answers to anonymous reads.
 
 Keyed by the origin and the raw path with query, so every distinct URL a
-client uses is cached as sent; cleared whenever the mirror changes.
+client uses is cached as sent; cleared whenever the mirror changes.  An
+entry costs what it holds: its key, its headers and its body, plus a
+fixed overhead for the objects around them, so that a flood of distinct
+small answers is bounded as surely as a few large ones.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
@@ -14,21 +19,41 @@ Key = tuple[str, str]
 
 #: Answers bigger than this share of the cache are not kept.
 _MAX_SHARE = 8
+#: Bytes of Python objects around an entry (tuples, the Answer, the LRU's
+#: own bookkeeping), beyond the strings and bytes counted one by one.
+OVERHEAD = 600
+
+
+class _Entry(NamedTuple):
+    answer: Answer
+    cost: int
+
+
+def cost(key: Key, answer: Answer) -> int:
+    """What keeping ``answer`` under ``key`` takes, in bytes."""
+    headers = sum(len(name) + len(value) for name, value in answer.headers)
+    return len(key[0]) + len(key[1]) + headers + len(answer.body) + OVERHEAD
 
 
 class ResponseCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._lru: LRUCache[Key, Answer] = LRUCache(
-            maxsize=max(max_bytes, 1), getsizeof=lambda a: len(a.body) + 256
+        self._lru: LRUCache[Key, _Entry] = LRUCache(
+            maxsize=max(max_bytes, 1), getsizeof=lambda entry: entry.cost
         )
 
+    @property
+    def bytes(self) -> int:
+        return int(self._lru.currsize)
+
     def get(self, key: Key) -> Answer | None:
-        return self._lru.get(key)
+        entry = self._lru.get(key)
+        return None if entry is None else entry.answer
 
     def put(self, key: Key, answer: Answer) -> None:
-        if self.max_bytes and len(answer.body) + 256 <= self.max_bytes // _MAX_SHARE:
-            self._lru[key] = answer
+        size = cost(key, answer)
+        if self.max_bytes and size <= self.max_bytes // _MAX_SHARE:
+            self._lru[key] = _Entry(answer, size)
 
     def clear(self) -> None:
         self._lru.clear()

@@ -10,6 +10,7 @@ URL) is left alone.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from typing import Any
@@ -60,12 +61,29 @@ KEEP_KEYS = frozenset(
 )
 
 
+#: Requests forwarded at once, and waiting for a turn; beyond, a 503:
+#: the gateway never multiplies what upstream receives.
+MAX_IN_FLIGHT = 16
+MAX_WAITING = 64
+
+
 class Proxy:
-    def __init__(self, base_url: str, *, timeout: float = 60.0, max_bytes: int = 64 << 20) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float = 60.0,
+        max_bytes: int = 16 << 20,
+        in_flight: int = MAX_IN_FLIGHT,
+        waiting: int = MAX_WAITING,
+    ) -> None:
         self.base = base_url.rstrip("/")
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
+        self._slots = asyncio.Semaphore(in_flight)
+        self._max_waiting = waiting
+        self._waiting = 0
 
     async def close(self) -> None:
         if self._session is not None:
@@ -97,6 +115,21 @@ class Proxy:
         return data
 
     async def forward(self, request: web.Request, origin: str) -> Answer:
+        """Upstream's answer to ``request``, or a 503 when too many wait."""
+        if self._slots.locked() and self._waiting >= self._max_waiting:
+            answer = detail(503, "Too many requests are waiting for upstream; retry later.")
+            return Answer(answer.status, answer.body, (*answer.headers, ("Retry-After", "5")))
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._forward(request, origin)
+        finally:
+            self._slots.release()
+
+    async def _forward(self, request: web.Request, origin: str) -> Answer:
         url = self.base + request.rel_url.raw_path
         if request.rel_url.raw_query_string:
             url += "?" + request.rel_url.raw_query_string

@@ -43,11 +43,21 @@ log = logging.getLogger(__name__)
 INLINE_BUDGET = 5000
 _TICK = 100
 #: Longest a query may run on the pool before it is stopped.
-QUERY_SECONDS = 30.0
+QUERY_SECONDS = 10.0
+#: Queries that may wait for a pool connection; beyond, ReaderBusy.
+MAX_WAITING = 32
+#: Bytes of Python objects around a cache entry, beyond its data.
+ENTRY_OVERHEAD = 300
+#: Bytes for cached counts (their keys hold a query's SQL).
+COUNTS_BYTES = 8 << 20
 
 
 class QueryTooSlow(Exception):
     """A query ran past QUERY_SECONDS and was stopped."""
+
+
+class ReaderBusy(Exception):
+    """Too many queries wait for the pool already: retry later."""
 
 
 def _storable(obj_id: int) -> bool:
@@ -64,15 +74,20 @@ class Reader:
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all: list[aiosqlite.Connection] = []
         self._deadlines: dict[int, float] = {}
+        self._waiting = 0
         self._direct: sqlite3.Connection | None = None
-        # Parsed documents, sized by their JSON; encoded list items.
+        # Bounded in bytes: parsed documents (a parsed document takes about
+        # four times its JSON), encoded list items with their keys, counts
+        # with their SQL and arguments.
         self._docs: LRUCache[Ref, tuple[Doc, int]] = LRUCache(
-            maxsize=cache_bytes // 2, getsizeof=lambda entry: entry[1] + 200
+            maxsize=cache_bytes // 2, getsizeof=lambda entry: entry[1]
         )
-        self._items: LRUCache[tuple[Any, ...], bytes] = LRUCache(
-            maxsize=cache_bytes // 2, getsizeof=lambda item: len(item) + 200
+        self._items: LRUCache[tuple[Any, ...], tuple[bytes, int]] = LRUCache(
+            maxsize=cache_bytes // 2 - COUNTS_BYTES, getsizeof=lambda entry: entry[1]
         )
-        self._counts: LRUCache[tuple[str, tuple[Any, ...]], int] = LRUCache(maxsize=10_000)
+        self._counts: LRUCache[tuple[str, tuple[Any, ...]], tuple[int, int]] = LRUCache(
+            maxsize=COUNTS_BYTES, getsizeof=lambda entry: entry[1]
+        )
         #: Bumped whenever the caches are dropped.
         self.generation = 0
         self._listeners: list[Callable[[], None]] = []
@@ -148,7 +163,13 @@ class Reader:
 
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query whose cost may grow with the data, off the event loop."""
-        conn = await self._idle.get()
+        if self._idle.empty() and self._waiting >= MAX_WAITING:
+            raise ReaderBusy("busy: every slow-query slot is taken")
+        self._waiting += 1
+        try:
+            conn = await self._idle.get()
+        finally:
+            self._waiting -= 1
         self._deadlines[id(conn)] = time.monotonic() + QUERY_SECONDS
         try:
             return [tuple(row) for row in await conn.execute_fetchall(sql, args)]
@@ -188,13 +209,15 @@ class Reader:
     async def count(self, table: str, query: Query) -> int:
         sql = f"SELECT count(*) FROM {table} AS t{query.where_sql()}"
         key = (sql, tuple(query.args))
-        cached = self._counts.get(key)
-        if cached is None:
-            generation = self.generation
-            cached = (await self.fetch_fast(sql, query.args))[0][0]
-            if generation == self.generation:
-                self._counts[key] = cached
-        return cached
+        entry = self._counts.get(key)
+        if entry is not None:
+            return entry[0]
+        generation = self.generation
+        count = int((await self.fetch_fast(sql, query.args))[0][0])
+        if generation == self.generation:
+            cost = len(sql) + sum(len(str(arg)) + 50 for arg in query.args) + ENTRY_OVERHEAD
+            self._counts[key] = (count, cost)
+        return count
 
     async def page_ids(self, table: str, query: Query, offset: int, limit: int) -> list[int]:
         """The ids of one page, in order (repeated if the ordering repeats rows).
@@ -249,16 +272,19 @@ class Reader:
             for table, obj_id, raw in self._lookup(" UNION ALL ".join(selects), args):
                 doc = orjson.loads(raw)
                 found[(table, obj_id)] = doc
-                self._docs[(table, obj_id)] = (doc, len(raw))
+                self._docs[(table, obj_id)] = (doc, 4 * len(raw) + ENTRY_OVERHEAD)
         return found
 
     def item(self, key: tuple[Any, ...]) -> bytes | None:
         """A list item encoded earlier (see gateway.api)."""
-        return self._items.get(key)
+        entry = self._items.get(key)
+        return None if entry is None else entry[0]
 
     def keep_item(self, key: tuple[Any, ...], item: bytes, generation: int) -> None:
         if generation == self.generation:
-            self._items[key] = item
+            base, _ = key
+            cost = len(item) + sum(len(str(part)) for part in base) + ENTRY_OVERHEAD
+            self._items[key] = (item, cost)
 
     def meta(self, key: str) -> str | None:
         rows = self._lookup("SELECT value FROM meta WHERE key = ?", (key,))

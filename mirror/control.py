@@ -8,6 +8,7 @@ worker and the server open it; every operation is one short statement.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -75,9 +76,12 @@ class Control:
     # -- status ----------------------------------------------------------------
 
     def set_status(self, **values: Any) -> None:
-        """Record status values (JSON-encoded), in one transaction."""
+        """Record status values (JSON-encoded), in one transaction.
+
+        Best effort: a full disk must not stop the sync from retrying.
+        """
         rows = [(key, orjson.dumps(value).decode()) for key, value in values.items()]
-        with self._conn:
+        with contextlib.suppress(sqlite3.Error), self._conn:
             self._conn.executemany(
                 "INSERT INTO status (key, value) VALUES (?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -10,6 +10,8 @@ in flight, never leaves half of one.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -165,7 +167,7 @@ async def set_states(
             "INSERT INTO states (id, slug, name, ordering) VALUES (?, ?, ?, ?)", list(new.values())
         )
     except BaseException:
-        await db.execute("ROLLBACK")
+        await _rollback(db)
         raise
     await db.execute("COMMIT")
     return True
@@ -204,7 +206,7 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> int:
                 (key, value),
             )
     except BaseException:
-        await db.execute("ROLLBACK")
+        await _rollback(db)
         raise
     await db.execute("COMMIT")
     return changed
@@ -286,6 +288,13 @@ async def _drop_children(
     )
     keep = set(kept)
     return await _delete(db, res, [r[0] for r in rows if r[0] not in keep])
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    """Undo a failed batch, unless SQLite already did (a full disk, say)."""
+    if db.in_transaction:
+        with contextlib.suppress(sqlite3.Error):
+            await db.execute("ROLLBACK")
 
 
 async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
@@ -43,6 +44,11 @@ class SyncError(Exception):
 
 class Refused(SyncError):
     """Upstream answered 401 or 403."""
+
+
+#: Failures the sync waits out and retries: upstream's, and the mirror's
+#: own (a full disk, a read-only file, a lock held too long).
+RECOVERABLE: tuple[type[BaseException], ...] = (UpstreamError, SyncError, OSError, sqlite3.Error)
 
 
 def last_page(link: str | None) -> int | None:

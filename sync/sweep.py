@@ -41,23 +41,21 @@ import aiosqlite
 from mirror import store
 from mirror.resources import RESOURCES
 from mirror.store import Batch
+from sync.backoff import Backoff
 from sync.events import CURSOR, Follower, shifted
 from sync.fetch import (
     MAY_BE_REFUSED,
     PER_PAGE,
+    RECOVERABLE,
     Fetcher,
     Refused,
-    SyncError,
     has_next,
     list_url,
     pool,
 )
-from sync.upstream import UpstreamError
 
 log = logging.getLogger(__name__)
 
-#: Longest pause while upstream fails.
-MAX_BACKOFF = 300.0
 #: Parents the comments lane reads from the mirror at a time.
 COMMENT_CHUNK = 1000
 
@@ -179,7 +177,7 @@ class Sweeper:
     ) -> None:
         """Sweep forever within the budget; back off while upstream fails."""
         next_at = self.clock()
-        backoff = 0.0
+        backoff = Backoff(5.0)
         while True:
             now = self.clock()
             if next_at > now:
@@ -192,15 +190,14 @@ class Sweeper:
             before = self.fetcher.requests
             try:
                 await self.step(lane)
-            except (UpstreamError, SyncError, OSError) as exc:
+            except RECOVERABLE as exc:
                 if on_error is not None:
                     on_error(exc)
-                backoff = min(max(2 * backoff, 5.0), MAX_BACKOFF)
-                next_at = self.clock() + backoff
+                next_at = self.clock() + backoff.failed()
                 continue
             if backoff and on_recovered is not None:
                 on_recovered()
-            backoff = 0.0
+            backoff.succeeded()
             spent = self.fetcher.requests - before
             for other in self.lanes:
                 other.served *= 0.99

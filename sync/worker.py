@@ -35,18 +35,19 @@ import orjson
 from mirror import store
 from mirror.control import Control
 from mirror.store import Batch
+from sync.backoff import Backoff
 from sync.crawler import Crawler, check_origin, learn_states
 from sync.events import CURSOR, Follower, wanted
-from sync.fetch import Fetcher, SyncError
+from sync.fetch import RECOVERABLE, Fetcher
 from sync.progress import Progress
 from sync.refresh import Refresher, Wanted
 from sync.sweep import Sweeper
-from sync.upstream import Source, UpstreamError
+from sync.upstream import Source
 
 log = logging.getLogger(__name__)
 
-#: Longest wait between attempts while upstream fails.
-MAX_BACKOFF = 300.0
+#: Requests a failed crawl attempt must have made to count as progress.
+PROGRESS = 10
 #: How often the webhook queue is looked at.
 WEBHOOK_POLL = 0.2
 
@@ -239,16 +240,18 @@ class Worker:
     async def run(self) -> None:
         """Crawl if needed, then follow upstream until cancelled."""
         await check_origin(self.db, self.base_url)
-        backoff = 0.0
+        backoff = Backoff(self.settings.poll_interval)
         crawled = False
         while await store.get_meta(self.db, "sync.state") != "complete":
+            before = self.crawl_requests
             try:
                 await self.crawl()
                 crawled = True
-            except (UpstreamError, SyncError, OSError) as exc:
+            except RECOVERABLE as exc:
                 self._failed("initial sync", exc)
-                backoff = min(max(2 * backoff, self.settings.poll_interval), MAX_BACKOFF)
-                await asyncio.sleep(backoff)
+                # A crawl that got somewhere resumes there: try again soon.
+                progressed = self.crawl_requests - before >= PROGRESS
+                await asyncio.sleep(backoff.failed(progressed))
         self.sweeper.start(fresh=crawled)
         try:
             async with asyncio.TaskGroup() as group:
@@ -259,17 +262,18 @@ class Worker:
             raise failed.exceptions[0] from None
 
     async def _follow(self) -> None:
-        backoff = 0.0
+        backoff = Backoff(self.settings.poll_interval)
         while True:
             try:
                 await self.poll()
-                backoff = 0.0
-            except (UpstreamError, SyncError, OSError) as exc:
+                backoff.succeeded()
+                wait = self.settings.poll_interval
+            except RECOVERABLE as exc:
                 self._failed("event poll", exc)
-                backoff = min(max(2 * backoff, self.settings.poll_interval), MAX_BACKOFF)
+                wait = backoff.failed()
             self.wake.clear()
             try:
-                async with asyncio.timeout(backoff or self.settings.poll_interval):
+                async with asyncio.timeout(wait):
                     await self.wake.wait()
             except TimeoutError:
                 pass

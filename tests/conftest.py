@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from gateway.app import create_app
+from gateway.config import parse
+from gateway.reader import Reader
 from tests.support import (
     CONFORMANCE,
     CRAWL,
     OTHER_CASES,
     OTHER_CRAWL,
     GatewayProcess,
+    copy_mirror,
     free_port,
     replay_upstream,
     run_cli,
@@ -31,6 +35,8 @@ class Deployment:
     storage: Path
     sync_seconds: float
     upstream_requests: int
+    #: What the gateway process has logged so far.
+    log: Callable[[], str]
 
 
 def _deploy(tmp: Path, crawl: Path = CRAWL, cases: Path = CONFORMANCE) -> Iterator[Deployment]:
@@ -48,7 +54,9 @@ def _deploy(tmp: Path, crawl: Path = CRAWL, cases: Path = CONFORMANCE) -> Iterat
         assert result.returncode == 0, result.stderr
         requests = counter[0]
         with GatewayProcess(config, port) as gateway:
-            yield Deployment(upstream.url, gateway.url, config, storage, seconds, requests)
+            yield Deployment(
+                upstream.url, gateway.url, config, storage, seconds, requests, gateway.stderr
+            )
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +69,24 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
 def other_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]:
     """Another instance (other data, its own states), mirrored and served."""
     yield from _deploy(tmp_path_factory.mktemp("other"), OTHER_CRAWL, OTHER_CASES)
+
+
+@pytest.fixture
+async def gateway(deployment, tmp_path, aiohttp_client):
+    """An in-process gateway on a private copy of the mirror; upstream down."""
+    mirror = copy_mirror(deployment.storage, tmp_path / "mirror.sqlite3")
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = parse(
+        {
+            "upstream": {"url": dead, "timeout": 5},
+            "storage": {"path": str(mirror)},
+            "server": {"refresh_interval": 0.05},
+        }
+    )
+    reader = Reader(mirror)
+    await reader.open(config.server.refresh_interval)
+    client = await aiohttp_client(create_app(config, reader))
+    client.mirror = mirror
+    client.upstream = dead
+    yield client
+    await reader.close()

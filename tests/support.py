@@ -15,6 +15,7 @@ import http.client
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -35,6 +36,17 @@ CONFORMANCE = FIXTURES / "conformance.jsonl.xz"
 #: Another instance: other data, its own states (see fixtures/README.md).
 OTHER_CRAWL = FIXTURES / "other-crawl.jsonl.xz"
 OTHER_CASES = FIXTURES / "other-cases.jsonl.xz"
+
+
+def copy_mirror(src: Path, dst: Path) -> Path:
+    """A private copy of a mirror file, consistent even while it is written."""
+    source, target = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
+    return dst
 
 
 def free_port() -> int:

@@ -21,42 +21,12 @@ from mirror.store import Batch
 from tests.support import (
     GatewayProcess,
     auth_header,
+    copy_mirror,
     free_port,
     request,
     run_cli,
     write_config,
 )
-
-
-def _copy(src: Path, dst: Path) -> Path:
-    source, target = sqlite3.connect(src), sqlite3.connect(dst)
-    try:
-        source.backup(target)
-    finally:
-        source.close()
-        target.close()
-    return dst
-
-
-@pytest.fixture
-async def gateway(deployment, tmp_path, aiohttp_client):
-    """An in-process gateway on a private copy of the mirror; upstream down."""
-    mirror = _copy(deployment.storage, tmp_path / "mirror.sqlite3")
-    dead = f"http://127.0.0.1:{free_port()}"
-    config = parse(
-        {
-            "upstream": {"url": dead, "timeout": 5},
-            "storage": {"path": str(mirror)},
-            "server": {"refresh_interval": 0.05},
-        }
-    )
-    reader = Reader(mirror)
-    await reader.open(config.server.refresh_interval)
-    client = await aiohttp_client(create_app(config, reader))
-    client.mirror = mirror
-    client.upstream = dead
-    yield client
-    await reader.close()
 
 
 async def test_cached_answers_follow_the_mirror(gateway):
@@ -253,7 +223,7 @@ def test_tokens_are_never_logged(deployment, tmp_path):
     config = write_config(
         tmp_path / "c.toml", deployment.upstream, tmp_path / "m.sqlite3", port, level="debug"
     )
-    _copy(deployment.storage, tmp_path / "m.sqlite3")
+    copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     with GatewayProcess(config, port) as gateway:
         for who in ("stephen", "basic:stephen", "badtoken"):
             request("GET", gateway.url + "/api/1.4/users/", auth_header(who))
@@ -265,7 +235,7 @@ def test_tokens_are_never_logged(deployment, tmp_path):
 
 
 def test_a_mirror_of_another_layout_is_refused(deployment, tmp_path):
-    mirror = _copy(deployment.storage, tmp_path / "m.sqlite3")
+    mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     conn = sqlite3.connect(mirror)
     with conn:
         conn.execute("UPDATE meta SET value = 'other' WHERE key = 'schema.layout'")
@@ -352,7 +322,7 @@ async def test_a_query_running_too_long_is_stopped_with_a_503(gateway, monkeypat
 
 
 async def test_only_allowed_hosts_are_answered(deployment, tmp_path, aiohttp_client):
-    mirror = _copy(deployment.storage, tmp_path / "m.sqlite3")
+    mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     config = parse({"storage": {"path": str(mirror)}, "server": {"allowed_hosts": ["pw.example"]}})
     reader = Reader(mirror)
     await reader.open()
