@@ -114,7 +114,7 @@ def _serve(config: Config, with_sync: bool = False) -> None:
             )
         elif not path.exists():
             log.warning("mirror %s does not exist yet; serving it empty until a sync runs", path)
-        reader = Reader(path)
+        reader = Reader(path, cache_bytes=config.server.mirror_cache_bytes)
         await reader.open(config.server.refresh_interval)
         control = Control(path)
         app = create_app(config, reader, demo=is_demo, control=control)

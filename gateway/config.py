@@ -47,6 +47,8 @@ class ServerConfig:
     refresh_interval: float
     #: Host names the gateway answers to (empty: any well-formed Host).
     allowed_hosts: tuple[str, ...]
+    #: Bytes of parsed objects, rendered list items and counts kept.
+    mirror_cache_bytes: int = 128 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,15 @@ class Config:
 _KNOWN = {
     "upstream": {"url", "token", "concurrency", "timeout"},
     "storage": {"path"},
-    "server": {"host", "port", "public_url", "cache_bytes", "refresh_interval", "allowed_hosts"},
+    "server": {
+        "host",
+        "port",
+        "public_url",
+        "cache_bytes",
+        "mirror_cache_bytes",
+        "refresh_interval",
+        "allowed_hosts",
+    },
     "sync": {
         "poll_interval",
         "sweep_budget",
@@ -151,6 +161,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     cache_bytes = _get(sv, "server", "cache_bytes", int, 256 * 1024 * 1024)
     if cache_bytes < 0:
         raise ConfigError("[server] cache_bytes: must not be negative")
+    mirror_cache = _get(sv, "server", "mirror_cache_bytes", int, 128 * 1024 * 1024)
+    if mirror_cache < 16 * 1024 * 1024:
+        raise ConfigError("[server] mirror_cache_bytes: at least 16777216 (16 MiB)")
     refresh = _get(sv, "server", "refresh_interval", float, 1.0)
     if not 0 < refresh <= 3600:
         raise ConfigError("[server] refresh_interval: expected seconds, more than 0")
@@ -182,7 +195,13 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         upstream=UpstreamConfig(url, token, concurrency, timeout),
         storage=StorageConfig(path),
         server=ServerConfig(
-            host, port, public_url, cache_bytes, refresh, tuple(h.lower() for h in hosts)
+            host,
+            port,
+            public_url,
+            cache_bytes,
+            refresh,
+            tuple(h.lower() for h in hosts),
+            mirror_cache,
         ),
         log_level=level,
         source=source,

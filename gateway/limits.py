@@ -33,7 +33,9 @@ METHODS = frozenset(("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE")
 #: A host name is at most 253 characters, then a port.
 MAX_HOST = 262
 MAX_PATH = 2048
-MAX_QUERY = 4096
+#: The ``Link`` header repeats the URL four times: a longer query would
+#: make it too long for common clients and proxies (8 KiB per header).
+MAX_QUERY = 2048
 MAX_PARAMETERS = 64
 #: Values of one repeated parameter (``state=1&state=2...``).
 MAX_VALUES = 64
