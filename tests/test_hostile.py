@@ -8,17 +8,20 @@ import base64
 import http.client
 import json
 import socket
+import sqlite3
 import string
 import time
 from urllib.parse import quote, urlencode, urlsplit
 
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway import limits
 from gateway.app import STATE
 from gateway.cache import ResponseCache
+from gateway.proxy import Proxy
 from tests.test_gateway import ENDPOINTS, NASTY, PARAMS
 
 #: Statuses upstream may answer a forwarded request with; the gateway passes
@@ -197,3 +200,47 @@ async def test_long_searches_do_not_stall_other_readers(gateway):
     took = time.monotonic() - started
     await asyncio.gather(*searches)
     assert took < 1.0, took
+
+
+async def test_forwarding_has_slots_and_a_queue_then_a_503(gateway, aiohttp_server):
+    """Requests with made-up credentials go upstream; beyond the slots and
+    the queue the gateway answers at once, and never multiplies them."""
+    seen = 0
+
+    async def slow(request: web.Request) -> web.Response:
+        nonlocal seen
+        seen += 1
+        await asyncio.sleep(0.5)
+        return web.json_response({"detail": "Invalid token."}, status=401)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", slow)
+    server = await aiohttp_server(app)
+    state = gateway.app[STATE]
+    state.proxy = Proxy(str(server.make_url("")), in_flight=2, waiting=3)
+    headers = {"Authorization": "Token " + "f" * 40}
+
+    async def write() -> tuple[int, str | None]:
+        resp = await gateway.post("/api/1.4/bundles/", headers=headers, data=b"{}")
+        await resp.read()
+        return resp.status, resp.headers.get("Retry-After")
+
+    answers = await asyncio.gather(*(write() for _ in range(10)))
+    assert sorted(status for status, _ in answers) == [401] * 5 + [503] * 5
+    assert all(after == "5" for status, after in answers if status == 503)
+    assert seen == 5
+
+
+async def test_a_broken_mirror_is_a_503_and_one_log_line(gateway, caplog):
+    conn = sqlite3.connect(gateway.mirror)
+    conn.execute("DROP TABLE covers")
+    conn.commit()
+    conn.close()
+    resp = await gateway.get("/api/1.4/covers/?per_page=1")
+    assert resp.status == 503
+    assert resp.headers["Retry-After"] == "5"
+    assert await resp.json() == {
+        "detail": "The mirror cannot answer right now; retry in a few seconds."
+    }
+    assert "Traceback" not in caplog.text
+    assert any("the mirror cannot answer" in r.getMessage() for r in caplog.records)
