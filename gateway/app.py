@@ -160,10 +160,12 @@ async def handle(request: web.Request) -> web.Response:
             answer = await state.proxy.forward(request, origin)
             if not (answer.status >= 500 and read and _public(route)):
                 return _respond(request, answer, state, "upstream")
-            # Upstream failed on a read of public data: credentials passed
-            # its authentication (else it answers 403 first) or it is down;
-            # either way the mirror's JSON is the best answer left.
-            log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
+            # Upstream failed on a read of public data (credentials passed
+            # its authentication, else it answers 403 first), is down, or
+            # every forwarding slot is taken: the mirror's JSON is the best
+            # answer left.
+            if answer is not state.proxy.busy:
+                log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
 
     generation = state.reader.generation
     try:
@@ -177,8 +179,9 @@ async def handle(request: web.Request) -> web.Response:
         # and one log line.
         log.warning("%s %s: the mirror cannot answer: %s", request.method, path, exc)
         answer = _retry_later("The mirror cannot answer right now; retry in a few seconds.")
-    if anonymous_read and generation == state.reader.generation:
-        # (Not if the mirror changed meanwhile: the answer may be stale.)
+    if anonymous_read and answer.status < 500 and generation == state.reader.generation:
+        # (Not a failure, which may pass; nor if the mirror changed
+        # meanwhile: the answer may be stale.)
         state.cache.put(key, answer)
     return _respond(request, answer, state, "mirror")
 

@@ -82,6 +82,9 @@ class Proxy:
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(in_flight)
+        refusal = detail(503, "Too many requests are waiting for upstream; retry later.")
+        #: The answer when every slot and waiting place is taken.
+        self.busy = Answer(503, refusal.body, (*refusal.headers, ("Retry-After", "5")))
         self._max_waiting = waiting
         self._waiting = 0
 
@@ -117,8 +120,7 @@ class Proxy:
     async def forward(self, request: web.Request, origin: str) -> Answer:
         """Upstream's answer to ``request``, or a 503 when too many wait."""
         if self._slots.locked() and self._waiting >= self._max_waiting:
-            answer = detail(503, "Too many requests are waiting for upstream; retry later.")
-            return Answer(answer.status, answer.body, (*answer.headers, ("Retry-After", "5")))
+            return self.busy
         self._waiting += 1
         try:
             await self._slots.acquire()

@@ -244,3 +244,14 @@ async def test_a_broken_mirror_is_a_503_and_one_log_line(gateway, caplog):
     }
     assert "Traceback" not in caplog.text
     assert any("the mirror cannot answer" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_failure_is_not_cached(gateway):
+    conn = sqlite3.connect(gateway.mirror)
+    conn.execute("ALTER TABLE covers RENAME TO covers_away")
+    conn.commit()
+    assert (await gateway.get("/api/1.4/covers/?per_page=2")).status == 503
+    conn.execute("ALTER TABLE covers_away RENAME TO covers")
+    conn.commit()
+    conn.close()
+    assert (await gateway.get("/api/1.4/covers/?per_page=2")).status == 200
