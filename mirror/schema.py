@@ -2,8 +2,10 @@
 
 Every resource table has the same layout, generated from the resource's
 description: ``id`` (upstream's id), one column per filter/ordering column,
-``doc`` (the stored JSON document) and ``detail`` (the detail-only keys,
-kept last so list queries never read them).
+``doc`` (the stored JSON document), ``detail`` (the detail-only keys, kept
+apart so list queries never read them) and ``synced`` (when the stored
+reading was taken upstream, so that no writer replaces it with an older
+one: see ``mirror.store``).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import aiosqlite
 from mirror.resources import DEFAULT_STATES, RESOURCES
 
 #: Bump with a new entry in MIGRATIONS whenever the layout changes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 def _resource_tables() -> list[str]:
@@ -27,7 +29,8 @@ def _resource_tables() -> list[str]:
         cols = ", ".join(f"{c.name} {c.sqltype}" for c in res.columns)
         statements.append(
             f"CREATE TABLE IF NOT EXISTS {res.table} "
-            f"(id INTEGER PRIMARY KEY, {cols}, doc TEXT NOT NULL, detail TEXT)"
+            f"(id INTEGER PRIMARY KEY, {cols}, doc TEXT NOT NULL, detail TEXT, "
+            "synced REAL NOT NULL DEFAULT 0)"
         )
         for col in res.columns:
             if col.index:
@@ -84,8 +87,18 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    """When each stored reading was taken: the sync and the server's
+    read-back after a write may both write; the newer reading wins."""
+    for res in RESOURCES.values():
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({res.table})")}
+        if "synced" not in have:
+            conn.execute(f"ALTER TABLE {res.table} ADD COLUMN synced REAL NOT NULL DEFAULT 0")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any
@@ -37,18 +38,22 @@ class Batch:
         self.children: list[tuple[str, int, list[int]]] = []
         #: Meta values (the event cursor...) committed with the documents.
         self.meta: dict[str, str] = {}
+        #: When each document was read upstream (wall clock, seconds).
+        self.read_at: dict[tuple[str, int], float] = {}
 
-    def add(self, resource: str, doc: dict[str, Any]) -> None:
+    def add(self, resource: str, doc: dict[str, Any], read_at: float | None = None) -> None:
+        """Merge ``doc`` in; ``read_at``: when upstream said so (default: now)."""
         existing = self.docs[resource].get(doc["id"])
         if existing is None:
             self.docs[resource][doc["id"]] = doc
         else:
             existing.update(doc)
+        self.read_at[(resource, doc["id"])] = time.time() if read_at is None else read_at
 
     def extend(self, other: Batch) -> None:
         for resource, docs in other.docs.items():
             for doc in docs.values():
-                self.add(resource, doc)
+                self.add(resource, doc, other.read_at.get((resource, doc["id"])))
         self.marks.extend(other.marks)
         self.deletions.extend(other.deletions)
         self.children.extend(other.children)
@@ -190,7 +195,7 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> int:
             if name == "patches":
                 slugs = (d["state"] for d in docs.values() if isinstance(d.get("state"), str))
                 changed += await _ensure_states(db, slugs)
-            changed += await _merge(db, res, docs)
+            changed += await _merge(db, res, docs, batch.read_at)
         for child, parent_id, kept in batch.children:
             changed += await _drop_children(db, RESOURCES[child], parent_id, kept)
         for resource, obj_id in batch.deletions:
@@ -233,28 +238,42 @@ def merged(
     return _dumps(doc), None if detail is None else _dumps(detail)
 
 
-async def _merge(db: aiosqlite.Connection, res: Resource, docs: dict[int, dict[str, Any]]) -> int:
+async def _merge(
+    db: aiosqlite.Connection,
+    res: Resource,
+    docs: dict[int, dict[str, Any]],
+    read_at: dict[tuple[str, int], float],
+) -> int:
+    """Write what changed; never a reading older than the one stored.
+
+    The sync and the server (reading back a write) may both write the
+    mirror: whichever commits last must not undo a newer reading.
+    """
     ids = list(docs)
-    existing: dict[int, tuple[str, str | None]] = {}
+    existing: dict[int, tuple[str, str | None, float]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         rows = await db.execute_fetchall(
-            f"SELECT id, doc, detail FROM {res.table} WHERE id IN ({marks})", chunk
+            f"SELECT id, doc, detail, synced FROM {res.table} WHERE id IN ({marks})", chunk
         )
-        existing.update({r[0]: (r[1], r[2]) for r in rows})
+        existing.update({r[0]: (r[1], r[2], r[3]) for r in rows})
 
     lookups = await _lookups(db, res)
+    now = time.time()
     rows_out = []
     for obj_id, fragment in docs.items():
-        old = existing.get(obj_id, (None, None))
-        doc, detail = merged(res, fragment, *old)
-        if (doc, detail) == old:
+        old_doc, old_detail, synced = existing.get(obj_id, (None, None, 0.0))
+        stamp = read_at.get((res.name, obj_id), now)
+        if stamp < synced:
+            continue  # what is stored was read later
+        doc, detail = merged(res, fragment, old_doc, old_detail)
+        if (doc, detail) == (old_doc, old_detail):
             continue
         columns = _columns(res, orjson.loads(doc), lookups)
-        rows_out.append((obj_id, *columns, doc, detail))
+        rows_out.append((obj_id, *columns, doc, detail, stamp))
 
-    names = ["id", *(c.name for c in res.columns), "doc", "detail"]
+    names = ["id", *(c.name for c in res.columns), "doc", "detail", "synced"]
     marks = ",".join("?" * len(names))
     await db.executemany(
         f"INSERT OR REPLACE INTO {res.table} ({','.join(names)}) VALUES ({marks})", rows_out
