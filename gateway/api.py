@@ -47,7 +47,10 @@ async def serve(
     path: str,
     origin: str,
     reader: Reader,
+    authenticated: bool = False,
 ) -> Answer:
+    """The answer to a read of ``route``; ``authenticated``: the caller's
+    credentials were accepted upstream (people and users become visible)."""
     formats = params.getall("format", [])
     suffix = "?" + urlencode({"format": formats[-1]}) if formats else ""
     ctx = Context(origin, route.version, effective_version(route.version), suffix)
@@ -57,15 +60,20 @@ async def serve(
     res = route.resource
     assert res is not None
     if route.kind == "list":
-        return await _list(res, route, params, raw_query, path, ctx, reader)
-    return await _detail(res, route, params, ctx, reader)
+        return await _list(res, route, params, raw_query, path, ctx, reader, authenticated)
+    return await _detail(res, route, params, ctx, reader, authenticated)
 
 
 def _refusal(
-    res: Resource, route: ApiRoute, params: MultiMapping[str], reader: Reader, allow: str
+    res: Resource,
+    route: ApiRoute,
+    params: MultiMapping[str],
+    reader: Reader,
+    allow: str,
+    authenticated: bool,
 ) -> Answer | None:
     """Patchwork's answers before any lookup: no permission, no parent, bad ``q``."""
-    if res.requires_auth:
+    if res.requires_auth and not authenticated:
         return detail(403, NOT_AUTHENTICATED, allow)
     if res.parent is not None and route.parent_id is not None:
         parent = RESOURCES[res.parent.resource]
@@ -87,9 +95,10 @@ async def _list(
     path: str,
     ctx: Context,
     reader: Reader,
+    authenticated: bool,
 ) -> Answer:
     allow = res.allow_list
-    refusal = _refusal(res, route, params, reader, allow)
+    refusal = _refusal(res, route, params, reader, allow, authenticated)
     if refusal:
         return refusal
 
@@ -149,10 +158,15 @@ async def _render_list(res: Resource, ids: list[int], ctx: Context, reader: Read
 
 
 async def _detail(
-    res: Resource, route: ApiRoute, params: MultiMapping[str], ctx: Context, reader: Reader
+    res: Resource,
+    route: ApiRoute,
+    params: MultiMapping[str],
+    ctx: Context,
+    reader: Reader,
+    authenticated: bool,
 ) -> Answer:
     allow = res.allow_detail
-    refusal = _refusal(res, route, params, reader, allow)
+    refusal = _refusal(res, route, params, reader, allow, authenticated)
     if refusal:
         return refusal
 

@@ -17,9 +17,10 @@ import sqlite3
 import orjson
 from aiohttp import web
 
-from gateway import api, limits
+from gateway import api, limits, readback
 from gateway.cache import ResponseCache
 from gateway.config import Config
+from gateway.identity import ANONYMOUS, THROTTLED, UNKNOWN, Caller, Identities, credentials
 from gateway.negotiation import Choice, negotiate
 from gateway.proxy import Proxy
 from gateway.reader import QueryTooSlow, Reader, ReaderBusy
@@ -28,6 +29,8 @@ from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, reso
 from gateway.status import SYNCED_HEADER, SyncStatus, status_handler
 from gateway.webhooks import webhook_handler
 from mirror.control import Control
+from mirror.resources import RESOURCES
+from mirror.versions import has_version
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,14 @@ class GatewayState:
         self.proxy = (
             Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
         )
+        self.identities = Identities(self.proxy, reader) if self.proxy else None
+        self.readback = (
+            readback.ReadBack(
+                config.storage.path, self.upstream, config.upstream.token, config.upstream.timeout
+            )
+            if self.upstream
+            else None
+        )
         self.cache = ResponseCache(config.server.cache_bytes)
         self.not_found = NotFoundPage()
         self.mode_header = (
@@ -69,10 +80,6 @@ class GatewayState:
         if raw:
             before, after = orjson.loads(raw)
             self.not_found = NotFoundPage((before, after))
-
-
-def _credentials(request: web.Request) -> bool:
-    return "Authorization" in request.headers or "sessionid" in request.cookies
 
 
 def _origin(request: web.Request, state: GatewayState) -> str | None:
@@ -112,64 +119,107 @@ def _slash_or_404(path: str, raw_query: str, state: GatewayState) -> Answer:
 
 
 async def handle(request: web.Request) -> web.Response:
+    """A request's whole path, step by step.
+
+    Host, cache (anonymous reads), bounds, site paths, negotiation, who is
+    asking, then upstream (writes, what the mirror cannot answer for this
+    caller) or the mirror.
+    """
     state = request.app[STATE]
-    path = request.path
-    raw_query = request.rel_url.raw_query_string
     origin = _origin(request, state)
     if origin is None:
         return web.Response(status=400, text="Bad Request: invalid Host header\n")
     read = request.method in READ_METHODS
     formats = request.query.getall("format", [])
     choice = negotiate(formats[-1] if formats else None, request.headers.get("Accept"))
-    anonymous_read = read and not _credentials(request) and choice is Choice.JSON
+    signed = "Authorization" in request.headers or "sessionid" in request.cookies
     key = (origin, request.rel_url.raw_path_qs)
-    if anonymous_read:
-        # Only anonymous JSON reads of the API are ever cached: answer at once.
+    if read and choice is Choice.JSON and not signed:
+        # Anonymous JSON reads are answered from the cache at once.
         cached = state.cache.get(key)
         if cached is not None:
             return _respond(request, cached, state, "mirror")
 
+    path = request.path
     route = resolve_api(path) if path.startswith("/api/") else None
     # (A cached answer passed this before: same method class, Host and URL.)
     refusal = limits.check(request, api.allowed(route) if route else None)
     if refusal is not None:
         return _respond(request, refusal, state, "mirror")
     if route is None:
-        site = resolve_site(path)
-        if site is None:
-            return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")
-        return await _site(request, site, state)
-
+        return await _not_api(request, state, origin, signed, read)
     if read and choice is Choice.NO_SUCH_FORMAT:
         return _respond(request, detail(404, "Not found.", api.allowed(route)), state, "mirror")
     if read and choice is Choice.NOT_ACCEPTABLE:
         message = "Could not satisfy the request Accept header."
         return _respond(request, detail(406, message, api.allowed(route)), state, "mirror")
 
-    # Credentials and writes go upstream, as do requests for the browsable
-    # (HTML) API, which only the upstream renders for now.
-    if not anonymous_read:
-        if state.proxy is None and not (read and _public(route)):
-            return _respond(
-                request,
-                detail(503, "This gateway has no upstream to forward this request to."),
-                state,
-                "mirror",
-            )
-        if state.proxy is not None:
-            answer = await state.proxy.forward(request, origin)
-            if not (answer.status >= 500 and read and _public(route)):
-                return _respond(request, answer, state, "upstream")
-            # Upstream failed on a read of public data (credentials passed
-            # its authentication, else it answers 403 first), is down, or
-            # every forwarding slot is taken: the mirror's JSON is the best
-            # answer left.
-            if answer is not state.proxy.busy:
-                log.warning("upstream answered %d; serving %s from the mirror", answer.status, path)
+    caller = await _who(request, state) if signed else ANONYMOUS
+    if caller.refusal is not None:
+        answer = caller.refusal
+        allowed = (*answer.headers, ("Allow", api.allowed(route)), ("Vary", "Accept"))
+        return _respond(request, Answer(answer.status, answer.body, allowed), state, "upstream")
+    if caller is THROTTLED:
+        return _respond(request, _retry_later(_THROTTLED), state, "mirror")
+    if not read or choice is not Choice.JSON or caller is UNKNOWN or _needs_upstream(route, caller):
+        return await _upstream(request, route, state, origin, read)
+    return await _mirror(request, route, state, origin, caller)
 
+
+_THROTTLED = "Too many new credentials to check at once; retry in a few seconds."
+
+
+async def _who(request: web.Request, state: GatewayState) -> Caller:
+    """The caller, as upstream knows them (see gateway.identity)."""
+    header = credentials(request.headers)
+    if header is None or state.identities is None:
+        # A session cookie, several Authorization headers, no upstream:
+        # only upstream can tell.
+        return UNKNOWN
+    return await state.identities.who(header)
+
+
+def _needs_upstream(route: ApiRoute, caller: Caller) -> bool:
+    """What the mirror cannot answer for this caller with certainty.
+
+    * Bundles: the mirror holds the public ones and those of the sync
+      identity; a caller's own private bundles may be missing.
+    * A user's own detail from 1.2: only that user sees its ``settings``,
+      and a token says whose it is only once upstream has said so.
+    """
+    res = route.resource
+    if res is None or not caller.authenticated:
+        return False
+    if res.public_column:
+        return True
+    if res.name == "users" and route.kind == "detail" and has_version(route.version, "1.2"):
+        return caller.user_id is None or route.key == str(caller.user_id)
+    return False
+
+
+async def _mirror(
+    request: web.Request, route: ApiRoute, state: GatewayState, origin: str, caller: Caller
+) -> web.Response:
+    """Answer from the mirror, through the cache of answers.
+
+    An answer for an authenticated caller is the anonymous one, except
+    for people and users, which only authenticated callers see: those
+    are kept apart (and alike for every authenticated caller).
+    """
+    res = route.resource
+    key: tuple[str, str] = (origin, request.rel_url.raw_path_qs)
+    if caller.authenticated:
+        if res is not None and res.requires_auth:
+            key = (origin, request.rel_url.raw_path_qs + "\x00authenticated")
+        cached = state.cache.get(key)
+        if cached is not None:
+            return _respond(request, cached, state, "mirror")
     generation = state.reader.generation
+    path, raw_query = request.path, request.rel_url.raw_query_string
     try:
-        answer = await api.serve(route, request.query, raw_query, path, origin, state.reader)
+        answer = await api.serve(
+            route, request.query, raw_query, path, origin, state.reader, caller.authenticated
+        )
     except QueryTooSlow:
         answer = detail(503, "This query takes too long; narrow it down.", api.allowed(route))
     except ReaderBusy:
@@ -179,11 +229,73 @@ async def handle(request: web.Request) -> web.Response:
         # and one log line.
         log.warning("%s %s: the mirror cannot answer: %s", request.method, path, exc)
         answer = _retry_later("The mirror cannot answer right now; retry in a few seconds.")
-    if anonymous_read and answer.status < 500 and generation == state.reader.generation:
+    if answer.status < 500 and generation == state.reader.generation:
         # (Not a failure, which may pass; nor if the mirror changed
         # meanwhile: the answer may be stale.)
         state.cache.put(key, answer)
     return _respond(request, answer, state, "mirror")
+
+
+async def _upstream(
+    request: web.Request, route: ApiRoute, state: GatewayState, origin: str, read: bool
+) -> web.Response:
+    """Forward to upstream: writes, the browsable API, what only it knows."""
+    if state.proxy is None:
+        if read and _public(route):
+            return await _mirror(request, route, state, origin, ANONYMOUS)
+        message = "This gateway has no upstream to forward this request to."
+        return _respond(request, detail(503, message), state, "mirror")
+    answer = await state.proxy.forward(request, origin)
+    header = credentials(request.headers)
+    users = route.resource is RESOURCES["users"]
+    if read and answer.status == 200 and users and header and state.identities is not None:
+        state.identities.learn(header, answer.body)  # whose token this is
+    if not read and 200 <= answer.status < 300 and state.readback is not None:
+        await _read_back(request, route, state, answer)
+    if answer.status >= 500 and read and _public(route):
+        # Upstream failed on a read of public data (credentials passed its
+        # authentication, else it answers 403 first), is down, or every
+        # forwarding slot is taken: the mirror's JSON is the best answer left.
+        if answer is not state.proxy.busy:
+            log.warning("upstream answered %d; serving %s from the mirror", answer.status, route)
+        return await _mirror(request, route, state, origin, ANONYMOUS)
+    return _respond(request, answer, state, "upstream")
+
+
+async def _read_back(
+    request: web.Request, route: ApiRoute | None, state: GatewayState, answer: Answer
+) -> None:
+    """Before answering a write, refresh what it changed (gateway.readback)."""
+    assert state.readback is not None
+    if route is None:  # XML-RPC
+        want, events = readback.xmlrpc_wanted(await request.read())
+    else:
+        want, events = readback.wanted(request.method, route, answer.body)
+    if await state.readback.refresh(want, events):
+        state.reader.check_changes()  # drop the caches now, not at the next tick
+
+
+async def _not_api(
+    request: web.Request, state: GatewayState, origin: str, signed: bool, read: bool
+) -> web.Response:
+    """Site pages, downloads, XML-RPC, and API paths the mirror does not know."""
+    path = request.path
+    site = resolve_site(path)
+    if site is not None and site.kind != "forward":
+        return await _site(request, site, state)
+    forwarded = site is not None or (path.startswith("/api/") and (signed or not read))
+    if not forwarded:
+        raw_query = request.rel_url.raw_query_string
+        return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")
+    # XML-RPC (pwclient's default backend), and endpoints of a newer
+    # Patchwork the mirror does not hold (a project's webhooks): as they are.
+    if state.proxy is None:
+        message = "This gateway has no upstream to forward this request to."
+        return _respond(request, detail(503, message), state, "mirror")
+    answer = await state.proxy.forward(request, origin)
+    if site is not None and not read and answer.status == 200 and state.readback is not None:
+        await _read_back(request, None, state, answer)
+    return _respond(request, answer, state, "upstream")
 
 
 def _retry_later(message: str) -> Answer:
@@ -256,6 +368,8 @@ def create_app(
     async def cleanup(app: web.Application) -> None:
         if state.proxy is not None:
             await state.proxy.close()
+        if state.readback is not None:
+            await state.readback.close()
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)

@@ -119,22 +119,6 @@ class Proxy:
 
     async def forward(self, request: web.Request, origin: str) -> Answer:
         """Upstream's answer to ``request``, or a 503 when too many wait."""
-        if self._slots.locked() and self._waiting >= self._max_waiting:
-            return self.busy
-        self._waiting += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._waiting -= 1
-        try:
-            return await self._forward(request, origin)
-        finally:
-            self._slots.release()
-
-    async def _forward(self, request: web.Request, origin: str) -> Answer:
-        url = self.base + request.rel_url.raw_path
-        if request.rel_url.raw_query_string:
-            url += "?" + request.rel_url.raw_query_string
         headers = {k: request.headers[k] for k in FORWARD_REQUEST if k in request.headers}
         # Upstream should see who is asking, not only the gateway.
         if request.remote:
@@ -143,9 +127,37 @@ class Proxy:
                 f"{previous}, {request.remote}" if previous else request.remote
             )
         body = await request.read() if request.can_read_body else None
+        return await self.send(request.method, request.rel_url.raw_path_qs, headers, body, origin)
+
+    async def send(
+        self,
+        method: str,
+        target: str,
+        headers: dict[str, str],
+        body: bytes | None = None,
+        origin: str | None = None,
+    ) -> Answer:
+        """Send one request upstream in a free slot; URLs point at ``origin``."""
+        if self._slots.locked() and self._waiting >= self._max_waiting:
+            return self.busy
+        self._waiting += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._waiting -= 1
+        try:
+            return await self._send(method, target, headers, body, origin or self.base)
+        finally:
+            self._slots.release()
+
+    async def _send(
+        self, method: str, target: str, headers: dict[str, str], body: bytes | None, origin: str
+    ) -> Answer:
+        url = self.base + target
+        path = target.split("?", 1)[0]
         try:
             async with self._client().request(
-                request.method, url, headers=headers, data=body, allow_redirects=False
+                method, url, headers=headers, data=body, allow_redirects=False
             ) as resp:
                 chunks, size = [], 0
                 async for chunk in resp.content.iter_chunked(65536):
@@ -157,15 +169,10 @@ class Proxy:
                 status = resp.status
                 out_headers = [(k, resp.headers[k]) for k in FORWARD_RESPONSE if k in resp.headers]
         except TimeoutError:
-            log.warning("%s %s: upstream timed out", request.method, request.rel_url.path)
+            log.warning("%s %s: upstream timed out", method, path)
             return detail(504, "Upstream Patchwork did not answer in time.")
         except aiohttp.ClientError as exc:
-            log.warning(
-                "%s %s: upstream unreachable: %s",
-                request.method,
-                request.rel_url.path,
-                type(exc).__name__,
-            )
+            log.warning("%s %s: upstream unreachable: %s", method, path, type(exc).__name__)
             return detail(502, "Upstream Patchwork is unreachable.")
 
         rewritten = []

@@ -76,7 +76,9 @@ def resolve_api(path: str) -> ApiRoute | None:
 @dataclass(frozen=True)
 class SiteRoute:
     #: "redirect-by-id" routes are answered from the mirror; "upstream"
-    #: routes are pages and downloads only the upstream serves for now.
+    #: routes are pages and downloads only the upstream serves for now
+    #: (redirected there); "forward" routes are forwarded as they are
+    #: (XML-RPC: Python's xmlrpc.client follows no redirect).
     kind: str
     resource: str | None = None
     obj_id: int | None = None
@@ -103,13 +105,15 @@ _SITE_UPSTREAM = re.compile(
     r"|password-reset/(?:mail-sent/|[^/]+/[^/]+/)?|login/|logout/|generate-token/"
     r"|bundle/[^/]+/(?:mbox/)?)?"
     r"|register/|confirm/[0-9a-f]+/|submitter/|delegate/|mail/(?:optout/|optin/)?"
-    r"|about/|help/(?:about/|pwclient/)?|xmlrpc/|admin/.*|static/.+"
+    r"|about/|help/(?:about/|pwclient/)?|admin/.*|static/.+"
     r")$",
     re.S,
 )
 
 
 def resolve_site(path: str) -> SiteRoute | None:
+    if path == "/xmlrpc/":
+        return SiteRoute("forward")
     for pattern, resource, suffix in _SITE_BY_ID:
         m = pattern.match(path)
         if m:

@@ -28,6 +28,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
+from gateway.identity import PROBE
 from sync.recorded import Recording, read_records
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -176,6 +177,16 @@ def replay_app(
             counter[0] += 1
         auth = identify(request.headers.get("Authorization"), known)
         path = request.rel_url.raw_path_qs
+        if path == PROBE and auth is not None:
+            # The gateway's credentials check: answered as Patchwork does,
+            # for every identity (the recordings hold it for some only).
+            json = {"Content-Type": "application/json"}
+            if auth == "badtoken":
+                return web.Response(status=403, body=b'{"detail":"Invalid token."}', headers=json)
+            if auth.startswith("basicbad:"):
+                body = b'{"detail":"Invalid username/password."}'
+                return web.Response(status=403, body=body, headers=json)
+            return web.Response(body=b"[]", headers=json)
         found = recording.lookup(path, request.method, auth)
         if found is None and request.method == "HEAD":
             found = recording.lookup(path, "GET", auth)

@@ -6,6 +6,8 @@ forwarded to the (replayed) upstream with the caller's own credentials.
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from tests.conformance import ask, cases, differences
@@ -27,11 +29,27 @@ def test_anonymous_case(deployment, case):
     assert differences(case, reply, origin) == []
 
 
+#: Where each identified case was answered from (see the test after them).
+ANSWERED_FROM: Counter[str] = Counter()
+
+
 @pytest.mark.parametrize("case", IDENTIFIED, ids=[f"{c['auth']}:{_id(c)}" for c in IDENTIFIED])
 def test_identified_case(deployment, case):
     reply, origin, error = ask(case, deployment.gateway, deployment.upstream)
     assert error is None, error
     assert differences(case, reply, origin) == []
+    api = case["path"].startswith("/api/")
+    ANSWERED_FROM[f"{'api' if api else 'site'} {reply.header('X-Patchwork-Gateway')}"] += 1
+
+
+def test_identified_api_reads_are_answered_from_the_mirror():
+    """Identified API reads come from the mirror but for bundles, a user's
+    own detail (its settings) and refused credentials (upstream's answer)."""
+    if sum(ANSWERED_FROM.values()) < len(IDENTIFIED):
+        pytest.skip("runs after every identified case")
+    api_reads = sum(n for where, n in ANSWERED_FROM.items() if where.startswith("api"))
+    print(f"identified API cases: {ANSWERED_FROM}")
+    assert ANSWERED_FROM["api mirror"] > 0.7 * api_reads, ANSWERED_FROM
 
 
 # Cases a local Patchwork 3.x, loaded with the recorded instance's data,

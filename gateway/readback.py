@@ -1,0 +1,135 @@
+"""Read your writes: after a write upstream, refresh what it changed.
+
+A write goes upstream with the caller's credentials.  When upstream has
+accepted it, and before the gateway answers, what the write changed is
+read again as the sync identity sees it (the mirror holds what the sync
+identity sees) and written to the mirror, with the events it caused; the
+caches are dropped.  The caller's very next read from the gateway shows
+the change, without waiting for the sync worker.
+
+The sync worker may write the mirror meanwhile, in its own process: each
+stored object remembers when its reading was taken and an older reading
+never replaces a newer one (``mirror.store``), so neither undoes the
+other.  A read-back that fails (upstream slow or down right after the
+write) is logged and left to the sync worker; the write's answer is
+unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xmlrpc.client
+from pathlib import Path
+from typing import Any
+from xml.parsers.expat import ExpatError
+
+import aiosqlite
+import orjson
+
+from gateway.routing import ApiRoute
+from mirror import schema, store
+from sync.events import Follower
+from sync.fetch import RECOVERABLE, Fetcher, list_url
+from sync.refresh import Wanted
+from sync.upstream import Upstream
+
+log = logging.getLogger(__name__)
+
+#: Longest a write's answer waits for its read-back.
+READBACK_SECONDS = 10.0
+#: Events of a changed object read back (the newest ones).
+EVENTS = 20
+FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *RECOVERABLE)
+
+
+def wanted(method: str, route: ApiRoute, answer_body: bytes) -> tuple[Wanted, dict[str, int]]:
+    """What a successful API write changed: objects to read again, and the
+    filters of the events it may have caused (``{"patch": 7}``)."""
+    want, events = Wanted(), dict[str, int]()
+    res = route.resource
+    if res is None:
+        return want, events
+    key = int(route.key) if route.key and route.key.isdigit() else None
+    if res.name == "patches" and key is not None:
+        want.details.add(("patches", key))
+        want.related_of.add(key)
+        events["patch"] = key
+    elif res.name == "checks" and route.parent_id is not None:
+        want.details.add(("patches", route.parent_id))
+        want.sublists.add(("checks", route.parent_id))
+        events["patch"] = route.parent_id
+    elif res.parent is not None and route.parent_id is not None:  # a comment
+        want.sublists.add((res.name, route.parent_id))
+        events[res.parent.url_key] = route.parent_id
+    else:
+        # Bundles, users, projects: the id is in the path, or, for a new
+        # bundle (or a project named by link name), in upstream's answer.
+        if key is None:
+            try:
+                body = orjson.loads(answer_body) if answer_body else None
+            except orjson.JSONDecodeError:
+                body = None
+            key = body.get("id") if isinstance(body, dict) else None
+        if type(key) is int:
+            # (Deleted, or made private: upstream answers 404, and it goes.)
+            want.details.add((res.name, key))
+    return want, events
+
+
+def xmlrpc_wanted(body: bytes) -> tuple[Wanted, dict[str, int]]:
+    """What a pwclient XML-RPC call changed (``patch_set``, ``check_create``)."""
+    want, events = Wanted(), dict[str, int]()
+    try:
+        params, method = xmlrpc.client.loads(body)
+    except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError):
+        return want, events
+    if method in ("patch_set", "check_create") and params and type(params[0]) is int:
+        patch = params[0]
+        want.details.add(("patches", patch))
+        want.related_of.add(patch)
+        if method == "check_create":
+            want.sublists.add(("checks", patch))
+        events["patch"] = patch
+    return want, events
+
+
+class ReadBack:
+    """Refreshes the mirror after writes, from the server's process."""
+
+    def __init__(self, path: Path, upstream_url: str, token: str, timeout: float) -> None:
+        self.path = path
+        self.upstream = Upstream(upstream_url, token, concurrency=2, timeout=timeout, attempts=2)
+        self.fetcher = Fetcher(self.upstream, upstream_url, concurrency=2)
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self.upstream.close()
+        if self._db is not None:
+            await self._db.close()
+
+    async def refresh(self, want: Wanted, events: dict[str, int]) -> bool:
+        """Read back ``want`` and the newest events it names; whether done."""
+        if not want:
+            return True
+        try:
+            async with asyncio.timeout(READBACK_SECONDS), self._lock:
+                if self._db is None:
+                    self._db = await schema.connect(self.path)
+                follower = Follower(self._db, self.fetcher)
+                latest = await self._events(events)
+                batch, _ = await follower.apply(latest)
+                await follower.refresher.collect(want, batch)
+                await store.write(self._db, batch)
+            return True
+        except FAILURES as exc:
+            log.warning("reading back a write failed (%s); the sync will catch up", exc)
+            return False
+
+    async def _events(self, filters: dict[str, int]) -> list[Any]:
+        if not filters:
+            return []
+        query = "&".join(f"{k}={v}" for k, v in filters.items())
+        got = await self.fetcher.get(f"{list_url('events')}?{query}&per_page={EVENTS}", list)
+        return got[0] if got else []
