@@ -88,7 +88,8 @@ def _origin(request: web.Request, state: GatewayState) -> str | None:
     if len(host) > limits.MAX_HOST or not _HOST.match(host):
         return None
     allowed = state.config.server.allowed_hosts
-    if allowed and host.rsplit(":", 1)[0].strip("[]").lower() not in allowed:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if allowed and name.strip("[]").lower() not in allowed:
         return None
     if state.config.server.public_url:
         return state.config.server.public_url

@@ -20,7 +20,7 @@ from aiohttp import web
 
 from gateway import demo
 from gateway.app import create_app
-from gateway.config import Config, ConfigError, load
+from gateway.config import WILDCARD, Config, ConfigError, load
 from gateway.reader import Reader
 from gateway.supervisor import SUPERVISOR_ENV, SyncProcess
 from mirror import schema
@@ -134,6 +134,12 @@ def _serve(config: Config, with_sync: bool = False) -> None:
 
         async def announce(app: web.Application) -> None:
             log.info("serving the Patchwork API on http://%s:%d/api/", host, port)
+            if host.strip("[]") in WILDCARD and not config.server.public_url:
+                log.warning(
+                    "answering only Host %s: set [server] allowed_hosts or public_url "
+                    "for the names clients use",
+                    ", ".join(config.server.allowed_hosts),
+                )
 
         app.on_cleanup.append(close_reader)
         app.on_startup.append(announce)

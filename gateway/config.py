@@ -170,6 +170,8 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     hosts = _get(sv, "server", "allowed_hosts", list, [])
     if not all(isinstance(h, str) and h for h in hosts):
         raise ConfigError("[server] allowed_hosts: expected a list of host names")
+    if not hosts and not public_url:
+        hosts = default_hosts(host)
 
     sy = data.get("sync", {})
     seconds = {}
@@ -207,6 +209,22 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         source=source,
         sync=SyncConfig(**seconds, webhook_secret=secret),
     )
+
+
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+WILDCARD = ("0.0.0.0", "::", "")
+
+
+def default_hosts(listen: str) -> list[str]:
+    """The Host names answered when none are configured (as Django's
+    ALLOWED_HOSTS): the listen address, and localhost when it is loopback.
+    Listening on every interface, only localhost until some are set."""
+    name = listen.strip("[]").lower()
+    if name in WILDCARD:
+        return list(LOOPBACK)
+    if name in LOOPBACK or name.startswith("127."):
+        return [name, *(h for h in LOOPBACK if h != name)]
+    return [name]
 
 
 def load(path: str | Path | None) -> Config:

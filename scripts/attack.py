@@ -102,11 +102,15 @@ def main() -> None:
         if args.mirror:
             copy_mirror(Path(args.mirror), mirror)
         port = free_port()
+        # The longest Host name accepted, as if an admin had allowed it (by
+        # default only the listen address and localhost are answered).
+        long_name = "h" * (limits.MAX_HOST - 6)
         config = directory / "config.toml"
         config.write_text(
             f'[upstream]\nurl = "{args.upstream}"\n[storage]\npath = "{mirror}"\n'
             f"[server]\nport = {port}\ncache_bytes = {64 << 20}\n"
-            f'mirror_cache_bytes = {32 << 20}\n[logging]\nlevel = "warning"\n'
+            f"mirror_cache_bytes = {32 << 20}\n"
+            f'allowed_hosts = ["127.0.0.1", "{long_name}"]\n[logging]\nlevel = "warning"\n'
         )
         if not args.mirror:  # the demo mirror, built by a serve without upstream
             config.write_text(config.read_text().replace(f'url = "{args.upstream}"', 'url = ""'))
@@ -123,7 +127,7 @@ def main() -> None:
                 f"1. cache flood, {args.requests} distinct 2 KB queries: {got}; "
                 f"RSS {rss_mb(pid):.0f} MB"
             )
-            host = ("h" * (limits.MAX_HOST - 6)) + ":" + str(port)
+            host = f"{long_name}:{port}"
             pages = [f"/api/1.4/patches/?per_page=250&page={1 + i % 12}&n={i}" for i in range(3000)]
             got = asyncio.run(flood(url, pages, 16, {"Host": host}))
             print(

@@ -111,3 +111,19 @@ def test_sync_and_run_need_an_upstream(tmp_path):
 def test_the_example_config_documents_every_sync_setting():
     example = load(Path(__file__).parent.parent / "config.example.toml")
     assert example.sync == SyncConfig()  # the documented values are the defaults
+
+
+def test_default_hosts_are_the_listen_address_and_localhost_on_loopback():
+    from gateway.config import parse
+
+    assert parse({}).server.allowed_hosts == ("127.0.0.1", "localhost", "::1")
+    assert parse({"server": {"host": "10.0.0.5"}}).server.allowed_hosts == ("10.0.0.5",)
+    assert parse({"server": {"host": "0.0.0.0"}}).server.allowed_hosts == (
+        "localhost",
+        "127.0.0.1",
+        "::1",
+    )
+    explicit = {"host": "0.0.0.0", "allowed_hosts": ["pw.example.org"]}
+    assert parse({"server": explicit}).server.allowed_hosts == ("pw.example.org",)
+    public = {"host": "0.0.0.0", "public_url": "https://pw.example.org"}
+    assert parse({"server": public}).server.allowed_hosts == ()

@@ -255,3 +255,18 @@ async def test_a_failure_is_not_cached(gateway):
     conn.commit()
     conn.close()
     assert (await gateway.get("/api/1.4/covers/?per_page=2")).status == 200
+
+
+async def test_only_the_default_hosts_are_answered(gateway):
+    """No Host header can poison a cached answer: only known names are
+    answered, and URLs are built from them."""
+    for host, status in (
+        ("evil.example", 400),
+        ("127.0.0.1:8080", 200),
+        ("localhost", 200),
+        ("[::1]:80", 200),
+    ):
+        resp = await gateway.get("/api/1.4/projects/1/", headers={"Host": host})
+        assert resp.status == status, host
+        if status == 200:
+            assert (await resp.json())["url"].startswith(f"http://{host}/")
