@@ -155,6 +155,8 @@ async def handle(request: web.Request) -> web.Response:
         message = "Could not satisfy the request Accept header."
         return _respond(request, detail(406, message, api.allowed(route)), state, "mirror")
 
+    if not read:  # every write goes upstream, as sent, whoever asks
+        return await _upstream(request, route, state, origin, read)
     caller = await _who(request, state) if signed else ANONYMOUS
     if caller.refusal is not None:
         answer = caller.refusal
@@ -162,7 +164,7 @@ async def handle(request: web.Request) -> web.Response:
         return _respond(request, Answer(answer.status, answer.body, allowed), state, "upstream")
     if caller is THROTTLED:
         return _respond(request, _retry_later(_THROTTLED), state, "mirror")
-    if not read or choice is not Choice.JSON or caller is UNKNOWN or _needs_upstream(route, caller):
+    if choice is not Choice.JSON or caller is UNKNOWN or _needs_upstream(route, caller):
         return await _upstream(request, route, state, origin, read)
     return await _mirror(request, route, state, origin, caller)
 

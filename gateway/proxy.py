@@ -91,6 +91,7 @@ class Proxy:
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
+            self._session = None
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:

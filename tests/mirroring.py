@@ -53,13 +53,15 @@ def serve(fake: FakePatchwork) -> Iterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def worker(path: Path, url: str, **settings: Any) -> AsyncIterator[Worker]:
+async def worker(
+    path: Path, url: str, token: str = TOKEN, **settings: Any
+) -> AsyncIterator[Worker]:
     """A sync worker on the mirror at ``path``, reading ``url`` as the crawl identity."""
     db = await schema.connect(path)
     control = Control(path)
     client: dict[str, Any] = {"attempts": 2, "max_backoff": 0.05}
     client.update({k: settings.pop(k) for k in ("attempts", "timeout") if k in settings})
-    upstream = Upstream(url, TOKEN, **client)
+    upstream = Upstream(url, token, **client)
     defaults: dict[str, Any] = {"poll_interval": 0.2, "budget": 6000.0}
     sync = Worker(
         db, upstream, url, control, Settings(**{**defaults, **settings}), progress=Progress(False)
