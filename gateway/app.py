@@ -30,6 +30,7 @@ from gateway.status import SYNCED_HEADER, SyncStatus, status_handler
 from gateway.webhooks import webhook_handler
 from mirror.control import Control
 from mirror.resources import RESOURCES
+from mirror.store import REFUSED
 from mirror.versions import has_version
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ class GatewayState:
         )
         self.cache = ResponseCache(config.server.cache_bytes)
         self.not_found = NotFoundPage()
+        #: Resources the sync identity may not list (people, users when it
+        #: is anonymous): the mirror cannot answer them for anyone.
+        self.unmirrored: frozenset[str] = frozenset()
         self.mode_header = (
             "demo mirror built from the test fixtures (no upstream configured)"
             if demo
@@ -73,13 +77,16 @@ class GatewayState:
 
     def _changed(self) -> None:
         self.cache.clear()
-        self.load_404()  # the first sync may just have learnt it
+        self.load_meta()  # the first sync may just have learnt them
 
-    def load_404(self) -> None:
+    def load_meta(self) -> None:
+        """What the sync learnt: upstream's 404 page, lists it may not see."""
         raw = self.reader.meta("upstream.404")
         if raw:
             before, after = orjson.loads(raw)
             self.not_found = NotFoundPage((before, after))
+        refused = self.reader.meta(REFUSED)
+        self.unmirrored = frozenset(orjson.loads(refused)) if refused else frozenset()
 
 
 def _origin(request: web.Request, state: GatewayState) -> str | None:
@@ -158,6 +165,8 @@ async def handle(request: web.Request) -> web.Response:
     if not read:  # every write goes upstream, as sent, whoever asks
         return await _upstream(request, route, state, origin, read)
     caller = await _who(request, state) if signed else ANONYMOUS
+    if caller.authenticated and route.resource and route.resource.name in state.unmirrored:
+        return await _upstream(request, route, state, origin, read)
     if caller.refusal is not None:
         answer = caller.refusal
         allowed = (*answer.headers, ("Allow", api.allowed(route)), ("Vary", "Accept"))
@@ -366,7 +375,7 @@ def create_app(
     app[STATE] = state
 
     async def startup(app: web.Application) -> None:
-        state.load_404()
+        state.load_meta()
 
     async def cleanup(app: web.Application) -> None:
         if state.proxy is not None:

@@ -23,6 +23,10 @@ import orjson
 from mirror.model import IdOf, Resource
 from mirror.resources import RESOURCES
 
+#: Meta key: the lists upstream refuses to the sync identity (a JSON list);
+#: the server forwards reads of them, since the mirror cannot answer them.
+REFUSED = "sync.refused"
+
 
 class Batch:
     """Document fragments to write together, merged per object."""

@@ -202,10 +202,12 @@ def freshness(gw: str, changes: Changes, count: int) -> tuple[list[float], list[
     return with_event, without
 
 
-def wrk(url: str, seconds: float, script: Path | None = None) -> float:
+def wrk(url: str, seconds: float, script: Path | None = None, token: str = "") -> float:
     args = ["wrk", "-t1", "-c8", f"-d{round(seconds)}s", "--latency"]
     if script is not None:
         args += ["-s", str(script)]
+    if token:
+        args += ["-H", f"Authorization: Token {token}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
     for line in out.splitlines():
         if line.startswith("Requests/sec:"):
@@ -341,7 +343,7 @@ def rates(directory: Path, config: Path, args: argparse.Namespace, changes: Chan
         path = directory / f"serve-{label}.toml"
         path.write_text(
             f'[storage]\npath = "{mirror}"\n[server]\nport = {port}\ncache_bytes = {cache}\n'
-            '[logging]\nlevel = "warning"\n[upstream]\nurl = "http://127.0.0.1:9"\n'
+            f'[logging]\nlevel = "warning"\n[upstream]\nurl = "{changes.upstream}"\n'
         )
         servers.append((label, path, port))
     busy = directory / "busy.toml"
@@ -368,9 +370,12 @@ def rates(directory: Path, config: Path, args: argparse.Namespace, changes: Chan
                     time.sleep(2)
                 url = f"http://127.0.0.1:{port}"
                 name = f"{'while syncing' if syncing else 'serve alone'}, {label}"
-                results[name] = wrk(
-                    url + PAGE, args.seconds, script if label == "uncached" else None
-                )
+                pages = script if label == "uncached" else None
+                results[name] = wrk(url + PAGE, args.seconds, pages)
+                if not syncing:  # the same reads with a valid token
+                    results[f"{name}, with a token"] = wrk(
+                        url + PAGE, args.seconds, pages, changes.token
+                    )
     for name, value in results.items():
         print(f"  {name:32s} {value:9.0f} requests/s")
     bare = results["bare aiohttp, same bytes"]
@@ -378,7 +383,11 @@ def rates(directory: Path, config: Path, args: argparse.Namespace, changes: Chan
         f"ratios: cached / bare aiohttp {results['serve alone, cached'] / bare:.0%}; "
         f"while syncing / alone: cached "
         f"{results['while syncing, cached'] / results['serve alone, cached']:.0%}, uncached "
-        f"{results['while syncing, uncached'] / results['serve alone, uncached']:.0%}"
+        f"{results['while syncing, uncached'] / results['serve alone, uncached']:.0%}; "
+        f"with a token / anonymous: cached "
+        f"{results['serve alone, cached, with a token'] / results['serve alone, cached']:.0%}, "
+        "uncached "
+        f"{results['serve alone, uncached, with a token'] / results['serve alone, uncached']:.0%}"
     )
 
 

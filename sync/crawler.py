@@ -47,7 +47,7 @@ import orjson
 
 from mirror import store
 from mirror.resources import RESOURCES
-from mirror.store import Batch
+from mirror.store import REFUSED, Batch
 from mirror.versions import LATEST
 from sync import states
 from sync.events import CURSOR
@@ -336,6 +336,9 @@ class Crawler:
             self.report.skipped.append(resource)
             self.fetcher.refused.add(resource)
             log.info("%s: not visible to the sync identity; skipped", resource)
+            # The server forwards reads of these: the mirror cannot answer them.
+            refused = sorted(self.fetcher.refused)
+            await store.set_meta(self.db, REFUSED, orjson.dumps(refused).decode())
             return
         if first is None:
             raise UpstreamError(f"GET {url}: HTTP 404")
