@@ -3,6 +3,7 @@ the gateway to a Patchwork (the stateful fake), and read back from it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from tests.support import (
     ThreadedServer,
     free_port,
     recorded_404,
+    request,
     run_cli,
     tokens,
     write_config,
@@ -120,3 +122,24 @@ def test_pwclient_updates_and_creates_checks_through_the_gateway(tmp_path, setup
     )  # fmt: skip
     checks = _pwclient(tmp_path, setup, "check-list", "31")
     assert "gw-ci" in checks  # read back from the mirror at once
+
+
+def test_pwclient_over_xmlrpc_through_the_gateway(tmp_path, setup):
+    """XML-RPC is forwarded as it is (Python's xmlrpc.client follows no
+    redirect), and a patch it changes is read back at once."""
+    rc = tmp_path / "pwclientrc"
+    rc.write_text(
+        "[options]\ndefault = patchwork\n"
+        f"[patchwork]\nbackend = xmlrpc\nurl = {setup.gateway}/xmlrpc/\n"
+        "username = stephen\npassword = pw-stephen\n"
+    )
+    pwclient = str(BIN / "pwclient")
+    env = {"PWCLIENTRC": str(rc)}
+    assert "patchwork" in _run([pwclient, "projects"], tmp_path, **env)
+    _run([pwclient, "update", "-s", "rejected", "33"], tmp_path, **env)
+    assert setup.fake.render("patches", 33)["state"] == "rejected"
+    info = _run([pwclient, "info", "33"], tmp_path, **env)
+    assert "rejected" in info.lower()
+    read = request("GET", f"{setup.gateway}/api/1.4/patches/33/")
+    assert read.header("X-Patchwork-Gateway") == "mirror"
+    assert json.loads(read.body)["state"] == "rejected"

@@ -136,3 +136,17 @@ async def test_upstream_unreachable_a_write_gets_a_clear_502(through, tmp_path):
     assert resp.status == 502
     assert await resp.json() == {"detail": "Upstream Patchwork is unreachable."}
     assert (await (await client.get("/api/1.4/patches/28/")).json())["state"] != "rejected"
+
+
+async def test_endpoints_the_mirror_does_not_hold_are_forwarded(through):
+    """A newer Patchwork's endpoints (a project's webhooks) reach upstream
+    with credentials; anonymous reads of them get the mirror's 404."""
+    fake, client = through
+    fake.reset_requests()
+    resp = await client.post(
+        "/api/1.4/projects/1/webhooks/", json={"url": "https://ci/"}, headers=auth_header("cibot")
+    )
+    assert resp.headers["X-Patchwork-Gateway"] == "upstream"
+    assert [r.path for r in fake.writes_received()] == ["/api/1.4/projects/1/webhooks/"]
+    resp = await client.get("/api/1.4/projects/1/webhooks/")
+    assert (resp.status, resp.headers["X-Patchwork-Gateway"]) == (404, "mirror")
