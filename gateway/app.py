@@ -36,6 +36,7 @@ from mirror.versions import has_version
 log = logging.getLogger(__name__)
 
 READ_METHODS = ("GET", "HEAD")
+WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
@@ -262,7 +263,7 @@ async def _upstream(
     users = route.resource is RESOURCES["users"]
     if read and answer.status == 200 and users and header and state.identities is not None:
         state.identities.learn(header, answer.body)  # whose token this is
-    if not read and 200 <= answer.status < 300 and state.readback is not None:
+    if request.method in WRITES and 200 <= answer.status < 300 and state.readback is not None:
         await _read_back(request, route, state, answer)
     if answer.status >= 500 and read and _public(route):
         # Upstream failed on a read of public data (credentials passed its
@@ -305,7 +306,8 @@ async def _not_api(
         message = "This gateway has no upstream to forward this request to."
         return _respond(request, detail(503, message), state, "mirror")
     answer = await state.proxy.forward(request, origin)
-    if site is not None and not read and answer.status == 200 and state.readback is not None:
+    wrote = request.method in WRITES and answer.status == 200
+    if site is not None and wrote and state.readback is not None:
         await _read_back(request, None, state, answer)
     return _respond(request, answer, state, "upstream")
 
