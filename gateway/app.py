@@ -260,9 +260,11 @@ async def _upstream(
         return _respond(request, detail(503, message), state, "mirror")
     answer = await state.proxy.forward(request, origin)
     header = credentials(request.headers)
-    users = route.resource is RESOURCES["users"]
-    if read and answer.status == 200 and users and header and state.identities is not None:
-        state.identities.learn(header, answer.body)  # whose token this is
+    if header and state.identities is not None:
+        if read and answer.status == 200 and route.resource is RESOURCES["users"]:
+            state.identities.learn(header, answer.body)  # whose token this is
+        elif answer.status == 401 or (answer.status == 403 and b"Invalid" in answer.body):
+            state.identities.forget(header)  # revoked since it was checked
     if request.method in WRITES and 200 <= answer.status < 300 and state.readback is not None:
         await _read_back(request, route, state, answer)
     if answer.status >= 500 and read and _public(route):

@@ -170,8 +170,7 @@ class Identities:
             username = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
         except (binascii.Error, UnicodeDecodeError):
             return None
-        rows = self.reader._lookup("SELECT id FROM users WHERE username = ?", (username,))
-        return int(rows[0][0]) if len(rows) == 1 else None
+        return self.reader.user_named(username)
 
     def learn(self, header: str, body: bytes) -> None:
         """Learn whose a token is from upstream's answer to ``users/<id>/``.
@@ -190,8 +189,7 @@ class Identities:
             self._verdicts[key] = (Caller(True, user["id"]), known[1])
 
     def forget(self, header: str) -> None:
-        """Drop a verdict (upstream refused credentials it had accepted)."""
+        """Drop a verdict: upstream refused credentials it had accepted
+        (revoked since), so the next request checks them again."""
         self._verdicts.pop(self._hash(header), None)
 
-    def __len__(self) -> int:
-        return len(self._verdicts)

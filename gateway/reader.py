@@ -286,6 +286,11 @@ class Reader:
             cost = len(item) + sum(len(str(part)) for part in base) + ENTRY_OVERHEAD
             self._items[key] = (item, cost)
 
+    def user_named(self, username: str) -> int | None:
+        """The id of the user with this username, if the mirror has them."""
+        rows = self._lookup("SELECT id FROM users WHERE username = ?", (username,))
+        return int(rows[0][0]) if len(rows) == 1 else None
+
     def meta(self, key: str) -> str | None:
         rows = self._lookup("SELECT value FROM meta WHERE key = ?", (key,))
         return rows[0][0] if rows else None

@@ -150,3 +150,15 @@ async def test_endpoints_the_mirror_does_not_hold_are_forwarded(through):
     assert [r.path for r in fake.writes_received()] == ["/api/1.4/projects/1/webhooks/"]
     resp = await client.get("/api/1.4/projects/1/webhooks/")
     assert (resp.status, resp.headers["X-Patchwork-Gateway"]) == (404, "mirror")
+
+
+async def test_credentials_revoked_upstream_are_checked_again(through):
+    fake, client = through
+    header = auth_header("stephen")
+    assert (await client.get("/api/1.4/patches/1/", headers=header)).status == 200
+    del fake.tokens[header["Authorization"].split()[1]]  # revoked upstream
+    # The next request that reaches upstream learns it...
+    assert (await client.get("/api/1.4/bundles/", headers=header)).status == 403
+    # ... and the mirror no longer answers those credentials either.
+    resp = await client.get("/api/1.4/patches/1/", headers=header)
+    assert (resp.status, await resp.json()) == (403, {"detail": "Invalid token."})
