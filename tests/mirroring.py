@@ -5,6 +5,7 @@ rendered by the gateway's own code, equals the upstream object by object.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -125,6 +126,21 @@ async def assert_mirror_equals(path: Path, fake: FakePatchwork, viewer: Any = Tr
                 keys = [k for k in want[obj_id] if have[obj_id].get(k) != want[obj_id][k]]
                 problems.append(f"{name} {obj_id} differs in {keys}")
     assert not problems, "\n".join(problems[:20])
+
+
+async def until_mirror_equals(
+    path: Path, fake: FakePatchwork, seconds: float = 10.0, viewer: Any = True
+) -> None:
+    """Wait, up to ``seconds``, for the mirror to equal upstream object by
+    object (it must in the end, or this fails saying how it differs)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while asyncio.get_running_loop().time() < deadline:
+        try:
+            await assert_mirror_equals(path, fake, viewer)
+            return
+        except AssertionError:
+            await asyncio.sleep(0.1)
+    await assert_mirror_equals(path, fake, viewer)
 
 
 class Writes:

@@ -267,15 +267,9 @@ def crash_loop(tmp: Path, cycles: int, seed: int = 5) -> Report:
 
 
 async def _converge(mirror: Path, fake: FakePatchwork, url: str, report: Report) -> None:
-    from tests.mirroring import assert_mirror_equals
+    from tests.mirroring import until_mirror_equals
 
-    for _ in range(600):
-        try:
-            await assert_mirror_equals(mirror, fake)
-            break
-        except AssertionError:
-            await asyncio.sleep(0.2)
-    await assert_mirror_equals(mirror, fake)
+    await until_mirror_equals(mirror, fake, 120)
     await asyncio.sleep(0.5)  # the server's refresh_interval, to see the last write
     async with aiohttp.ClientSession() as session:
         for patch in fake.ids("patches")[-50:]:
