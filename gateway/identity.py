@@ -192,4 +192,3 @@ class Identities:
         """Drop a verdict: upstream refused credentials it had accepted
         (revoked since), so the next request checks them again."""
         self._verdicts.pop(self._hash(header), None)
-

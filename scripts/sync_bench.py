@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -47,7 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.mirroring import TOKEN, fake_upstream, serve  # noqa: E402
-from tests.support import free_port, replay_upstream, tokens, write_config  # noqa: E402
+from tests.support import every, free_port, replay_upstream, tokens, write_config  # noqa: E402
 
 PAGE = "/api/1.4/patches/?per_page=30"
 
@@ -253,24 +252,15 @@ def bare_aiohttp(body: bytes, directory: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-@contextlib.contextmanager
-def churning(changes: Changes, every: float) -> Iterator[None]:
-    """Upstream changes (state changes, with events) every ``every`` seconds."""
-    stop = threading.Event()
+def churning(changes: Changes, seconds: float) -> Any:
+    """Upstream changes (state changes, with events) every ``seconds``."""
+    rng = random.Random(7)
 
-    def churn() -> None:
-        rng = random.Random(7)
-        while not stop.wait(every):
-            with contextlib.suppress(OSError):
-                changes.state(rng.choice(changes.patches), rng.choice(("new", "under-review")))
+    def change() -> None:
+        with contextlib.suppress(OSError):
+            changes.state(rng.choice(changes.patches), rng.choice(("new", "under-review")))
 
-    thread = threading.Thread(target=churn, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    return every(seconds, change)
 
 
 def follow(directory: Path, args: argparse.Namespace) -> None:

@@ -24,10 +24,8 @@ import os
 import random
 import signal
 import statistics
-import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ import aiohttp
 
 from tests.fake_patchwork import FakePatchwork
 from tests.mirroring import TOKEN, fake_upstream, serve
-from tests.support import GatewayProcess, free_port, write_config
+from tests.support import GatewayProcess, every, free_port, write_config
 
 HOSTILE = [
     ("GET", "/api/1.4/projects/?q=" + "+".join(["abcdefghijklmnopqrstuvwxyz012345"] * 31)),
@@ -82,33 +80,24 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-@contextlib.contextmanager
-def churning(fake: FakePatchwork, every: float, report: Report) -> Iterator[None]:
+def churning(fake: FakePatchwork, seconds: float, report: Report) -> Any:
     """Upstream changes all along: states (events), archiving (none), series."""
-    stop = threading.Event()
+    rng = random.Random(11)
 
-    def churn() -> None:
-        rng = random.Random(11)
-        while not stop.wait(every):
-            patches = fake.ids("patches")
-            kind = rng.random()
-            if kind < 0.6:
-                fake.set_state(rng.choice(patches), rng.choice(("new", "accepted", "rejected")))
-            elif kind < 0.8:
-                fake.set_archived(rng.choice(patches), rng.random() < 0.5)
-            elif kind < 0.95:
-                fake.add_check(rng.choice(patches), 4, "success", f"ci-{rng.randrange(99)}")
-            else:
-                fake.new_series(rng.choice((1, 2)), n_patches=rng.randint(1, 3))
-            report.changes += 1
+    def change() -> None:
+        patches = fake.ids("patches")
+        kind = rng.random()
+        if kind < 0.6:
+            fake.set_state(rng.choice(patches), rng.choice(("new", "accepted", "rejected")))
+        elif kind < 0.8:
+            fake.set_archived(rng.choice(patches), rng.random() < 0.5)
+        elif kind < 0.95:
+            fake.add_check(rng.choice(patches), 4, "success", f"ci-{rng.randrange(99)}")
+        else:
+            fake.new_series(rng.choice((1, 2)), n_patches=rng.randint(1, 3))
+        report.changes += 1
 
-    thread = threading.Thread(target=churn, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
+    return every(seconds, change)
 
 
 def gateway_config(tmp: Path, upstream: str, port: int) -> Path:
@@ -211,21 +200,15 @@ def soak(tmp: Path, seconds: float, concurrency: int, change_every: float = 0.2)
             wait_synced(gateway.url)
             assert gateway.proc is not None
             pid = gateway.proc.pid
-            sampler_stop = threading.Event()
 
             def sample() -> None:
-                while not sampler_stop.wait(1.0):
-                    with contextlib.suppress(OSError):
-                        report.rss_mb.append(rss_mb(pid))
+                with contextlib.suppress(OSError):
+                    report.rss_mb.append(rss_mb(pid))
 
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
             started = time.monotonic()
-            with churning(fake, change_every, report):
+            with every(1.0, sample), churning(fake, change_every, report):
                 asyncio.run(_load(gateway.url, seconds, concurrency, report, 767))
             report.seconds = time.monotonic() - started
-            sampler_stop.set()
-            sampler.join()
             report.locked = gateway.stderr().count("database is locked")
     return report
 
