@@ -18,8 +18,9 @@ import orjson
 from aiohttp import web
 
 from gateway import api, limits, readback
-from gateway.cache import ResponseCache
+from gateway.cache import Key, ResponseCache
 from gateway.config import Config
+from gateway.delivery import Delivery, Prepared
 from gateway.identity import ANONYMOUS, THROTTLED, UNKNOWN, Caller, Identities, credentials
 from gateway.negotiation import Choice, negotiate
 from gateway.proxy import Proxy
@@ -37,6 +38,8 @@ log = logging.getLogger(__name__)
 
 READ_METHODS = ("GET", "HEAD")
 WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
+#: Host headers and Accept/format pairs whose verdicts are remembered.
+_REMEMBERED = 256
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
@@ -69,11 +72,14 @@ class GatewayState:
         #: Resources the sync identity may not list (people, users when it
         #: is anonymous): the mirror cannot answer them for anyone.
         self.unmirrored: frozenset[str] = frozenset()
-        self.mode_header = (
+        mode_header = (
             "demo mirror built from the test fixtures (no upstream configured)"
             if demo
             else "mirror"
         )
+        self.delivery = Delivery(config.server.cache_max_age, mode_header)
+        self.origins: dict[tuple[str, str], str | None] = {}
+        self.choices: dict[tuple[str | None, str | None], Choice] = {}
         reader.on_change(self._changed)
 
     def _changed(self) -> None:
@@ -93,6 +99,16 @@ class GatewayState:
 def _origin(request: web.Request, state: GatewayState) -> str | None:
     """The origin URLs point at, or ``None`` for a Host we do not serve."""
     host = request.headers.get("Host", "")
+    key = (request.scheme, host)
+    if key in state.origins:
+        return state.origins[key]
+    origin = _origin_of(host, request.scheme, state)
+    if len(state.origins) < _REMEMBERED:  # (bounded: Host is the client's)
+        state.origins[key] = origin
+    return origin
+
+
+def _origin_of(host: str, scheme: str, state: GatewayState) -> str | None:
     if len(host) > limits.MAX_HOST or not _HOST.match(host):
         return None
     allowed = state.config.server.allowed_hosts
@@ -101,19 +117,55 @@ def _origin(request: web.Request, state: GatewayState) -> str | None:
         return None
     if state.config.server.public_url:
         return state.config.server.public_url
-    return f"{request.scheme}://{host}"
+    return f"{scheme}://{host}"
+
+
+def _negotiate(request: web.Request, state: GatewayState) -> Choice:
+    """What to answer with (see gateway.negotiation), remembered per header."""
+    fmt = None
+    if "format" in request.rel_url.raw_query_string:  # (parse the query only then)
+        formats = request.query.getall("format", [])
+        fmt = formats[-1] if formats else None
+    key = (fmt, request.headers.get("Accept"))
+    choice = state.choices.get(key)
+    if choice is None:
+        choice = negotiate(*key)
+        if len(state.choices) < _REMEMBERED:
+            state.choices[key] = choice
+    return choice
+
+
+def _signed(request: web.Request) -> bool:
+    """Whether the request carries credentials (its answer may depend on them)."""
+    headers = request.headers
+    return "Authorization" in headers or ("Cookie" in headers and "sessionid" in request.cookies)
 
 
 def _respond(
     request: web.Request, answer: Answer, state: GatewayState, source: str
 ) -> web.Response:
-    headers = dict(answer.headers)
-    headers["X-Patchwork-Gateway"] = state.mode_header if source == "mirror" else source
+    """Deliver an answer made for this request alone."""
+    private = _signed(request)
+    return _deliver(request, state.delivery.prepare(answer, source, private), state, private)
+
+
+def _deliver(
+    request: web.Request,
+    prepared: Prepared,
+    state: GatewayState,
+    private: bool,
+    key: Key | None = None,
+) -> web.Response:
+    """Send a prepared answer (see gateway.delivery); ``key``: where it is
+    cached, to account for its gzip bytes once they exist."""
     synced = state.sync.header()
-    if synced:
-        headers[SYNCED_HEADER] = synced
-    # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
-    return web.Response(status=answer.status, body=answer.body, headers=headers)
+    had_gzip = prepared.gzipped is not None
+    response = state.delivery.send(
+        request, prepared, private, {SYNCED_HEADER: synced} if synced else None
+    )
+    if key is not None and not had_gzip and prepared.gzipped is not None:
+        state.cache.put(key, prepared)
+    return response
 
 
 def _slash_or_404(path: str, raw_query: str, state: GatewayState) -> Answer:
@@ -139,15 +191,14 @@ async def handle(request: web.Request) -> web.Response:
     if origin is None:
         return web.Response(status=400, text="Bad Request: invalid Host header\n")
     read = request.method in READ_METHODS
-    formats = request.query.getall("format", [])
-    choice = negotiate(formats[-1] if formats else None, request.headers.get("Accept"))
-    signed = "Authorization" in request.headers or "sessionid" in request.cookies
+    choice = _negotiate(request, state)
+    signed = _signed(request)
     key = (origin, request.rel_url.raw_path_qs)
     if read and choice is Choice.JSON and not signed:
         # Anonymous JSON reads are answered from the cache at once.
         cached = state.cache.get(key)
         if cached is not None:
-            return _respond(request, cached, state, "mirror")
+            return _deliver(request, cached, state, False, key)
 
     path = request.path
     route = resolve_api(path) if path.startswith("/api/") else None
@@ -220,13 +271,14 @@ async def _mirror(
     are kept apart (and alike for every authenticated caller).
     """
     res = route.resource
-    key: tuple[str, str] = (origin, request.rel_url.raw_path_qs)
+    key: Key = (origin, request.rel_url.raw_path_qs)
+    private = _signed(request)
     if caller.authenticated:
         if res is not None and res.requires_auth:
             key = (origin, request.rel_url.raw_path_qs + "\x00authenticated")
         cached = state.cache.get(key)
         if cached is not None:
-            return _respond(request, cached, state, "mirror")
+            return _deliver(request, cached, state, private, key)
     generation = state.reader.generation
     path, raw_query = request.path, request.rel_url.raw_query_string
     try:
@@ -242,11 +294,12 @@ async def _mirror(
         # and one log line.
         log.warning("%s %s: the mirror cannot answer: %s", request.method, path, exc)
         answer = _retry_later("The mirror cannot answer right now; retry in a few seconds.")
+    prepared = state.delivery.prepare(answer, "mirror", private)
     if answer.status < 500 and generation == state.reader.generation:
         # (Not a failure, which may pass; nor if the mirror changed
         # meanwhile: the answer may be stale.)
-        state.cache.put(key, answer)
-    return _respond(request, answer, state, "mirror")
+        state.cache.put(key, prepared)
+    return _deliver(request, prepared, state, private, key)
 
 
 async def _upstream(

@@ -2,6 +2,8 @@
 
 Keyed by the origin and the raw path with query, so every distinct URL a
 client uses is cached as sent; cleared whenever the mirror changes.  An
+entry is an answer prepared for delivery (see gateway.delivery): its
+validator, its headers and, once a client asked, its gzip bytes.  An
 entry costs what it holds: its key, its headers and its body, plus a
 fixed overhead for the objects around them, so that a flood of distinct
 small answers is bounded as surely as a few large ones.
@@ -13,7 +15,7 @@ from typing import NamedTuple
 
 from cachetools import LRUCache
 
-from gateway.responses import Answer
+from gateway.delivery import Prepared
 
 Key = tuple[str, str]
 
@@ -25,14 +27,16 @@ OVERHEAD = 600
 
 
 class _Entry(NamedTuple):
-    answer: Answer
+    prepared: Prepared
     cost: int
 
 
-def cost(key: Key, answer: Answer) -> int:
-    """What keeping ``answer`` under ``key`` takes, in bytes."""
+def cost(key: Key, prepared: Prepared) -> int:
+    """What keeping ``prepared`` under ``key`` takes, in bytes."""
+    answer = prepared.answer
     headers = sum(len(name) + len(value) for name, value in answer.headers)
-    return len(key[0]) + len(key[1]) + headers + len(answer.body) + OVERHEAD
+    size = len(key[0]) + len(key[1]) + headers + len(answer.body) + OVERHEAD
+    return size + prepared.cost
 
 
 class ResponseCache:
@@ -46,14 +50,17 @@ class ResponseCache:
     def bytes(self) -> int:
         return int(self._lru.currsize)
 
-    def get(self, key: Key) -> Answer | None:
+    def get(self, key: Key) -> Prepared | None:
         entry = self._lru.get(key)
-        return None if entry is None else entry.answer
+        return None if entry is None else entry.prepared
 
-    def put(self, key: Key, answer: Answer) -> None:
-        size = cost(key, answer)
+    def put(self, key: Key, prepared: Prepared) -> None:
+        """Keep ``prepared``; again after it grew (its gzip was added)."""
+        size = cost(key, prepared)
         if self.max_bytes and size <= self.max_bytes // _MAX_SHARE:
-            self._lru[key] = _Entry(answer, size)
+            self._lru[key] = _Entry(prepared, size)
+        else:
+            self._lru.pop(key, None)
 
     def clear(self) -> None:
         self._lru.clear()

@@ -49,6 +49,12 @@ class ServerConfig:
     allowed_hosts: tuple[str, ...]
     #: Bytes of parsed objects, rendered list items and counts kept.
     mirror_cache_bytes: int = 128 * 1024 * 1024
+    #: Seconds shared HTTP caches may keep an anonymous answer.
+    cache_max_age: int = 5
+    #: Server processes sharing the port (SO_REUSEPORT) and the mirror.
+    workers: int = 1
+    #: One log line per request (aiohttp's access log).
+    access_log: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,9 @@ _KNOWN = {
         "mirror_cache_bytes",
         "refresh_interval",
         "allowed_hosts",
+        "cache_max_age",
+        "workers",
+        "access_log",
     },
     "sync": {
         "poll_interval",
@@ -172,6 +181,13 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("[server] allowed_hosts: expected a list of host names")
     if not hosts and not public_url:
         hosts = default_hosts(host)
+    max_age = _get(sv, "server", "cache_max_age", int, 5)
+    if not 0 <= max_age <= 86400:
+        raise ConfigError("[server] cache_max_age: expected seconds from 0 to 86400")
+    workers = _get(sv, "server", "workers", int, 1)
+    if not 1 <= workers <= 64:
+        raise ConfigError("[server] workers: expected an integer from 1 to 64")
+    access_log = _get(sv, "server", "access_log", bool, False)
 
     sy = data.get("sync", {})
     seconds = {}
@@ -204,6 +220,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             refresh,
             tuple(h.lower() for h in hosts),
             mirror_cache,
+            max_age,
+            workers,
+            access_log,
         ),
         log_level=level,
         source=source,

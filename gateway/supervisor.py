@@ -1,9 +1,15 @@
-"""``run``: the sync worker as a child process of the server.
+"""The server's child processes: the sync worker, and extra servers.
 
-The worker parses JSON, normalises and writes for as long as upstream
-changes; in a process of its own it never takes the server's event loop
-or its GIL.  The server starts it, restarts it if it dies (backing off,
-up to a minute), and stops it on the way out.
+Under ``run`` the sync worker parses JSON, normalises and writes for as
+long as upstream changes; in a process of its own it never takes the
+server's event loop or its GIL.  With ``[server] workers`` above 1, the
+extra server processes listen on the same port (``SO_REUSEPORT``: the
+kernel spreads connections) and read the same mirror, each with caches of
+its own, dropped as it sees the mirror change.
+
+The first server process starts each child, restarts it if it dies
+(backing off, up to a minute), and stops it on the way out; a child whose
+parent is gone (killed outright) stops by itself.
 """
 
 from __future__ import annotations
@@ -20,13 +26,19 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopping worker gets before it is killed.
 STOP_GRACE = 15.0
-#: Tells the worker which process to outlive not (see gateway.cli).
+#: Tells a child which process to outlive not (see gateway.cli).
 SUPERVISOR_ENV = "PATCHWORK_GATEWAY_SUPERVISOR"
+#: Tells an extra server process the port the first one bound.
+PORT_ENV = "PATCHWORK_GATEWAY_PORT"
 
 
-class SyncProcess:
-    def __init__(self, config: Path) -> None:
-        self.config = config
+class ChildProcess:
+    """One ``patchwork-gateway`` subcommand, kept running."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.args = args
+        self.env = env or {}
         self._task: asyncio.Task[None] | None = None
         self._proc: asyncio.subprocess.Process | None = None
         self._stopping = False
@@ -41,16 +53,14 @@ class SyncProcess:
                 sys.executable,
                 "-m",
                 "gateway.cli",
-                "sync",
-                "--config",
-                str(self.config),
-                env={**os.environ, SUPERVISOR_ENV: str(os.getpid())},
+                *self.args,
+                env={**os.environ, **self.env, SUPERVISOR_ENV: str(os.getpid())},
             )
-            log.info("sync worker started (pid %d)", self._proc.pid)
+            log.info("%s started (pid %d)", self.name, self._proc.pid)
             code = await self._proc.wait()
             if self._stopping:
                 return
-            log.error("sync worker exited with status %d; restarting in %.0fs", code, backoff)
+            log.error("%s exited with status %d; restarting in %.0fs", self.name, code, backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 60.0)
 
@@ -68,3 +78,13 @@ class SyncProcess:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+def sync_process(config: Path) -> ChildProcess:
+    return ChildProcess("sync worker", ["sync", "--config", str(config)])
+
+
+def server_process(config: Path | None, number: int, port: int) -> ChildProcess:
+    """Server process ``number`` (from 2), on the port the first one bound."""
+    args = ["serve"] + (["--config", str(config)] if config else [])
+    return ChildProcess(f"server process {number}", args, {PORT_ENV: str(port)})

@@ -243,9 +243,15 @@ def replay_upstream(
 
 
 def write_config(
-    path: Path, upstream: str, storage: Path, port: int, sync: str = "", **extra: str
+    path: Path,
+    upstream: str,
+    storage: Path,
+    port: int,
+    sync: str = "",
+    server: str = "",
+    **extra: str,
 ) -> Path:
-    """A config file; ``sync`` is the body of its ``[sync]`` table."""
+    """A config file; ``sync`` and ``server``: more of those tables."""
     lines = [
         "[upstream]",
         f'url = "{upstream}"',
@@ -256,6 +262,7 @@ def write_config(
         'host = "127.0.0.1"',
         f"port = {port}",
         "refresh_interval = 0.2",
+        server,
         "[sync]",
         sync,
         "[logging]",

@@ -26,6 +26,10 @@ def _fails(tmp_path, text: str, *args: str) -> str:
     [
         ('[server]\nport = "http"\n', "[server] port"),
         ("[server]\nport = 70000\n", "[server] port"),
+        ("[server]\nworkers = 0\n", "[server] workers"),
+        ('[server]\nworkers = "2"\n', "[server] workers"),
+        ("[server]\ncache_max_age = -1\n", "[server] cache_max_age"),
+        ('[server]\naccess_log = "yes"\n', "[server] access_log"),
         ('[upstream]\nurl = "ftp://example.com"\n', "[upstream] url"),
         ("[upstream]\nconcurrency = 0\n", "[upstream] concurrency"),
         ('[storage]\npath = ""\n', "[storage] path"),

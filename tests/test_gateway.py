@@ -221,7 +221,12 @@ def test_demo_mode_says_so(tmp_path):
 def test_tokens_are_never_logged(deployment, tmp_path):
     port = free_port()
     config = write_config(
-        tmp_path / "c.toml", deployment.upstream, tmp_path / "m.sqlite3", port, level="debug"
+        tmp_path / "c.toml",
+        deployment.upstream,
+        tmp_path / "m.sqlite3",
+        port,
+        server="access_log = true",
+        level="debug",
     )
     copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     with GatewayProcess(config, port) as gateway:

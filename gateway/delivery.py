@@ -1,0 +1,185 @@
+"""Delivering an answer over HTTP: validators, caching headers, compression.
+
+Every answer leaves through here, whatever produced it, so that a reader
+finds in one place what a client and the HTTP caches between see:
+
+* a strong ``ETag`` (a digest of the body) on every 200 answered from the
+  mirror, and ``304 Not Modified`` to an ``If-None-Match`` naming it,
+  answered from the cached answer without rendering anything;
+* ``Cache-Control``: ``public, max-age=N`` for anonymous answers (the same
+  for every anonymous caller), ``private, no-cache`` for callers with
+  credentials, ``no-store`` for failures that may pass; and ``Vary`` on
+  ``Accept``, ``Authorization`` and ``Cookie`` (and ``Accept-Encoding``
+  where compressed), so that a shared cache never hands one identity's
+  answer to another;
+* gzip when the client accepts it, compressed once per cached answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zlib
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from gateway.responses import Answer
+
+#: Bodies smaller than this are sent as they are (gzip would save little).
+MIN_COMPRESS = 1024
+#: zlib level: 6 costs twice level 1 for a few percent on Patchwork's JSON.
+GZIP_LEVEL = 5
+#: Statuses an anonymous answer may be kept for by shared caches.
+SHAREABLE = frozenset((200, 301, 302, 403, 404, 406))
+PRIVATE = "private, no-cache"
+VARY = "Accept, Authorization, Cookie"
+VARY_ENCODED = VARY + ", Accept-Encoding"
+
+
+def _etag(body: bytes) -> str:
+    return '"' + hashlib.blake2b(body, digest_size=12).hexdigest() + '"'
+
+
+@dataclass(slots=True)
+class Prepared:
+    """An answer with everything its deliveries share, computed once."""
+
+    answer: Answer
+    #: The headers of the plain delivery (validators and caching included).
+    headers: dict[str, str]
+    etag: str | None
+    compressible: bool
+    #: Whether a caller with credentials gets ``private`` instead.
+    shareable: bool
+    gzipped: bytes | None = field(default=None)
+
+    @property
+    def cost(self) -> int:
+        """Bytes kept beyond the answer itself (see gateway.cache)."""
+        extra = sum(len(k) + len(v) for k, v in self.headers.items())
+        return extra + (len(self.gzipped) if self.gzipped is not None else 0)
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip (``q`` above 0)."""
+    if not header:
+        return False
+    header = header.lower()
+    if "gzip" not in header and "*" not in header:
+        return False
+    star = False
+    for item in header.split(","):
+        coding, _, params = item.partition(";")
+        coding = coding.strip()
+        if coding not in ("gzip", "x-gzip", "*"):
+            continue
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if coding == "*":
+            star = q > 0
+        else:
+            return q > 0
+    return star
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """``If-None-Match`` against a tag, by weak comparison (RFC 9110 13.1.2)."""
+    if if_none_match.strip() == "*":
+        return True
+    opaque = etag.removeprefix("W/")
+    return any(tag.strip().removeprefix("W/") == opaque for tag in if_none_match.split(","))
+
+
+class Delivery:
+    """How answers are sent: fixed per server (``max_age``, mode headers)."""
+
+    def __init__(self, max_age: int, mode_header: str) -> None:
+        self.public = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
+        self.mode_header = mode_header
+
+    def prepare(self, answer: Answer, source: str, private: bool) -> Prepared:
+        """What every delivery of ``answer`` shares.
+
+        ``source`` is ``"mirror"`` or ``"upstream"``.  An answer from the
+        mirror is prepared as for an anonymous caller (see :meth:`send`);
+        ``private``: a forwarded request carried credentials.
+        """
+        headers = dict(answer.headers)
+        headers["X-Patchwork-Gateway"] = self.mode_header if source == "mirror" else source
+        etag = None
+        compressible = len(answer.body) >= MIN_COMPRESS and "Content-Encoding" not in headers
+        shareable = False
+        if source == "mirror":
+            if answer.status == 200:
+                etag = _etag(answer.body)
+                headers["ETag"] = etag
+            shareable = answer.status in SHAREABLE
+            headers["Cache-Control"] = self.public if shareable else "no-store"
+            headers["Vary"] = VARY_ENCODED if compressible else VARY
+        elif private:
+            # Forwarded with the caller's credentials: never for a shared cache.
+            headers.setdefault("Cache-Control", "private")
+            vary = headers.get("Vary", "")
+            if "authorization" not in vary.lower():
+                headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
+        return Prepared(answer, headers, etag, compressible, shareable)
+
+    def send(
+        self,
+        request: web.Request,
+        prepared: Prepared,
+        private: bool,
+        extra: dict[str, str] | None = None,
+    ) -> web.Response:
+        """The response to ``request``: 304, gzip or plain.
+
+        ``private``: the request carried credentials, so no shared cache
+        may keep the answer; ``extra``: headers that change from one
+        delivery to the next.
+        """
+        headers = prepared.headers
+        if private and prepared.shareable:
+            headers = {**headers, "Cache-Control": PRIVATE}
+        etag = prepared.etag
+        gzip = prepared.compressible and accepts_gzip(request.headers.get("Accept-Encoding"))
+        if gzip and etag is not None:
+            etag = etag[:-1] + '-gz"'
+        if etag is not None:
+            condition = request.headers.get("If-None-Match")
+            if condition is not None and _matches(condition, etag):
+                return self._not_modified(headers, etag, extra)
+        body = prepared.answer.body
+        if gzip:
+            if prepared.gzipped is None:
+                prepared.gzipped = _gzip(body)
+            body = prepared.gzipped
+            headers = {**headers, "Content-Encoding": "gzip"}
+            if etag is not None:
+                headers["ETag"] = etag
+        if extra:
+            headers = {**headers, **extra}
+        # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
+        return web.Response(status=prepared.answer.status, body=body, headers=headers)
+
+    @staticmethod
+    def _not_modified(
+        headers: dict[str, str], etag: str, extra: dict[str, str] | None
+    ) -> web.Response:
+        kept = {"ETag": etag}
+        for name in ("Cache-Control", "Vary", "X-Patchwork-Gateway"):
+            if name in headers:
+                kept[name] = headers[name]
+        if extra:
+            kept.update(extra)
+        return web.Response(status=304, headers=kept)
+
+
+def _gzip(body: bytes) -> bytes:
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
+    return compressor.compress(body) + compressor.flush()
