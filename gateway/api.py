@@ -104,7 +104,7 @@ async def _list(
 
     try:
         q = await query.build(
-            res, ctx.effective, params, reader.fetch_fast, parent_id=route.parent_id
+            res, ctx.effective, params, reader.fetch_kept, parent_id=route.parent_id
         )
         count = await reader.count(res.table, q)
     except query.EmptyResult:
@@ -117,7 +117,7 @@ async def _list(
     ids: list[int] = []
     if q is not None and page.limit > 0:
         query.order(res, q, page.limit)
-        ids = await reader.page_ids(res.table, q, page.offset, page.limit)
+        ids = await reader.page_ids(res.table, q, page.offset, page.limit, count)
     items = await _render_list(res, ids, ctx, reader)
     link = pagination.link_header(ctx.origin + escape_uri_path(path), raw_query, page)
     return json_bytes_answer(200, b"[" + b",".join(items) + b"]", allow, link)
@@ -172,7 +172,7 @@ async def _detail(
 
     try:
         q = await query.build(
-            res, ctx.effective, params, reader.fetch_fast, parent_id=route.parent_id, for_list=False
+            res, ctx.effective, params, reader.fetch_kept, parent_id=route.parent_id, for_list=False
         )
     except query.EmptyResult:
         return detail(404, _no_match(res.model), allow)

@@ -9,11 +9,12 @@ a large filter) is interrupted and run again on a small pool of aiosqlite
 connections, off the event loop, so one costly request never stalls the
 others; there, a query still running after ``QUERY_SECONDS`` is stopped.
 
-Parsed documents, encoded list items and counts are cached, bounded in
-bytes.  All caches (the response cache too, through ``on_change``) are
-dropped as soon as SQLite's ``data_version`` shows that the sync worker
-has written; ``generation`` tells a request that started before a drop
-not to put what it read back into a cache.
+Parsed documents, encoded list items, counts, filter look-ups and the
+ordered ids of deeply paged lists are cached, bounded in bytes.  All
+caches (the response cache too, through ``on_change``) are dropped as
+soon as SQLite's ``data_version`` shows that the sync worker has
+written; ``generation`` tells a request that started before a drop not
+to put what it read back into a cache.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import contextlib
 import logging
 import sqlite3
 import time
+from array import array
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ import aiosqlite
 import orjson
 from cachetools import LRUCache
 
+from gateway.cache import FifoCache
 from gateway.query import Query
 from gateway.render import Doc, Ref
 from mirror import schema
@@ -50,6 +54,14 @@ MAX_WAITING = 32
 ENTRY_OVERHEAD = 300
 #: Bytes for cached counts (their keys hold a query's SQL).
 COUNTS_BYTES = 8 << 20
+#: Bytes for cached look-ups of filter values (a project's linkname...).
+LOOKUPS_BYTES = 4 << 20
+#: Pages starting this deep are cut from the list's ordered ids, read once
+#: (per filter set and ordering) and kept, rather than skipped over with
+#: OFFSET at every request: a deep page then costs what the first does.
+DEEP_OFFSET = 300
+#: Lists whose ordered ids may be read (or wait to be) at once.
+MAX_ORDERING = 4
 
 
 class QueryTooSlow(Exception):
@@ -82,12 +94,24 @@ class Reader:
         self._docs: LRUCache[Ref, tuple[Doc, int]] = LRUCache(
             maxsize=cache_bytes // 2, getsizeof=lambda entry: entry[1]
         )
-        self._items: LRUCache[tuple[Any, ...], tuple[bytes, int]] = LRUCache(
-            maxsize=cache_bytes // 2 - COUNTS_BYTES, getsizeof=lambda entry: entry[1]
+        # (Documents half, list items a quarter, ordered ids a quarter.)
+        self._items: FifoCache[tuple[Any, ...], bytes] = FifoCache(
+            cache_bytes // 4 - COUNTS_BYTES - LOOKUPS_BYTES
         )
         self._counts: LRUCache[tuple[str, tuple[Any, ...]], tuple[int, int]] = LRUCache(
             maxsize=COUNTS_BYTES, getsizeof=lambda entry: entry[1]
         )
+        self._lookups: LRUCache[tuple[str, tuple[Any, ...]], tuple[list[Any], int]] = LRUCache(
+            maxsize=LOOKUPS_BYTES, getsizeof=lambda entry: entry[1]
+        )
+        #: The ordered ids of lists paged deeply (see DEEP_OFFSET).
+        self._orders: LRUCache[tuple[str, tuple[Any, ...]], tuple[array[int], int]] = LRUCache(
+            maxsize=cache_bytes // 4, getsizeof=lambda entry: entry[1]
+        )
+        self._ordering: dict[tuple[str, tuple[Any, ...]], asyncio.Future[array[int] | None]] = {}
+        #: One thread, with a connection of its own, reads ordered ids.
+        self._bulk: sqlite3.Connection | None = None
+        self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="mirror-ids")
         #: Bumped whenever the caches are dropped.
         self.generation = 0
         self._listeners: list[Callable[[], None]] = []
@@ -107,6 +131,9 @@ class Reader:
         self._direct.execute("PRAGMA busy_timeout = 200")
         self._direct.execute("PRAGMA query_only = ON")
         self._direct.execute("PRAGMA mmap_size = 268435456")
+        self._bulk = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._bulk.execute("PRAGMA query_only = ON")
+        self._bulk.execute("PRAGMA mmap_size = 268435456")
         self._data_version = self._read_data_version()
         self._watch = asyncio.create_task(self._watch_changes(refresh_interval))
 
@@ -121,6 +148,10 @@ class Reader:
         if self._direct is not None:
             self._direct.close()
             self._direct = None
+        self._bulk_thread.shutdown(wait=True)
+        if self._bulk is not None:
+            self._bulk.close()
+            self._bulk = None
 
     def on_change(self, listener: Callable[[], None]) -> None:
         self._listeners.append(listener)
@@ -152,6 +183,8 @@ class Reader:
         self._docs.clear()
         self._items.clear()
         self._counts.clear()
+        self._lookups.clear()
+        self._orders.clear()
         for listener in self._listeners:
             listener()
 
@@ -201,6 +234,20 @@ class Reader:
             self._direct.set_progress_handler(None, 0)
         return await self.fetch(sql, args)
 
+    async def fetch_kept(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """:meth:`fetch_fast`, its (small) result kept until the mirror changes:
+        the look-ups of filter values every request of a filtered list makes."""
+        key = (sql, tuple(args))
+        entry = self._lookups.get(key)
+        if entry is not None:
+            return entry[0]
+        generation = self.generation
+        rows = await self.fetch_fast(sql, args)
+        if generation == self.generation and len(rows) <= 64:
+            cost = len(sql) + sum(len(str(arg)) + 50 for arg in args) + 60 * len(rows)
+            self._lookups[key] = (rows, cost + ENTRY_OVERHEAD)
+        return rows
+
     def _lookup(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a primary-key look-up (cheap and bounded) on this thread."""
         assert self._direct is not None, "reader is not open"
@@ -219,17 +266,68 @@ class Reader:
             self._counts[key] = (count, cost)
         return count
 
-    async def page_ids(self, table: str, query: Query, offset: int, limit: int) -> list[int]:
+    async def page_ids(
+        self, table: str, query: Query, offset: int, limit: int, count: int
+    ) -> list[int]:
         """The ids of one page, in order (repeated if the ordering repeats rows).
 
         Sorting and skipping narrow rows, then fetching only the page's
-        documents, keeps deep pages and unindexed orderings cheap.
+        documents, keeps unindexed orderings cheap; deep pages are cut
+        from the list's ordered ids (see DEEP_OFFSET).
         """
         sql = (
             f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
-            f"{query.where_sql()} ORDER BY {query.order_by} LIMIT ? OFFSET ?"
+            f"{query.where_sql()} ORDER BY {query.order_by}"
         )
-        return [row[0] for row in await self.fetch_fast(sql, [*query.args, limit, offset])]
+        if offset >= DEEP_OFFSET and count * 8 <= self._orders.maxsize // 4:
+            ids = await self._ordered_ids(sql, tuple(query.args))
+            if ids is not None:
+                return ids[offset : offset + limit].tolist()
+        rows = await self.fetch_fast(sql + " LIMIT ? OFFSET ?", [*query.args, limit, offset])
+        return [row[0] for row in rows]
+
+    async def _ordered_ids(self, sql: str, args: tuple[Any, ...]) -> array[int] | None:
+        """Every id ``sql`` yields, read once for all concurrent requests;
+        ``None`` if the reading failed (the caller pages with OFFSET)."""
+        key = (sql, args)
+        entry = self._orders.get(key)
+        if entry is not None:
+            return entry[0]
+        pending = self._ordering.get(key)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        if len(self._ordering) >= MAX_ORDERING:
+            return None  # the ids thread is busy: page with OFFSET meanwhile
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[array[int] | None] = loop.create_future()
+        self._ordering[key] = future
+        generation = self.generation
+        ids: array[int] | None = None
+        try:
+            ids = await loop.run_in_executor(self._bulk_thread, self._read_ids, sql, args)
+            if generation == self.generation:
+                self._orders[key] = (ids, 8 * len(ids) + len(sql) + ENTRY_OVERHEAD)
+        except (sqlite3.Error, QueryTooSlow) as exc:
+            log.warning("could not read the ordered ids of a list: %s", exc)
+        finally:
+            del self._ordering[key]
+            future.set_result(ids)
+        return ids
+
+    def _read_ids(self, sql: str, args: tuple[Any, ...]) -> array[int]:
+        """(In the ids thread.)  Streamed into an array: 8 bytes an id."""
+        conn = self._bulk
+        assert conn is not None
+        deadline = time.monotonic() + QUERY_SECONDS
+        conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+        try:
+            return array("q", (row[0] for row in conn.execute(sql, args)))
+        except sqlite3.OperationalError as exc:
+            if time.monotonic() > deadline:
+                raise QueryTooSlow(sql.split(" WHERE")[0]) from exc
+            raise
+        finally:
+            conn.set_progress_handler(None, 0)
 
     def one(self, table: str, query: Query) -> Doc | None:
         """The first object matching ``query``, with its detail-only keys."""
@@ -277,14 +375,13 @@ class Reader:
 
     def item(self, key: tuple[Any, ...]) -> bytes | None:
         """A list item encoded earlier (see gateway.api)."""
-        entry = self._items.get(key)
-        return None if entry is None else entry[0]
+        return self._items.get(key)
 
     def keep_item(self, key: tuple[Any, ...], item: bytes, generation: int) -> None:
         if generation == self.generation:
             base, _ = key
             cost = len(item) + sum(len(str(part)) for part in base) + ENTRY_OVERHEAD
-            self._items[key] = (item, cost)
+            self._items.put(key, item, cost)
 
     def user_named(self, username: str) -> int | None:
         """The id of the user with this username, if the mirror has them."""

@@ -179,7 +179,8 @@ async def test_caches_stay_within_their_byte_budgets_under_a_flood(gateway):
     assert budget * 0.9 <= state.cache.bytes <= budget  # full, and no fuller
     reader = state.reader
     assert reader._counts.currsize <= reader._counts.maxsize
-    assert reader._items.currsize <= reader._items.maxsize
+    assert reader._lookups.currsize <= reader._lookups.maxsize
+    assert reader._items.bytes <= reader._items.max_bytes
 
 
 async def test_long_searches_do_not_stall_other_readers(gateway):
