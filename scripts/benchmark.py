@@ -1,287 +1,292 @@
 #!/usr/bin/env python3
-"""Measure the gateway's speed and print the ratios, all from one run.
+"""Measure the gateway's speed with wrk and print the ratios, all from one run.
 
-What is compared, on this machine, with the same load generator:
+Side by side, on this machine, with the same load generator (``wrk``,
+one thread, ``--connections`` keep-alive connections):
 
-* bare aiohttp: a handler returning a fixed body as large as the page the
-  gateway serves, the ceiling any aiohttp server can reach;
-* the gateway answering from its response cache (the same URL again);
-* the gateway answering uncached reads (every URL distinct, so each one
-  is filtered, paginated and rendered from SQLite);
-* optionally a real upstream (``--upstream URL``), read sequentially,
-  against the gateway's uncached reads of the same path;
-* and how long ``sync --once`` takes to mirror the recorded crawl from a
-  local replay of it.
+* a bare aiohttp server (uvloop) returning the very bytes of the page the
+  gateway serves: the ceiling of any aiohttp server; and an empty 304 from
+  it, the ceiling for a 304;
+* the gateway answering from its response cache, and answering 304 to
+  ``If-None-Match``;
+* the gateway with its response cache off (``cache_bytes = 0``): random
+  pages across the whole filtered list of the largest project (30 and 250
+  a page), patch details, lists with common filters and orderings, and
+  the same with an API token (identified reads, from the mirror);
+* two server processes (``workers = 2``) against one, uncached;
+* optionally a real upstream (``--upstream``) on the same paths as the
+  uncached pages, when the mirror is a mirror of it;
+* optionally the query mix on a large mirror (``--scale MIRROR``, see
+  scripts/scale_bench.py).
 
-The mirror is the demo mirror built from the recorded fixtures.  Servers
-run in their own processes on 127.0.0.1; the load generator is a minimal
-keep-alive HTTP/1.1 client in this process.
+The mirror is synthetic (scripts/generate_mirror.py, ``--patches``, kept
+in ``--cache-dir`` between runs) unless ``--mirror`` names one.
 
-    .venv/bin/python scripts/benchmark.py [--seconds 5] [--connections 8]
-        [--upstream https://patchwork.example.com]
+    .venv/bin/python scripts/benchmark.py [--seconds 10] [--connections 8]
+        [--patches 10000 | --mirror FILE] [--upstream URL] [--scale FILE]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import shutil
-import signal
-import socket
-import statistics
+import json
+import os
+import platform
+import random
+import re
+import sqlite3
 import subprocess
 import sys
 import tempfile
-import textwrap
-import time
+import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = "/api/1.4/patches/?per_page=30"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _fetch(reader, writer, host: str, target: str) -> tuple[int, int]:
-    """One keep-alive GET: (status, body length)."""
-    writer.write(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nAccept: */*\r\n\r\n".encode())
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line[:15].lower() == b"content-length:":
-            length = int(line[15:])
-    await reader.readexactly(length)
-    return int(head[9:12]), length
-
-
-async def load(url: str, targets: list[str], seconds: float, connections: int) -> float:
-    """Requests per second over ``connections`` keep-alive connections."""
-    parts = urlsplit(url)
-    host = parts.netloc
-    count = 0
-    stop = time.monotonic() + seconds
-
-    async def worker(offset: int) -> None:
-        nonlocal count
-        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
-        i = offset
-        while time.monotonic() < stop:
-            status, _ = await _fetch(reader, writer, host, targets[i % len(targets)])
-            if status != 200:
-                raise RuntimeError(f"{targets[i % len(targets)]}: HTTP {status}")
-            count += 1
-            i += connections
-        writer.close()
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker(i) for i in range(connections)))
-    return count / (time.monotonic() - started)
-
-
-async def _connect(parts):
-    if parts.scheme == "https":
-        import ssl
-
-        return await asyncio.open_connection(
-            parts.hostname, parts.port or 443, ssl=ssl.create_default_context()
-        )
-    return await asyncio.open_connection(parts.hostname, parts.port or 80)
-
-
-async def latency(url: str, targets: list[str], rounds: int) -> tuple[float, int]:
-    """Median seconds per sequential request on one keep-alive connection.
-
-    (Reconnecting, untimed, if the server closes it.)  Also returns the
-    size of the last answer.
-    """
-    parts = urlsplit(url)
-    samples = []
-    size = 0
-    reader, writer = await _connect(parts)
-    for i in range(rounds):
-        target = parts.path.rstrip("/") + targets[i % len(targets)]
-        started = time.perf_counter()
-        try:
-            status, size = await _fetch(reader, writer, parts.netloc, target)
-        except (asyncio.IncompleteReadError, ConnectionError):
-            writer.close()
-            reader, writer = await _connect(parts)
-            started = time.perf_counter()
-            status, size = await _fetch(reader, writer, parts.netloc, target)
-        samples.append(time.perf_counter() - started)
-        if status != 200:
-            raise RuntimeError(f"{url}{target}: HTTP {status}")
-    writer.close()
-    return statistics.median(samples), size
-
-
-BARE = textwrap.dedent(
-    """
-    import sys
-    from aiohttp import web
-    body = b"x" * int(sys.argv[2])
-    async def handle(request):
-        return web.Response(body=body, content_type="application/json")
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
-    """
+from loadgen import (
+    ROOT,
+    Result,
+    Server,
+    accepting_upstream,
+    bare_server,
+    gateway,
+    require_wrk,
+    wrk,
 )
 
-
-REPLAY = textwrap.dedent(
-    """
-    import sys
-    from aiohttp import web
-    from sync.recorded import Recording
-    port = int(sys.argv[1])
-    recording = Recording.from_file(sys.argv[2], f"http://127.0.0.1:{port}")
-    async def handle(request):
-        found = recording.lookup(request.rel_url.raw_path_qs)
-        if found is None:
-            return web.Response(status=404, text="not recorded")
-        return web.Response(status=found.status, body=found.body, headers=found.headers)
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", handle)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-    """
-)
+TOKEN = {"Authorization": "Token 0123456789abcdef0123456789abcdef01234567"}
 
 
-def time_sync(directory: Path) -> tuple[float, str]:
-    """Seconds to sync the recorded crawl from a replay of it over HTTP."""
-    port = free_port()
-    crawl = ROOT / "tests" / "fixtures" / "crawl.jsonl.xz"
-    replay = start([sys.executable, "-c", REPLAY, str(port), str(crawl)], port)
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
     try:
-        config = directory / "sync.toml"
-        config.write_text(
-            f'[upstream]\nurl = "http://127.0.0.1:{port}"\n'
-            f'[storage]\npath = "{directory / "synced.sqlite3"}"\n[logging]\nlevel = "info"\n'
+        with urllib.request.urlopen(request, timeout=60) as reply:
+            return reply.status, dict(reply.headers), reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def last_page(base: str, path: str) -> int:
+    _, headers, _ = get(base + path)
+    match = re.search(r'[?&]page=(\d+)[^>]*>; rel="last"', headers.get("Link", ""))
+    return int(match.group(1)) if match else 1
+
+
+def mirror_for(args: argparse.Namespace) -> Path:
+    if args.mirror:
+        return Path(args.mirror).resolve()
+    folder = Path(args.cache_dir).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"mirror-{args.patches}.sqlite3"
+    if not path.exists():
+        from generate_mirror import generate
+
+        print(f"generating a synthetic mirror of {args.patches:,} patches at {path} ...")
+        partial = path.with_suffix(".partial")
+        for stale in folder.glob(partial.name + "*"):
+            stale.unlink()
+        asyncio.run(generate(partial, args.patches))
+        for suffix in ("-wal", "-shm"):
+            Path(str(partial) + suffix).unlink(missing_ok=True)
+        partial.rename(path)
+    return path
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    wrk_version = subprocess.run(
+        [require_wrk(), "-v"], capture_output=True, text=True, check=False
+    ).stdout.split("\n")[0]
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {memory:.0f} GiB; Python {platform.python_version()}; "
+        f"{wrk_version.strip()}"
+    )
+
+
+def paths_of(args: argparse.Namespace, base: str, mirror: Path) -> dict[str, list[str]]:
+    """The request paths of each uncached case, from the mirror's content."""
+    db = sqlite3.connect(mirror)
+    try:
+        (linkname,) = db.execute(
+            "SELECT p.linkname FROM projects p JOIN patches t ON t.project_id = p.id "
+            "GROUP BY p.id ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+        ids = [r[0] for r in db.execute("SELECT id FROM patches")]
+        submitters = [
+            r[0]
+            for r in db.execute(
+                "SELECT submitter_id FROM patches GROUP BY 1 ORDER BY count(*) DESC LIMIT 5"
+            )
+        ]
+    finally:
+        db.close()
+    rng = random.Random(7)
+    lists = f"/api/1.4/patches/?project={linkname}"
+    pages30 = last_page(base, f"{lists}&per_page=30")
+    pages250 = last_page(base, f"{lists}&per_page=250")
+    filtered: list[str] = []
+    for query in (
+        f"project={linkname}&state=accepted",
+        f"project={linkname}&archived=false&order=-date",
+        f"submitter={submitters[0]}",
+        f"submitter={submitters[1]}&order=name",
+        "state=new&state=under-review",
+        f"project={linkname}&order=-submitter",
+    ):
+        path = f"/api/1.4/patches/?{query}&per_page=30"
+        pages = last_page(base, path)
+        filtered += [f"{path}&page={n}" for n in range(1, pages + 1)]
+    return {
+        "pages30": [f"{lists}&per_page=30&page={n}" for n in range(1, pages30 + 1)],
+        "pages250": [f"{lists}&per_page=250&page={n}" for n in range(1, pages250 + 1)],
+        "details": [f"/api/1.4/patches/{i}/" for i in rng.sample(ids, min(5000, len(ids)))],
+        "filtered": filtered,
+        "deep": f"{lists}&per_page=30&page={max(1, pages30 - 1)}",
+    }
+
+
+def row(name: str, result: Result, baseline: Result | None = None, note: str = "") -> dict:
+    ratio = f"{100 * result.rate / baseline.rate:.0f} %" if baseline else ""
+    return {
+        "case": name,
+        "requests/s": round(result.rate),
+        "p50 ms": round(result.p50_ms, 2),
+        "p99 ms": round(result.p99_ms, 2),
+        "ratio": ratio,
+        "note": note,
+        "errors": result.errors,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--patches", type=int, default=10_000)
+    parser.add_argument("--mirror", help="an existing mirror to serve (else a synthetic one)")
+    parser.add_argument("--cache-dir", default="~/.cache/patchwork-gateway-bench")
+    parser.add_argument("--upstream", help="the Patchwork the mirror mirrors, to compare")
+    parser.add_argument("--scale", help="a large mirror: run scripts/scale_bench.py on it")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+    require_wrk()
+    mirror = mirror_for(args)
+    seconds, conns = args.seconds, args.connections
+    rows: list[dict] = []
+    print(f"machine: {machine()}")
+    print(f"mirror: {mirror} ({mirror.stat().st_size / 2**20:.0f} MiB)")
+
+    def run(server: Server, paths: list[str], **kw: object) -> Result:
+        """A short pass first (not counted): a fresh process's own caches
+        (parsed objects, encoded items, ordered ids) fill, as they do in
+        the first seconds of any long-running server."""
+        wrk(server.url, paths, seconds=2, connections=conns, **kw)  # type: ignore[arg-type]
+        return wrk(server.url, paths, seconds=seconds, connections=conns, **kw)  # type: ignore[arg-type]
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        with accepting_upstream() as upstream:
+            # 1. Cached: the response cache on, one deep page again and again.
+            with gateway(work, mirror, name="cached", upstream=upstream.url) as gw:
+                paths = paths_of(args, gw.url, mirror)
+                deep = paths["deep"]
+                status, headers, body = get(gw.url + deep)
+                assert status == 200, status
+                etag = headers["ETag"]
+                page = work / "page.json"
+                page.write_bytes(body)
+                cached = run(gw, [deep])
+                status, _, _ = get(gw.url + deep, {"If-None-Match": etag})
+                assert status == 304, status
+                not_modified = run(gw, [deep], headers={"If-None-Match": etag})
+                get(gw.url + deep, TOKEN)  # the token's check, once
+                cached_token = run(gw, [deep], headers=TOKEN)
+            with bare_server(page) as bare:
+                ceiling = run(bare, [deep])
+                empty = run(bare, ["/empty/"])
+            rows.append(row(f"bare aiohttp, same {len(body):,} bytes", ceiling))
+            rows.append(row("gateway, cached page", cached, ceiling))
+            rows.append(row("bare aiohttp, empty 304", empty))
+            rows.append(row("gateway, 304 Not Modified", not_modified, empty))
+            rows.append(row("gateway, cached page, with a token", cached_token, ceiling))
+
+            # 2. Uncached: the response cache off.
+            with gateway(work, mirror, name="uncached", cache_bytes=0, upstream=upstream.url) as gw:
+                pages = paths["pages30"]
+                one = run(gw, pages)
+                rows.append(
+                    row(
+                        "uncached, 30-patch pages",
+                        one,
+                        note=f"{len(pages)} pages of the largest project, random order",
+                    )
+                )
+                big = run(gw, paths["pages250"])
+                rows.append(
+                    row("uncached, 250-patch pages", big, note=f"{len(paths['pages250'])} pages")
+                )
+                details = run(gw, paths["details"])
+                rows.append(row("uncached, patch details", details, note="5,000 random ids"))
+                filtered = run(gw, paths["filtered"])
+                rows.append(
+                    row(
+                        "uncached, filtered lists",
+                        filtered,
+                        note=f"{len(paths['filtered'])} pages: state, submitter, order",
+                    )
+                )
+                get(gw.url + pages[0], TOKEN)
+                token = run(gw, pages, headers=TOKEN)
+                rows.append(row("uncached, 30-patch pages, with a token", token, one))
+            with gateway(
+                work, mirror, name="two", cache_bytes=0, workers=2, upstream=upstream.url
+            ) as gw:
+                two = run(gw, pages)
+                rows.append(row("uncached, 30-patch pages, 2 workers", two, one))
+
+        if args.upstream:
+            base = args.upstream.rstrip("/")
+            sample = random.Random(3).sample(pages, min(len(pages), 200))
+            real = wrk(base, sample, seconds=seconds, connections=2)
+            rows.append(row("upstream, 30-patch pages", real, note=base))
+            rows.append(row("gateway uncached / upstream", one, real))
+
+    print()
+    width = max(len(r["case"]) for r in rows)
+    print(f"{'case':<{width}}  {'req/s':>9}  {'p50 ms':>7}  {'p99 ms':>7}  {'ratio':>6}  note")
+    for r in rows:
+        errors = f" ({r['errors']} errors)" if r["errors"] else ""
+        print(
+            f"{r['case']:<{width}}  {r['requests/s']:>9,}  {r['p50 ms']:>7}  {r['p99 ms']:>7}"
+            f"  {r['ratio']:>6}  {r['note']}{errors}"
         )
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config), "--once"],
-            capture_output=True,
-            text=True,
+    print(
+        f"\nwrk: 1 thread, {conns} connections, {seconds:g} s a case after 2 s of warm-up;"
+        " uncached: the response cache off (cache_bytes = 0); ratios against the line"
+        " above them in the same run (cached: bare aiohttp with the same bytes; 304: a bare"
+        " empty 304; token and 2 workers: the uncached 30-patch pages)."
+    )
+    if args.json:
+        Path(args.json).write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2))
+    if args.scale:
+        print()
+        subprocess.run(
+            [sys.executable, str(ROOT / "scripts" / "scale_bench.py"), "--mirror", args.scale],
             check=True,
         )
-        seconds = time.monotonic() - started
-    finally:
-        stop(replay)
-    summary = [line for line in done.stderr.splitlines() if "sync complete" in line]
-    return seconds, summary[-1].split("sync complete: ")[-1] if summary else ""
-
-
-def start(args: list[str], port: int) -> subprocess.Popen:
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(proc.stderr.read().decode())
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{args} did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def gateway_config(directory: Path, port: int, cache_bytes: int) -> Path:
-    config = directory / f"gateway-{port}.toml"
-    config.write_text(
-        f'[storage]\npath = "{directory / "mirror.sqlite3"}"\n'
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\ncache_bytes = {cache_bytes}\n'
-        '[logging]\nlevel = "warning"\n'
-    )
-    return config
-
-
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0)
-    parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--upstream", help="a Patchwork instance to compare with")
-    parser.add_argument("--rounds", type=int, default=30, help="sequential upstream reads")
-    args = parser.parse_args()
-
-    tmp = Path(tempfile.mkdtemp(prefix="pw-bench-"))
-    serve = [sys.executable, "-m", "gateway.cli", "serve", "--config"]
-    procs = []
-    try:
-        gw_port = free_port()
-        procs.append(start([*serve, str(gateway_config(tmp, gw_port, 256 << 20))], gw_port))
-        gw = f"http://127.0.0.1:{gw_port}"
-        _, body_size = await latency(gw, [PAGE], 1)
-
-        bare_port = free_port()
-        procs.append(start([sys.executable, "-c", BARE, str(bare_port), str(body_size)], bare_port))
-        bare = f"http://127.0.0.1:{bare_port}"
-
-        # Every uncached target is a distinct URL: another page, another order.
-        uncached = [
-            f"/api/1.4/patches/?per_page=30&page={page}&order={order}"
-            for order in ("id", "-id", "date", "-date", "name")
-            for page in range(1, 26)
-        ]
-        n, s = args.connections, args.seconds
-        bare_rps = await load(bare, [PAGE], s, n)
-        bare_p50, _ = await latency(bare, [PAGE], 200)
-        cached_rps = await load(gw, [PAGE], s, n)
-        cached_p50, _ = await latency(gw, [PAGE], 200)
-        nocache_port = free_port()
-        procs.append(start([*serve, str(gateway_config(tmp, nocache_port, 0))], nocache_port))
-        nocache = f"http://127.0.0.1:{nocache_port}"
-        # First pass: nothing rendered yet.  Second pass: the same URLs,
-        # answers not cached but objects already rendered once.
-        cold_p50, _ = await latency(nocache, uncached, len(uncached))
-        warm_p50, _ = await latency(nocache, uncached, len(uncached))
-        uncached_rps = await load(nocache, uncached, s, n)
-
-        ms = 1e3
-        print(f"page: GET {PAGE} ({body_size} bytes)")
-        print(f"throughput over {n} keep-alive connections, {s:.0f}s each:")
-        print(f"  bare aiohttp, same body      {bare_rps:8.0f} req/s")
-        print(
-            f"  gateway, cached              {cached_rps:8.0f} req/s"
-            f"  = {cached_rps / bare_rps:.0%} of bare aiohttp"
-        )
-        print(f"  gateway, uncached            {uncached_rps:8.0f} req/s")
-        print("median latency of sequential requests on a keep-alive connection:")
-        print(f"  bare aiohttp                 {bare_p50 * ms:8.2f} ms")
-        print(f"  gateway, cached              {cached_p50 * ms:8.2f} ms")
-        print(f"  gateway, uncached, cold      {cold_p50 * ms:8.2f} ms  (nothing rendered before)")
-        print(f"  gateway, uncached, warm      {warm_p50 * ms:8.2f} ms  (objects rendered before)")
-        if args.upstream:
-            up_p50, _ = await latency(args.upstream, [PAGE], args.rounds)
-            print(f"  upstream {args.upstream:18s}  {up_p50 * ms:8.2f} ms")
-            print("ratios:")
-            print(f"  upstream / gateway cached         {up_p50 / cached_p50:6.0f}x")
-            print(f"  upstream / gateway uncached, cold {up_p50 / cold_p50:6.0f}x")
-            print(f"  upstream / gateway uncached, warm {up_p50 / warm_p50:6.0f}x")
-        else:
-            print("  upstream: not measured (pass --upstream URL of a Patchwork instance)")
-        seconds, summary = time_sync(tmp)
-        print("sync of the recorded crawl from a local replay, over HTTP:")
-        print(f"  {seconds:.1f} s for the command ({summary})")
-    finally:
-        for proc in procs:
-            stop(proc)
-        shutil.rmtree(tmp, ignore_errors=True)
+    failed = [r["case"] for r in rows if r["errors"]]
+    if failed:
+        print(f"errors in: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(main())
