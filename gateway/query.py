@@ -243,8 +243,10 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
         return
     elif isinstance(flt, TextFilter):
         if flt.iexact:
-            query.where.append(f"t.{flt.column} LIKE ? ESCAPE '\\'")
-            query.args.append(like_escape(value))
+            # Django's iexact is LIKE on SQLite (ASCII case folding), which
+            # is what NOCASE equality does, on an index.
+            query.where.append(f"t.{flt.column} = ? COLLATE NOCASE")
+            query.args.append(value)
         else:
             query.where.append(f"t.{flt.column} = ?")
             query.args.append(f"<{value}>" if flt.angle_brackets else value)
@@ -269,6 +271,39 @@ def _all_of(conditions: list[str]) -> str:
         return conditions[0]
     middle = len(conditions) // 2
     return f"({_all_of(conditions[:middle])} AND {_all_of(conditions[middle:])})"
+
+
+#: Terms this long can be looked up in a trigram index.
+_TRIGRAM = 3
+
+
+def _search(res: Resource, q: str, query: Query) -> None:
+    """``q``: every term in some search column (``icontains``).
+
+    Where the table has a trigram index, it first narrows each term of
+    three characters or more to the rows holding it (folding case more
+    widely than LIKE does: a superset); ``LIKE`` then decides, exactly, on
+    the index's copy of the column.
+    """
+    ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
+    conditions = []
+    for term in search_terms(q):
+        pattern = f"%{like_escape(term)}%"
+        if res.search_index and len(term) >= _TRIGRAM:
+            # LIKE on the index's own copy of the column: the rows it
+            # narrows to are never read for that.
+            (column,) = res.search
+            fts = f"{res.table}_search"
+            conditions.append(
+                f"t.id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ? "
+                f"AND {column} LIKE ? ESCAPE '\\')"
+            )
+            query.args.extend(('"' + term.replace('"', '""') + '"', pattern))
+        else:
+            conditions.append(ors)
+            query.args.extend(pattern for _ in res.search)
+    query.filtered.add("q")
+    query.where.append(_all_of(conditions))
 
 
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
@@ -412,11 +447,6 @@ async def build(
     if for_list:
         q = last_value(params, "q")
         if q and res.search:
-            ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
-            terms = search_terms(q)
-            query.filtered.add("q")
-            query.where.append(_all_of([ors] * len(terms)))
-            for term in terms:
-                query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
+            _search(res, q, query)
         query.terms = ordering_terms(res, params)
     return query

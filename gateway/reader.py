@@ -92,9 +92,9 @@ class Reader:
         # four times its JSON), encoded list items with their keys, counts
         # with their SQL and arguments.
         self._docs: LRUCache[Ref, tuple[Doc, int]] = LRUCache(
-            maxsize=cache_bytes // 2, getsizeof=lambda entry: entry[1]
+            maxsize=cache_bytes * 3 // 8, getsizeof=lambda entry: entry[1]
         )
-        # (Documents half, list items a quarter, ordered ids a quarter.)
+        # (Documents 3/8, list items a quarter, ordered ids 3/8.)
         self._items: FifoCache[tuple[Any, ...], bytes] = FifoCache(
             cache_bytes // 4 - COUNTS_BYTES - LOOKUPS_BYTES
         )
@@ -106,7 +106,7 @@ class Reader:
         )
         #: The ordered ids of lists paged deeply (see DEEP_OFFSET).
         self._orders: LRUCache[tuple[str, tuple[Any, ...]], tuple[array[int], int]] = LRUCache(
-            maxsize=cache_bytes // 4, getsizeof=lambda entry: entry[1]
+            maxsize=cache_bytes * 3 // 8, getsizeof=lambda entry: entry[1]
         )
         self._ordering: dict[tuple[str, tuple[Any, ...]], asyncio.Future[array[int] | None]] = {}
         #: One thread, with a connection of its own, reads ordered ids.
@@ -121,6 +121,8 @@ class Reader:
     async def open(self, refresh_interval: float = 1.0) -> None:
         for _ in range(self._size):
             conn = await schema.connect(self.path)
+            await conn.execute("PRAGMA mmap_size = 0")  # (see below)
+            await conn.execute("PRAGMA cache_size = -8192")
             await conn.set_progress_handler(self._deadline_handler(conn), 1000)
             self._all.append(conn)
             self._idle.put_nowait(conn)
@@ -130,10 +132,11 @@ class Reader:
         # The event loop must never wait on a lock for long.
         self._direct.execute("PRAGMA busy_timeout = 200")
         self._direct.execute("PRAGMA query_only = ON")
-        self._direct.execute("PRAGMA mmap_size = 268435456")
+        # No mmap: mapped pages of a file larger than memory would count in
+        # the server's resident memory; the OS page cache serves them alike.
+        self._direct.execute("PRAGMA cache_size = -16384")
         self._bulk = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._bulk.execute("PRAGMA query_only = ON")
-        self._bulk.execute("PRAGMA mmap_size = 268435456")
         self._data_version = self._read_data_version()
         self._watch = asyncio.create_task(self._watch_changes(refresh_interval))
 
@@ -279,7 +282,7 @@ class Reader:
             f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
             f"{query.where_sql()} ORDER BY {query.order_by}"
         )
-        if offset >= DEEP_OFFSET and count * 8 <= self._orders.maxsize // 4:
+        if offset >= DEEP_OFFSET and count * 4 <= self._orders.maxsize // 2:
             ids = await self._ordered_ids(sql, tuple(query.args))
             if ids is not None:
                 return ids[offset : offset + limit].tolist()
@@ -306,7 +309,8 @@ class Reader:
         try:
             ids = await loop.run_in_executor(self._bulk_thread, self._read_ids, sql, args)
             if generation == self.generation:
-                self._orders[key] = (ids, 8 * len(ids) + len(sql) + ENTRY_OVERHEAD)
+                cost = ids.itemsize * len(ids) + len(sql) + ENTRY_OVERHEAD
+                self._orders[key] = (ids, cost)
         except (sqlite3.Error, QueryTooSlow) as exc:
             log.warning("could not read the ordered ids of a list: %s", exc)
         finally:
@@ -315,13 +319,19 @@ class Reader:
         return ids
 
     def _read_ids(self, sql: str, args: tuple[Any, ...]) -> array[int]:
-        """(In the ids thread.)  Streamed into an array: 8 bytes an id."""
+        """(In the ids thread.)  Streamed into an array: 4 bytes an id (8 past
+        2**31), six million ids in the default budget."""
         conn = self._bulk
         assert conn is not None
         deadline = time.monotonic() + QUERY_SECONDS
         conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
         try:
-            return array("q", (row[0] for row in conn.execute(sql, args)))
+            ids = array("i")
+            for (obj_id,) in conn.execute(sql, args):
+                if ids.typecode == "i" and not -(2**31) <= obj_id < 2**31:
+                    ids = array("q", ids)
+                ids.append(obj_id)
+            return ids
         except sqlite3.OperationalError as exc:
             if time.monotonic() > deadline:
                 raise QueryTooSlow(sql.split(" WHERE")[0]) from exc
@@ -379,9 +389,8 @@ class Reader:
 
     def keep_item(self, key: tuple[Any, ...], item: bytes, generation: int) -> None:
         if generation == self.generation:
-            base, _ = key
-            cost = len(item) + sum(len(str(part)) for part in base) + ENTRY_OVERHEAD
-            self._items.put(key, item, cost)
+            # (The key's parts are shared by every item of a rendering.)
+            self._items.put(key, item, len(item) + ENTRY_OVERHEAD)
 
     def user_named(self, username: str) -> int | None:
         """The id of the user with this username, if the mirror has them."""

@@ -289,6 +289,9 @@ class Resource:
     #: Whether filters also apply to the detail view (as for checks).
     filters_on_detail: bool = False
     search: tuple[str, ...] = ()
+    #: A trigram index narrows searches of the (one) search column: for the
+    #: large tables, where ``LIKE '%term%'`` alone reads every row.
+    search_index: bool = False
     orderings: dict[str, Ordering] = field(default_factory=dict)
     default_order: str = "id"
     parent: Parent | None = None

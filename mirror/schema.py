@@ -20,7 +20,7 @@ import aiosqlite
 from mirror.resources import DEFAULT_STATES, RESOURCES
 
 #: Bump with a new entry in MIGRATIONS whenever the layout changes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 
 
 def _resource_tables() -> list[str]:
@@ -38,12 +38,50 @@ def _resource_tables() -> list[str]:
                     f"CREATE INDEX IF NOT EXISTS {res.table}_{col.name} ON {res.table} ({col.name})"
                 )
         for columns in res.indexes:
-            name = "_".join(c.replace(" DESC", "_desc") for c in columns)
+            name = "_".join(
+                c.replace(" DESC", "_desc").replace(" COLLATE NOCASE", "_nocase") for c in columns
+            )
             listed = ", ".join(columns)
             statements.append(
                 f"CREATE INDEX IF NOT EXISTS {res.table}_{name} ON {res.table} ({listed})"
             )
     return statements
+
+
+def _search_tables() -> list[tuple[str, str, str, list[str]]]:
+    """Per searched table: its trigram index, how to fill it, its triggers.
+
+    The index keeps its own copy of the searched column, so that the
+    triggers need no old values: the store's ``INSERT OR REPLACE`` fires
+    only the insert trigger, which replaces the row's entry.
+    """
+    found = []
+    for res in RESOURCES.values():
+        if not res.search_index:
+            continue
+        (column,) = res.search
+        table, fts = res.table, f"{res.table}_search"
+        replace = (
+            f"DELETE FROM {fts} WHERE rowid = new.id; "
+            f"INSERT INTO {fts} (rowid, {column}) VALUES (new.id, new.{column});"
+        )
+        found.append(
+            (
+                fts,
+                f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} "
+                f"USING fts5({column}, tokenize='trigram')",
+                f"INSERT INTO {fts} (rowid, {column}) SELECT id, {column} FROM {table}",
+                [
+                    f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON {table} "
+                    f"BEGIN {replace} END",
+                    f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {column} "
+                    f"ON {table} BEGIN {replace} END",
+                    f"CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON {table} "
+                    f"BEGIN DELETE FROM {fts} WHERE rowid = old.id; END",
+                ],
+            )
+        )
+    return found
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -81,7 +119,12 @@ def _v2(conn: sqlite3.Connection) -> None:
         if column not in have:
             conn.execute(f"ALTER TABLE events ADD COLUMN {column} INTEGER")
             conn.execute(f"UPDATE events SET {column} = json_extract(doc, '$.{key}')")
-    for statement in _resource_tables():  # the new indexes
+    _add_indexes(conn)
+
+
+def _add_indexes(conn: sqlite3.Connection) -> None:
+    """Create the indexes the descriptions name that the file lacks."""
+    for statement in _resource_tables():
         if statement.startswith("CREATE INDEX"):
             conn.execute(statement)
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
@@ -97,8 +140,25 @@ def _v3(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
 
 
+def _v4(conn: sqlite3.Connection) -> None:
+    """Indexes for speed at scale: filtered counts and orderings within a
+    project, case-insensitive hash look-ups, events by project and category."""
+    _add_indexes(conn)
+
+
+def _v5(conn: sqlite3.Connection) -> None:
+    """Trigram indexes for searches (``q``) of patches, covers and series."""
+    for fts, create, fill, triggers in _search_tables():
+        conn.execute(create)
+        conn.execute(f"DELETE FROM {fts}")  # (filled anew)
+        conn.execute(fill)
+        for trigger in triggers:
+            conn.execute(trigger)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -122,7 +182,7 @@ def layout() -> str:
         (res.name, res.fields, res.detail_fields, res.embedded, res.detail_keys)
         for res in RESOURCES.values()
     ]
-    text = repr((_resource_tables(), described))
+    text = repr((_resource_tables(), _search_tables(), described))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
