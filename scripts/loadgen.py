@@ -105,12 +105,7 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
         self.log.close()
 
     def peak_rss(self) -> int:
@@ -125,6 +120,16 @@ class Server:
             match = re.search(r"VmHWM:\s+(\d+) kB", status)
             total += int(match.group(1)) * 1024 if match else 0
         return total
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop a server as Ctrl-C does (its graceful shutdown), else kill it."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _children(pid: int) -> list[int]:
