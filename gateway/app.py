@@ -1,11 +1,15 @@
 """The aiohttp application: dispatch, caching, and what goes upstream.
 
-Anonymous GET and HEAD requests for the API are answered from the mirror
-(and cached until the mirror changes).  Requests carrying credentials and
-writes belong upstream until the gateway knows identities: they are
-forwarded with the caller's own credentials.  Site pages and downloads
-are redirected to the upstream, except the legacy by-id redirects, which
-the mirror answers.
+GET and HEAD requests for the API are answered from the mirror (and
+cached until the mirror changes), for callers with credentials once
+upstream has accepted them (gateway.identity); what only upstream can
+answer for a caller, and every write, is forwarded with the caller's own
+credentials, and a write's effects are read back (gateway.readback).
+Every answer leaves through gateway.delivery (validators, caching
+headers, compression).  Downloads (mboxes, raw diffs, see
+gateway.downloads) and the legacy by-id redirects are answered from the
+mirror; site pages, and what the mirror cannot build, are redirected to
+the upstream.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from gateway import api, limits, readback
 from gateway.cache import Key, ResponseCache
 from gateway.config import Config
 from gateway.delivery import Delivery, Prepared
+from gateway.downloads import Downloads
 from gateway.identity import ANONYMOUS, THROTTLED, UNKNOWN, Caller, Identities, credentials
 from gateway.negotiation import Choice, negotiate
 from gateway.proxy import Proxy
@@ -78,6 +83,7 @@ class GatewayState:
             else "mirror"
         )
         self.delivery = Delivery(config.server.cache_max_age, mode_header)
+        self.downloads = Downloads(reader)
         self.origins: dict[tuple[str, str], str | None] = {}
         self.choices: dict[tuple[str | None, str | None], Choice] = {}
         reader.on_change(self._changed)
@@ -350,7 +356,7 @@ async def _not_api(
     path = request.path
     site = resolve_site(path)
     if site is not None and site.kind != "forward":
-        return await _site(request, site, state)
+        return await _site(request, site, state, origin)
     forwarded = site is not None or (path.startswith("/api/") and (signed or not read))
     if not forwarded:
         raw_query = request.rel_url.raw_query_string
@@ -378,11 +384,31 @@ def _public(route: ApiRoute) -> bool:
     return res is None or not (res.requires_auth or res.public_column)
 
 
-async def _site(request: web.Request, site: SiteRoute, state: GatewayState) -> web.Response:
+async def _site(
+    request: web.Request, site: SiteRoute, state: GatewayState, origin: str
+) -> web.Response:
     if site.kind == "redirect-by-id":
         location = await _location_by_id(site, state.reader)
         answer = redirect(302, location) if location else state.not_found.answer(request.path)
         return _respond(request, answer, state, "mirror")
+    if site.kind == "download" and request.method in READ_METHODS:
+        series = request.query.getall("series", [""])[-1] if site.suffix == "mbox" else None
+        generation = state.reader.generation
+        try:
+            built = state.downloads.answer(site, series)
+        except sqlite3.Error as exc:
+            log.warning("%s: the mirror cannot answer: %s", request.path, exc)
+            built = None
+        if built is not None:
+            if built.status == 404:
+                built = state.not_found.answer(request.path)
+            # The same for every caller: kept like an anonymous API answer.
+            private = _signed(request)
+            prepared = state.delivery.prepare(built, "mirror", private)
+            key = (origin, request.rel_url.raw_path_qs)
+            if generation == state.reader.generation:
+                state.cache.put(key, prepared)
+            return _deliver(request, prepared, state, private, key)
     # A page or download only the upstream serves (for now).
     if not state.upstream:
         answer = Answer(

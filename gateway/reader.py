@@ -392,6 +392,10 @@ class Reader:
             # (The key's parts are shared by every item of a rendering.)
             self._items.put(key, item, len(item) + ENTRY_OVERHEAD)
 
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """An indexed look-up of a few rows (downloads, redirects)."""
+        return self._lookup(sql, args)
+
     def user_named(self, username: str) -> int | None:
         """The id of the user with this username, if the mirror has them."""
         rows = self._lookup("SELECT id FROM users WHERE username = ?", (username,))

@@ -75,7 +75,8 @@ def resolve_api(path: str) -> ApiRoute | None:
 
 @dataclass(frozen=True)
 class SiteRoute:
-    #: "redirect-by-id" routes are answered from the mirror; "upstream"
+    #: "redirect-by-id" and "download" routes are answered from the
+    #: mirror (see gateway.downloads); "upstream"
     #: routes are pages and downloads only the upstream serves for now
     #: (redirected there); "forward" routes are forwarded as they are
     #: (XML-RPC: Python's xmlrpc.client follows no redirect).
@@ -83,6 +84,9 @@ class SiteRoute:
     resource: str | None = None
     obj_id: int | None = None
     suffix: str | None = None  # "web", "mbox" or "raw"
+    #: Downloads by project and message id (kind "download").
+    project: str | None = None
+    msgid: str | None = None
 
 
 _SITE_BY_ID = [
@@ -93,6 +97,14 @@ _SITE_BY_ID = [
     (re.compile(r"^/cover/([0-9]+)/mbox/$"), "covers", "mbox"),
     (re.compile(r"^/comment/([0-9]+)/$"), "comments", "web"),
 ]
+
+#: Downloads built from the mirror (Patchwork's ``<str:msgid>`` for patches,
+#: ``<path:msgid>`` for covers).
+_DOWNLOADS = [
+    (re.compile(r"^/project/([^/]+)/patch/([^/]+)/(mbox|raw)/$"), "patches"),
+    (re.compile(r"^/project/([^/]+)/cover/(.+)/(mbox)/$", re.S), "covers"),
+]
+_SERIES_MBOX = re.compile(r"^/series/([0-9]+)/mbox/$")
 
 _SITE_UPSTREAM = re.compile(
     r"^/(?:"
@@ -118,6 +130,13 @@ def resolve_site(path: str) -> SiteRoute | None:
         m = pattern.match(path)
         if m:
             return SiteRoute("redirect-by-id", resource, int(m.group(1)), suffix)
+    for pattern, resource in _DOWNLOADS:
+        m = pattern.match(path)
+        if m:
+            return SiteRoute("download", resource, None, m.group(3), m.group(1), m.group(2))
+    m = _SERIES_MBOX.match(path)
+    if m:
+        return SiteRoute("download", "series", int(m.group(1)), "mbox")
     if _SITE_UPSTREAM.match(path):
         return SiteRoute("upstream")
     return None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import lzma
 import os
 import shutil
 import subprocess
@@ -10,19 +12,27 @@ from pathlib import Path
 
 import pytest
 
+from tests.support import CRAWL, GatewayProcess, copy_mirror, free_port, write_config
+
 BIN = Path(sys.executable).parent
 
 
-def _run(args: list[str], cwd: Path, **env: str) -> str:
-    result = subprocess.run(
-        args,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "GIT_PAGER": "cat", "PAGER": "cat", **env},
-        check=False,
-    )
+def _run(args: list[str], cwd: Path, stdin_path: str | None = None, **env: str) -> str:
+    stdin = open(stdin_path) if stdin_path else None  # noqa: SIM115 (closed below)
+    try:
+        result = subprocess.run(
+            args,
+            cwd=cwd,
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "GIT_PAGER": "cat", "PAGER": "cat", **env},
+            check=False,
+        )
+    finally:
+        if stdin is not None:
+            stdin.close()
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -59,7 +69,7 @@ def test_git_pw_lists_and_shows_patches(repo):
     assert "accepted" in shown
 
 
-def test_git_pw_downloads_a_patch_through_the_redirect(repo):
+def test_git_pw_downloads_a_patch(repo):
     mbox = _run([str(BIN / "git-pw"), "patch", "download", "7", "-"], repo)
     assert "Subject: [PATCH 4/12] newforms is just 'forms' now." in mbox
 
@@ -87,3 +97,43 @@ def test_pwclient_lists_infos_and_checks(tmp_path, deployment):
     assert "checkpatch" in checks
     events = _run([pwclient, "event-list", "-c", "series-completed"], tmp_path, PWCLIENTRC=str(rc))
     assert "series-completed" in events
+
+
+@pytest.fixture
+def offline_gateway(deployment, tmp_path):
+    """A gateway on a copy of the mirror whose upstream is gone."""
+    port = free_port()
+    mirror = copy_mirror(deployment.storage, tmp_path / "offline.sqlite3")
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "offline.toml", dead, mirror, port)
+    with GatewayProcess(config, port) as gateway:
+        yield gateway
+
+
+def test_git_pw_downloads_patches_and_series_with_upstream_gone(tmp_path, offline_gateway):
+    """What ``git-pw patch apply`` and ``series apply`` feed ``git am``:
+    upstream's bytes, from the mirror, and git reads them as mail."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    recorded = {r["path"]: r["body"] for r in _recorded_mboxes()}
+    work = tmp_path / "work"
+    work.mkdir()
+    _run(["git", "init", "-q"], work)
+    _run(["git", "config", "pw.server", f"{offline_gateway.url}/api/1.4"], work)
+    _run(["git", "config", "pw.project", "patchwork"], work)
+    _run([str(BIN / "git-pw"), "patch", "download", "7", "patch.mbox"], work)
+    patch = (work / "patch.mbox").read_text()
+    assert patch in recorded.values()
+    _run([str(BIN / "git-pw"), "series", "download", "2", "series.mbox"], work)
+    assert (work / "series.mbox").read_text() == recorded["/series/2/mbox/"]
+    (work / "split").mkdir()
+    count = _run(["git", "mailsplit", "-osplit", "series.mbox"], work).strip()
+    assert int(count) >= 2
+    info = _run(["git", "mailinfo", "msg", "diff"], work, stdin_path=str(work / "split" / "0001"))
+    assert "Author: " in info and "Subject: " in info
+    assert (work / "diff").read_text().startswith(("diff", "---", "Index"))
+
+
+def _recorded_mboxes() -> list[dict]:
+    with lzma.open(CRAWL, "rt") as lines:
+        return [json.loads(line) for line in lines if '"crawl.mbox.' in line]

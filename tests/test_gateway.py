@@ -84,11 +84,11 @@ async def test_head_has_the_headers_and_no_body(gateway):
         assert head.headers[name] == get.headers[name]
 
 
-async def test_downloads_redirect_to_the_same_path_upstream(gateway):
-    path = "/project/patchwork/patch/1219282687.502373-patch1@ozlabs.org/mbox/?series=*"
-    resp = await gateway.get(path, allow_redirects=False)
-    assert resp.status == 302
-    assert resp.headers["Location"] == gateway.upstream + path
+async def test_what_the_mirror_cannot_build_redirects_to_the_same_path_upstream(gateway):
+    for path in ("/bundle/stephen/patchwork-stephen-0/mbox/", "/project/patchwork/list/?q=x"):
+        resp = await gateway.get(path, allow_redirects=False)
+        assert resp.status == 302
+        assert resp.headers["Location"] == gateway.upstream + path
 
 
 async def test_legacy_ids_redirect_from_the_mirror(gateway):

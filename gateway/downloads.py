@@ -1,0 +1,283 @@
+"""Downloads from the mirror: patch and cover mboxes, raw diffs, series mboxes.
+
+Built as Patchwork 3.x builds them (``patchwork/views/utils.py``): the
+message body split at its first ``---`` line, the reviewers' tags of every
+comment inserted before it, the diff appended, then Patchwork's own
+headers, the original headers (the list address in ``From`` replaced by
+the submitter's, as Patchwork does against DMARC munging), and Python's
+``email`` package writing it all, so that the bytes are upstream's.
+
+``None`` means the mirror lacks something the download needs (a detail not
+fetched, an unknown submitter): the caller then sends the client upstream.
+Bundle mboxes are not built here: they list patches in the bundle's own
+order, which the API does not show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import re
+from email.encoders import encode_7or8bit
+from email.header import Header
+from email.mime.nonmultipart import MIMENonMultipart
+from typing import Any
+
+from gateway.query import Query
+from gateway.reader import Reader
+from gateway.render import Doc
+from gateway.responses import Answer
+from gateway.routing import SiteRoute
+
+#: Reviewers' tags a comment adds to the mbox, as Patchwork's models list them.
+_TAG_LINE = re.compile(r"^(Tested|Reviewed|Acked|Signed-off|Nacked|Reported)-by:.*$", re.M | re.I)
+#: Where a message's postscript (diffstat, changelog) starts.
+_POSTSCRIPT = re.compile(r"^-{2,3} ?$", re.M)
+_UNSAFE_IN_FILENAME = re.compile(r"[^-_A-Za-z0-9\.]+")
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+class _Mbox(MIMENonMultipart):
+    """A text/plain UTF-8 message, its transfer encoding chosen as upstream's."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__("text", "plain", charset="utf-8")
+        self.set_payload(text.encode("utf-8"))
+        encode_7or8bit(self)
+
+
+def filename(name: str) -> str:
+    """A name made safe for ``Content-Disposition``, as Patchwork makes it."""
+    return _UNSAFE_IN_FILENAME.sub("-", name).strip("-")
+
+
+def _address(from_header: str) -> str:
+    """The address of a ``From`` value, in the forms Patchwork's parser reads."""
+    angle = re.match(r'"?.*?"?\s*<([^>]+)>', from_header)
+    if angle:
+        return angle.group(1)
+    spelled = re.match(r"(.*?)\sat\s(.*?)\s*\([^)]+\)", from_header)
+    if spelled:
+        return f"{spelled.group(1)}@{spelled.group(2)}"
+    commented = re.match(r'"?(.*?)"?\s*\([^)]+\)', from_header)
+    if commented:
+        return commented.group(1)
+    return from_header
+
+
+def _message(
+    sub: Doc,
+    comments: list[Doc],
+    submitter: Doc,
+    delegate_email: str | None,
+    list_email: str | None,
+    is_patch: bool,
+) -> str:
+    body = sub["content"].strip() + "\n" if sub.get("content") else ""
+    parts = _POSTSCRIPT.split(body, 1)
+    postscript = ""
+    if len(parts) == 2:
+        body = parts[0].strip() + "\n"
+        postscript = parts[1].rstrip()
+    for comment in comments:
+        body += "".join(m.group(0) + "\n" for m in _TAG_LINE.finditer(comment.get("content") or ""))
+    if postscript:
+        body += "---" + postscript + "\n"
+    if is_patch and sub.get("diff"):
+        body += "\n" + sub["diff"]
+
+    date = dt.datetime.fromisoformat(sub["date"])
+    mail = _Mbox(body)
+    shown = str(Header(submitter.get("name") or "", "utf-8"))
+    mail["X-Patchwork-Submitter"] = email.utils.formataddr((shown, submitter["email"]))
+    mail["X-Patchwork-Id"] = str(sub["id"])
+    if delegate_email is not None:
+        mail["X-Patchwork-Delegate"] = delegate_email
+    mail.set_unixfrom("From patchwork " + date.ctime())
+    for key, value in (sub.get("headers") or {}).items():
+        if key in ("Content-Type", "Content-Transfer-Encoding"):
+            continue
+        for one in value if isinstance(value, list) else [value]:
+            if key == "From" and _address(one) == list_email:
+                mail["X-Patchwork-Original-From"] = one
+                one = mail["X-Patchwork-Submitter"]
+            mail[key] = one
+    if "Date" not in mail:
+        delta = date - _EPOCH
+        mail["Date"] = email.utils.formatdate(delta.seconds + delta.days * 86400)
+    return mail.as_bytes(True).decode()
+
+
+class Downloads:
+    """Builds downloads from what the reader holds."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+
+    def answer(self, site: SiteRoute, series_param: str | None) -> Answer | None:
+        """The download ``site`` names, ``None`` if the mirror cannot build it,
+        or a 404 answer (``Answer(404)`` with an empty body: the caller
+        renders its 404 page)."""
+        if site.resource == "series":
+            return self._series(site.obj_id)
+        project = self._project(site.project or "")
+        if project is None:
+            return Answer(404)
+        if site.resource == "covers":
+            return self._cover(project, site.msgid or "")
+        return self._patch(project, site.msgid or "", site.suffix == "raw", series_param)
+
+    # -- look-ups ---------------------------------------------------------
+
+    def _project(self, linkname: str) -> Doc | None:
+        rows = self.reader.rows("SELECT id FROM projects WHERE linkname = ?", (linkname,))
+        if not rows:
+            return None
+        return self.reader.docs([("projects", rows[0][0])]).get(("projects", rows[0][0]))
+
+    def _full(self, table: str, where: str, args: tuple[Any, ...]) -> Doc | None:
+        rows = self.reader.rows(f"SELECT id FROM {table} WHERE {where}", args)
+        if not rows:
+            return None
+        return self.reader.one(table, Query(where=["t.id = ?"], args=[rows[0][0]]))
+
+    def _comments(self, table: str, column: str, parent: int) -> list[Doc]:
+        rows = self.reader.rows(
+            f"SELECT id FROM {table} WHERE {column} = ? ORDER BY date, id", (parent,)
+        )
+        refs = [(table, row[0]) for row in rows]
+        found = self.reader.docs(refs)
+        return [found[ref] for ref in refs if ref in found]
+
+    def _mbox_of(self, sub: Doc, project: Doc, is_patch: bool) -> str | None:
+        if "content" not in sub or "headers" not in sub or (is_patch and "diff" not in sub):
+            return None  # the detail was never fetched
+        people = self.reader.docs([("people", sub["submitter"])])
+        submitter = people.get(("people", sub["submitter"]))
+        if submitter is None or not submitter.get("email"):
+            return None
+        delegate_email = None
+        if is_patch and sub.get("delegate") is not None:
+            users = self.reader.docs([("users", sub["delegate"])])
+            delegate = users.get(("users", sub["delegate"]))
+            if delegate is None or "email" not in delegate:
+                return None
+            delegate_email = str(delegate["email"])
+        if is_patch:
+            comments = self._comments("patch_comments", "patch_id", sub["id"])
+        else:
+            comments = self._comments("cover_comments", "cover_id", sub["id"])
+        list_email = project.get("list_email")
+        return _message(sub, comments, submitter, delegate_email, list_email, is_patch)
+
+    # -- downloads --------------------------------------------------------
+
+    def _patch(
+        self, project: Doc, msgid: str, raw: bool, series_param: str | None
+    ) -> Answer | None:
+        stored = "<" + msgid.replace("%2F", "/") + ">"
+        patch = self._full("patches", "project_id = ? AND msgid = ?", (project["id"], stored))
+        if patch is None:
+            return Answer(404)
+        name = filename(patch.get("name") or "")
+        if raw:
+            if "diff" not in patch:
+                return None
+            diff = patch["diff"]
+            body = b"None" if diff is None else diff.encode()  # (as Django writes None)
+            return Answer(
+                200,
+                body,
+                (
+                    ("Content-Type", "text/x-patch"),
+                    ("Content-Disposition", f"attachment; filename={name}.diff"),
+                ),
+            )
+        patches = [patch]
+        if series_param:
+            chain = self._dependencies(patch, series_param)
+            if chain is None or isinstance(chain, Answer):
+                return chain
+            patches = chain
+        texts = []
+        for each in patches:
+            text = self._mbox_of(each, project, True)
+            if text is None:
+                return None
+            texts.append(text)
+        return Answer(
+            200,
+            "\n".join(texts).encode(),
+            (
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Disposition", f"attachment; filename={name}.patch"),
+            ),
+        )
+
+    def _dependencies(self, patch: Doc, series_param: str) -> list[Doc] | Answer | None:
+        """The patch after those before it in its series (``?series=``)."""
+        series_ids = patch.get("series") or []
+        if series_param != "*":
+            try:
+                wanted = int(series_param)
+            except ValueError:
+                return Answer(404)
+            if not series_ids or series_ids[0] != wanted:
+                return Answer(404)
+        elif not series_ids:
+            return Answer(404)
+        series = self.reader.docs([("series", series_ids[0])]).get(("series", series_ids[0]))
+        if series is None:
+            return None
+        members = list(series.get("patches") or [])
+        if patch["id"] not in members:
+            return None
+        before = members[: members.index(patch["id"])]
+        found = [self._full("patches", "id = ?", (obj_id,)) for obj_id in before]
+        if any(doc is None for doc in found):
+            return None
+        return [doc for doc in found if doc is not None] + [patch]
+
+    def _cover(self, project: Doc, msgid: str) -> Answer | None:
+        cover = self._full("covers", "project_id = ? AND msgid = ?", (project["id"], f"<{msgid}>"))
+        if cover is None:
+            return Answer(404)
+        text = self._mbox_of(cover, project, False)
+        if text is None:
+            return None
+        name = filename(cover.get("name") or "")
+        return Answer(
+            200,
+            text.encode(),
+            (
+                ("Content-Type", "text/plain"),
+                ("Content-Disposition", f"attachment; filename={name}.mbox"),
+            ),
+        )
+
+    def _series(self, series_id: int | None) -> Answer | None:
+        docs = self.reader.docs([("series", series_id or 0)])
+        series = docs.get(("series", series_id or 0))
+        if series is None:
+            return Answer(404)
+        texts = []
+        for obj_id in series.get("patches") or []:
+            patch = self._full("patches", "id = ?", (obj_id,))
+            if patch is None:
+                return None
+            project = self.reader.docs([("projects", patch["project"])]).get(
+                ("projects", patch["project"])
+            )
+            text = self._mbox_of(patch, project or {}, True)
+            if text is None or project is None:
+                return None
+            texts.append(text)
+        title = series.get("name") or f"Untitled series #{series['id']}"
+        return Answer(
+            200,
+            "\n".join(texts).encode(),
+            (
+                ("Content-Type", "text/plain"),
+                ("Content-Disposition", f"attachment; filename={filename(title)}.patch"),
+            ),
+        )

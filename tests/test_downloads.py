@@ -1,0 +1,90 @@
+"""Downloads built from the mirror are upstream's bytes: every patch, cover
+and series mbox recorded in the crawl, with its headers, upstream down."""
+
+from __future__ import annotations
+
+import json
+import lzma
+
+import pytest
+
+from tests.support import CRAWL
+
+
+def _recorded() -> list[dict]:
+    with lzma.open(CRAWL, "rt") as lines:
+        return [
+            json.loads(line)
+            for line in lines
+            if '"crawl.mbox.' in line or '"crawl.detail.patches"' in line
+        ]
+
+
+RECORDED = _recorded()
+MBOXES = [
+    r
+    for r in RECORDED
+    if r["family"] in ("crawl.mbox.patch", "crawl.mbox.cover", "crawl.mbox.series")
+]
+PATCHES = [r["body"] for r in RECORDED if r["family"] == "crawl.detail.patches"]
+
+
+async def test_every_recorded_mbox_is_built_byte_for_byte(gateway):
+    assert len(MBOXES) > 1000
+    for record in MBOXES:
+        reply = await gateway.get(record["path"])
+        assert reply.status == 200, record["path"]
+        assert reply.headers["X-Patchwork-Gateway"] == "mirror", "not from upstream"
+        assert await reply.text() == record["body"], record["path"]
+        for name in ("Content-Type", "Content-Disposition"):
+            assert reply.headers[name] == record["headers"][name], (record["path"], name)
+
+
+async def test_raw_diffs_and_series_dependencies(gateway):
+    patch = next(p for p in PATCHES if p["series"] and p["diff"])
+    path = patch["mbox"].split("UPSTREAM", 1)[1]
+    raw = await gateway.get(path.removesuffix("mbox/") + "raw/")
+    assert raw.status == 200
+    assert await raw.text() == patch["diff"]
+    assert raw.headers["Content-Type"] == "text/x-patch"
+    assert raw.headers["Content-Disposition"].endswith(".diff")
+
+    series = patch["series"][0]
+    whole = next(r for r in MBOXES if r["path"] == f"/series/{series['id']}/mbox/")["body"]
+    alone = await (await gateway.get(path)).text()
+    with_deps = await (await gateway.get(path + "?series=*")).text()
+    assert with_deps.endswith(alone)
+    assert whole.startswith(with_deps.removesuffix(alone)), "the patches before it, in order"
+    same = await (await gateway.get(path + f"?series={series['id']}")).text()
+    assert same == with_deps
+    for wrong in ("999999", "abc"):
+        refused = await gateway.get(path + f"?series={wrong}")
+        assert refused.status == 404
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/project/nosuch/patch/x@y/mbox/",
+        "/project/patchwork/patch/not-a-msgid@nowhere/mbox/",
+        "/project/patchwork/patch/not-a-msgid@nowhere/raw/",
+        "/project/patchwork/cover/not-a-msgid@nowhere/mbox/",
+        "/series/999999/mbox/",
+        "/series/99999999999999999999999/mbox/",
+    ],
+)
+async def test_unknown_downloads_are_404_pages(gateway, path):
+    reply = await gateway.get(path)
+    assert reply.status == 404
+    assert reply.headers["Content-Type"].startswith("text/html")
+
+
+async def test_downloads_revalidate_like_api_answers(gateway):
+    path = MBOXES[0]["path"]
+    first = await gateway.get(path)
+    etag = first.headers["ETag"]
+    assert first.headers["Cache-Control"].startswith("public")
+    again = await gateway.get(path, headers={"If-None-Match": etag})
+    assert again.status == 304
+    packed = await gateway.get(path, headers={"Accept-Encoding": "gzip"})
+    assert await packed.text() == MBOXES[0]["body"]
