@@ -21,7 +21,7 @@ import sqlite3
 import orjson
 from aiohttp import web
 
-from gateway import api, limits, readback
+from gateway import api, browsable, limits, openapi, readback
 from gateway.cache import Key, ResponseCache
 from gateway.config import Config
 from gateway.delivery import Delivery, Prepared
@@ -231,9 +231,9 @@ async def handle(request: web.Request) -> web.Response:
         return _respond(request, Answer(answer.status, answer.body, allowed), state, "upstream")
     if caller is THROTTLED:
         return _respond(request, _retry_later(_THROTTLED), state, "mirror")
-    if choice is not Choice.JSON or caller is UNKNOWN or _needs_upstream(route, caller):
+    if caller is UNKNOWN or _needs_upstream(route, caller):
         return await _upstream(request, route, state, origin, read)
-    return await _mirror(request, route, state, origin, caller)
+    return await _mirror(request, route, state, origin, caller, page=choice is Choice.HTML)
 
 
 _THROTTLED = "Too many new credentials to check at once; retry in a few seconds."
@@ -268,20 +268,28 @@ def _needs_upstream(route: ApiRoute, caller: Caller) -> bool:
 
 
 async def _mirror(
-    request: web.Request, route: ApiRoute, state: GatewayState, origin: str, caller: Caller
+    request: web.Request,
+    route: ApiRoute,
+    state: GatewayState,
+    origin: str,
+    caller: Caller,
+    page: bool = False,
 ) -> web.Response:
     """Answer from the mirror, through the cache of answers.
 
     An answer for an authenticated caller is the anonymous one, except
     for people and users, which only authenticated callers see: those
     are kept apart (and alike for every authenticated caller).
+    ``page``: the browsable API's page of the answer (gateway.browsable).
     """
     res = route.resource
     key: Key = (origin, request.rel_url.raw_path_qs)
     private = _signed(request)
-    if caller.authenticated:
-        if res is not None and res.requires_auth:
-            key = (origin, request.rel_url.raw_path_qs + "\x00authenticated")
+    if caller.authenticated and res is not None and res.requires_auth:
+        key = (origin, request.rel_url.raw_path_qs + "\x00authenticated")
+    if page:
+        key = (origin, key[1] + "\x00page")
+    if caller.authenticated or page:
         cached = state.cache.get(key)
         if cached is not None:
             return _deliver(request, cached, state, private, key)
@@ -300,6 +308,9 @@ async def _mirror(
         # and one log line.
         log.warning("%s %s: the mirror cannot answer: %s", request.method, path, exc)
         answer = _retry_later("The mirror cannot answer right now; retry in a few seconds.")
+    if page:
+        title = "Api Root" if res is None else f"{res.model} {route.kind.title()}"
+        answer = browsable.page(answer, request.method, request.rel_url.raw_path_qs, title)
     prepared = state.delivery.prepare(answer, "mirror", private)
     if answer.status < 500 and generation == state.reader.generation:
         # (Not a failure, which may pass; nor if the mirror changed
@@ -472,5 +483,9 @@ def create_app(
     mode = "demo" if demo else "mirror"
     app.router.add_get("/_gateway/status", status_handler(state.sync, state.upstream, mode))
     app.router.add_post("/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
+    # The API's description (Patchwork 4.0 serves one at /api/docs too).
+    app.router.add_get("/api/docs", openapi.page_handler)
+    app.router.add_get("/api/docs/", openapi.page_handler)
+    app.router.add_get("/api/docs/openapi.json", openapi.json_handler)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
