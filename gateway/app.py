@@ -28,6 +28,7 @@ from gateway.delivery import Delivery, Prepared
 from gateway.downloads import Downloads
 from gateway.identity import ANONYMOUS, THROTTLED, UNKNOWN, Caller, Identities, credentials
 from gateway.negotiation import Choice, negotiate
+from gateway.pages import Pages
 from gateway.proxy import Proxy
 from gateway.reader import QueryTooSlow, Reader, ReaderBusy
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
@@ -84,6 +85,7 @@ class GatewayState:
         )
         self.delivery = Delivery(config.server.cache_max_age, mode_header)
         self.downloads = Downloads(reader)
+        self.pages = Pages(reader)
         self.origins: dict[tuple[str, str], str | None] = {}
         self.choices: dict[tuple[str | None, str | None], Choice] = {}
         reader.on_change(self._changed)
@@ -402,11 +404,10 @@ async def _site(
         location = await _location_by_id(site, state.reader)
         answer = redirect(302, location) if location else state.not_found.answer(request.path)
         return _respond(request, answer, state, "mirror")
-    if site.kind == "download" and request.method in READ_METHODS:
-        series = request.query.getall("series", [""])[-1] if site.suffix == "mbox" else None
+    if site.kind in ("download", "page") and request.method in READ_METHODS:
         generation = state.reader.generation
         try:
-            built = state.downloads.answer(site, series)
+            built = await _build(request, site, state, origin)
         except sqlite3.Error as exc:
             log.warning("%s: the mirror cannot answer: %s", request.path, exc)
             built = None
@@ -431,6 +432,18 @@ async def _site(
     target = state.upstream + request.rel_url.raw_path_qs
     status = 302 if request.method in READ_METHODS else 307
     return _respond(request, redirect(status, target), state, "mirror")
+
+
+async def _build(
+    request: web.Request, site: SiteRoute, state: GatewayState, origin: str
+) -> Answer | None:
+    """A download or page from the mirror (``None``: it lacks what is needed)."""
+    if site.kind == "download":
+        series = request.query.getall("series", [""])[-1] if site.suffix == "mbox" else None
+        return state.downloads.answer(site, series)
+    if site.resource == "list":
+        return await state.pages.patch_list(site.project or "", request.query, origin)
+    return state.pages.submission(site.project or "", site.msgid or "", site.resource == "patches")
 
 
 async def _location_by_id(site: SiteRoute, reader: Reader) -> str | None:

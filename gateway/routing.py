@@ -75,8 +75,8 @@ def resolve_api(path: str) -> ApiRoute | None:
 
 @dataclass(frozen=True)
 class SiteRoute:
-    #: "redirect-by-id" and "download" routes are answered from the
-    #: mirror (see gateway.downloads); "upstream"
+    #: "redirect-by-id", "download" and "page" routes are answered from
+    #: the mirror (see gateway.downloads, gateway.pages); "upstream"
     #: routes are pages and downloads only the upstream serves for now
     #: (redirected there); "forward" routes are forwarded as they are
     #: (XML-RPC: Python's xmlrpc.client follows no redirect).
@@ -105,6 +105,12 @@ _DOWNLOADS = [
     (re.compile(r"^/project/([^/]+)/cover/(.+)/(mbox)/$", re.S), "covers"),
 ]
 _SERIES_MBOX = re.compile(r"^/series/([0-9]+)/mbox/$")
+#: Pages built from the mirror (see gateway.pages).
+_PAGES = [
+    (re.compile(r"^/project/([^/]+)/patch/([^/]+)/$"), "patches"),
+    (re.compile(r"^/project/([^/]+)/cover/(.+)/$", re.S), "covers"),
+    (re.compile(r"^/project/([^/]+)/list/()$"), "list"),
+]
 
 _SITE_UPSTREAM = re.compile(
     r"^/(?:"
@@ -137,6 +143,10 @@ def resolve_site(path: str) -> SiteRoute | None:
     m = _SERIES_MBOX.match(path)
     if m:
         return SiteRoute("download", "series", int(m.group(1)), "mbox")
+    for pattern, resource in _PAGES:
+        m = pattern.match(path)
+        if m:
+            return SiteRoute("page", resource, None, "web", m.group(1), m.group(2))
     if _SITE_UPSTREAM.match(path):
         return SiteRoute("upstream")
     return None

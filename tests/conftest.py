@@ -90,3 +90,14 @@ async def gateway(deployment, tmp_path, aiohttp_client):
     client.upstream = dead
     yield client
     await reader.close()
+
+
+@pytest.fixture
+def offline_gateway(deployment, tmp_path):
+    """A gateway on a copy of the mirror whose upstream is gone."""
+    port = free_port()
+    mirror = copy_mirror(deployment.storage, tmp_path / "offline.sqlite3")
+    dead = f"http://127.0.0.1:{free_port()}"
+    config = write_config(tmp_path / "offline.toml", dead, mirror, port)
+    with GatewayProcess(config, port) as gateway:
+        yield gateway

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import CRAWL, GatewayProcess, copy_mirror, free_port, write_config
+from tests.support import CRAWL
 
 BIN = Path(sys.executable).parent
 
@@ -97,17 +97,6 @@ def test_pwclient_lists_infos_and_checks(tmp_path, deployment):
     assert "checkpatch" in checks
     events = _run([pwclient, "event-list", "-c", "series-completed"], tmp_path, PWCLIENTRC=str(rc))
     assert "series-completed" in events
-
-
-@pytest.fixture
-def offline_gateway(deployment, tmp_path):
-    """A gateway on a copy of the mirror whose upstream is gone."""
-    port = free_port()
-    mirror = copy_mirror(deployment.storage, tmp_path / "offline.sqlite3")
-    dead = f"http://127.0.0.1:{free_port()}"
-    config = write_config(tmp_path / "offline.toml", dead, mirror, port)
-    with GatewayProcess(config, port) as gateway:
-        yield gateway
 
 
 def test_git_pw_downloads_patches_and_series_with_upstream_gone(tmp_path, offline_gateway):
