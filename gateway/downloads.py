@@ -21,9 +21,7 @@ import re
 from email.encoders import encode_7or8bit
 from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
-from typing import Any
 
-from gateway.query import Query
 from gateway.reader import Reader
 from gateway.render import Doc
 from gateway.responses import Answer
@@ -120,34 +118,12 @@ class Downloads:
         renders its 404 page)."""
         if site.resource == "series":
             return self._series(site.obj_id)
-        project = self._project(site.project or "")
+        project = self.reader.project_named(site.project or "")
         if project is None:
             return Answer(404)
         if site.resource == "covers":
             return self._cover(project, site.msgid or "")
         return self._patch(project, site.msgid or "", site.suffix == "raw", series_param)
-
-    # -- look-ups ---------------------------------------------------------
-
-    def _project(self, linkname: str) -> Doc | None:
-        rows = self.reader.rows("SELECT id FROM projects WHERE linkname = ?", (linkname,))
-        if not rows:
-            return None
-        return self.reader.docs([("projects", rows[0][0])]).get(("projects", rows[0][0]))
-
-    def _full(self, table: str, where: str, args: tuple[Any, ...]) -> Doc | None:
-        rows = self.reader.rows(f"SELECT id FROM {table} WHERE {where}", args)
-        if not rows:
-            return None
-        return self.reader.one(table, Query(where=["t.id = ?"], args=[rows[0][0]]))
-
-    def _comments(self, table: str, column: str, parent: int) -> list[Doc]:
-        rows = self.reader.rows(
-            f"SELECT id FROM {table} WHERE {column} = ? ORDER BY date, id", (parent,)
-        )
-        refs = [(table, row[0]) for row in rows]
-        found = self.reader.docs(refs)
-        return [found[ref] for ref in refs if ref in found]
 
     def _mbox_of(self, sub: Doc, project: Doc, is_patch: bool) -> str | None:
         if "content" not in sub or "headers" not in sub or (is_patch and "diff" not in sub):
@@ -164,9 +140,9 @@ class Downloads:
                 return None
             delegate_email = str(delegate["email"])
         if is_patch:
-            comments = self._comments("patch_comments", "patch_id", sub["id"])
+            comments = self.reader.children("patch_comments", "patch_id", sub["id"])
         else:
-            comments = self._comments("cover_comments", "cover_id", sub["id"])
+            comments = self.reader.children("cover_comments", "cover_id", sub["id"])
         list_email = project.get("list_email")
         return _message(sub, comments, submitter, delegate_email, list_email, is_patch)
 
@@ -176,7 +152,7 @@ class Downloads:
         self, project: Doc, msgid: str, raw: bool, series_param: str | None
     ) -> Answer | None:
         stored = "<" + msgid.replace("%2F", "/") + ">"
-        patch = self._full("patches", "project_id = ? AND msgid = ?", (project["id"], stored))
+        patch = self.reader.by_msgid("patches", project["id"], stored)
         if patch is None:
             return Answer(404)
         name = filename(patch.get("name") or "")
@@ -233,13 +209,13 @@ class Downloads:
         if patch["id"] not in members:
             return None
         before = members[: members.index(patch["id"])]
-        found = [self._full("patches", "id = ?", (obj_id,)) for obj_id in before]
+        found = [self.reader.full("patches", obj_id) for obj_id in before]
         if any(doc is None for doc in found):
             return None
         return [doc for doc in found if doc is not None] + [patch]
 
     def _cover(self, project: Doc, msgid: str) -> Answer | None:
-        cover = self._full("covers", "project_id = ? AND msgid = ?", (project["id"], f"<{msgid}>"))
+        cover = self.reader.by_msgid("covers", project["id"], f"<{msgid}>")
         if cover is None:
             return Answer(404)
         text = self._mbox_of(cover, project, False)
@@ -262,7 +238,7 @@ class Downloads:
             return Answer(404)
         texts = []
         for obj_id in series.get("patches") or []:
-            patch = self._full("patches", "id = ?", (obj_id,))
+            patch = self.reader.full("patches", obj_id)
             if patch is None:
                 return None
             project = self.reader.docs([("projects", patch["project"])]).get(

@@ -21,7 +21,6 @@ import orjson
 from multidict import MultiDict, MultiMapping
 
 from gateway import api
-from gateway.query import Query
 from gateway.reader import Reader
 from gateway.render import Doc
 from gateway.responses import HTML, Answer
@@ -94,36 +93,16 @@ class Pages:
             return None
         return self.reader.docs([(table, obj_id)]).get((table, obj_id))
 
-    def _project(self, linkname: str) -> Doc | None:
-        rows = self.reader.rows("SELECT id FROM projects WHERE linkname = ?", (linkname,))
-        return self._doc("projects", rows[0][0]) if rows else None
-
-    def _full(self, table: str, project_id: int, msgid: str) -> Doc | None:
-        rows = self.reader.rows(
-            f"SELECT id FROM {table} WHERE project_id = ? AND msgid = ?", (project_id, msgid)
-        )
-        if not rows:
-            return None
-        return self.reader.one(table, Query(where=["t.id = ?"], args=[rows[0][0]]))
-
-    def _children(self, table: str, column: str, parent: int) -> list[Doc]:
-        rows = self.reader.rows(
-            f"SELECT id FROM {table} WHERE {column} = ? ORDER BY date, id", (parent,)
-        )
-        refs = [(table, row[0]) for row in rows]
-        found = self.reader.docs(refs)
-        return [found[ref] for ref in refs if ref in found]
-
     # -- a patch or a cover ---------------------------------------------------
 
     def submission(self, linkname: str, msgid: str, is_patch: bool) -> Answer | None:
         """The page of a patch or cover; ``None`` when the mirror lacks it
         (an ``Answer(404)`` when there is no such thing)."""
-        project = self._project(linkname)
+        project = self.reader.project_named(linkname)
         if project is None:
             return Answer(404)
         table = "patches" if is_patch else "covers"
-        sub = self._full(table, project["id"], "<" + msgid.replace("%2F", "/") + ">")
+        sub = self.reader.by_msgid(table, project["id"], "<" + msgid.replace("%2F", "/") + ">")
         if sub is None:
             return Answer(404)
         if "content" not in sub:
@@ -172,7 +151,7 @@ class Pages:
         table_c, column = (
             ("patch_comments", "patch_id") if is_patch else ("cover_comments", "cover_id")
         )
-        for comment in self._children(table_c, column, sub["id"]):
+        for comment in self.reader.children(table_c, column, sub["id"]):
             who = _who(self._doc("people", comment.get("submitter")))
             parts.append(
                 f'<div class="comment" id="{comment["id"]}"><p><b>{who}</b> '
@@ -215,7 +194,7 @@ class Pages:
         )
 
     def _checks(self, patch_id: int) -> str:
-        checks = self._children("checks", "patch_id", patch_id)
+        checks = self.reader.children("checks", "patch_id", patch_id)
         if not checks:
             return "<h2>Checks</h2><p>none</p>"
         rows = []
@@ -240,7 +219,7 @@ class Pages:
     async def patch_list(
         self, linkname: str, params: MultiMapping[str], origin: str
     ) -> Answer | None:
-        project = self._project(linkname)
+        project = self.reader.project_named(linkname)
         if project is None:
             return Answer(404)
         query: MultiDict[str] = MultiDict(project=linkname, per_page="50", order="-date")

@@ -396,6 +396,34 @@ class Reader:
         """An indexed look-up of a few rows (downloads, redirects)."""
         return self._lookup(sql, args)
 
+    # -- what downloads and pages read (indexed look-ups) ---------------------
+
+    def project_named(self, linkname: str) -> Doc | None:
+        rows = self._lookup("SELECT id FROM projects WHERE linkname = ?", (linkname,))
+        return self.docs([("projects", rows[0][0])]).get(("projects", rows[0][0])) if rows else None
+
+    def full(self, table: str, obj_id: int) -> Doc | None:
+        """An object with its detail-only keys (headers, content, diff)."""
+        if not _storable(obj_id):
+            return None
+        return self.one(table, Query(where=["t.id = ?"], args=[obj_id]))
+
+    def by_msgid(self, table: str, project_id: int, msgid: str) -> Doc | None:
+        """A patch or cover of a project by message id, in full."""
+        rows = self._lookup(
+            f"SELECT id FROM {table} WHERE project_id = ? AND msgid = ?", (project_id, msgid)
+        )
+        return self.full(table, rows[0][0]) if rows else None
+
+    def children(self, table: str, column: str, parent_id: int) -> list[Doc]:
+        """A patch's checks or comments, oldest first, as upstream lists them."""
+        rows = self._lookup(
+            f"SELECT id FROM {table} WHERE {column} = ? ORDER BY date, id", (parent_id,)
+        )
+        refs = [(table, row[0]) for row in rows]
+        found = self.docs(refs)
+        return [found[ref] for ref in refs if ref in found]
+
     def user_named(self, username: str) -> int | None:
         """The id of the user with this username, if the mirror has them."""
         rows = self._lookup("SELECT id FROM users WHERE username = ?", (username,))
