@@ -404,6 +404,17 @@ async def _site(
         location = await _location_by_id(site, state.reader)
         answer = redirect(302, location) if location else state.not_found.answer(request.path)
         return _respond(request, answer, state, "mirror")
+    bundle = site.kind == "download" and site.resource == "bundles"
+    if bundle and request.method in READ_METHODS and state.proxy is not None:
+        known = state.downloads.public_bundle(site.project or "", site.msgid or "")
+        if known is not None:
+            # Upstream's own bytes while it answers, their order remembered
+            # for when it does not (see gateway.downloads).
+            answer = await state.proxy.forward(request, origin)
+            if answer.status < 500:
+                if answer.status == 200:
+                    state.downloads.bundle_orders.learn(known["id"], answer.body)
+                return _respond(request, answer, state, "upstream")
     if site.kind in ("download", "page") and request.method in READ_METHODS:
         generation = state.reader.generation
         try:
@@ -418,8 +429,8 @@ async def _site(
             private = _signed(request)
             prepared = state.delivery.prepare(built, "mirror", private)
             key = (origin, request.rel_url.raw_path_qs)
-            if generation == state.reader.generation:
-                state.cache.put(key, prepared)
+            if generation == state.reader.generation and not bundle:
+                state.cache.put(key, prepared)  # (a bundle's order may be stale)
             return _deliver(request, prepared, state, private, key)
     # A page or download only the upstream serves (for now).
     if not state.upstream:

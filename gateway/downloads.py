@@ -9,8 +9,11 @@ the submitter's, as Patchwork does against DMARC munging), and Python's
 
 ``None`` means the mirror lacks something the download needs (a detail not
 fetched, an unknown submitter): the caller then sends the client upstream.
-Bundle mboxes are not built here: they list patches in the bundle's own
-order, which the API does not show.
+
+A bundle's mbox lists its patches in the bundle's own order, which the API
+does not show: the gateway fetches public bundles' mboxes from upstream
+while it answers, remembers each one's order (:class:`BundleOrders`), and
+builds them from the mirror when upstream is unreachable.
 """
 
 from __future__ import annotations
@@ -106,11 +109,50 @@ def _message(
     return mail.as_bytes(True).decode()
 
 
+_PATCH_ID = re.compile(r"^X-Patchwork-Id: ([0-9]+)$", re.M)
+#: Bundles whose order is remembered (a few ids each).
+_ORDERS = 4096
+
+
+class BundleOrders:
+    """The order of each public bundle's patches, as its upstream mbox said."""
+
+    def __init__(self) -> None:
+        self._orders: dict[int, tuple[int, ...]] = {}
+
+    def learn(self, bundle_id: int, mbox: bytes) -> None:
+        ids = tuple(int(i) for i in _PATCH_ID.findall(mbox.decode("utf-8", "replace")))
+        if len(self._orders) >= _ORDERS:
+            self._orders.pop(next(iter(self._orders)))
+        self._orders[bundle_id] = ids
+
+    def order(self, bundle_id: int, patches: list[int]) -> list[int]:
+        """The bundle's patches in the order last seen upstream; patches it
+        did not list then come after, in the API's order."""
+        known = [i for i in self._orders.get(bundle_id, ()) if i in patches]
+        return known + [i for i in patches if i not in known]
+
+
 class Downloads:
     """Builds downloads from what the reader holds."""
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
+        self.bundle_orders = BundleOrders()
+
+    def public_bundle(self, owner: str, name: str) -> Doc | None:
+        """The public bundle ``owner``/``name`` (private ones only upstream knows
+        to show, to their owner)."""
+        rows = self.reader.rows(
+            "SELECT b.id FROM bundles b JOIN users u ON u.id = b.owner_id "
+            "WHERE u.username = ? AND b.name = ? AND b.public = 1",
+            (owner, name),
+        )
+        return (
+            self.reader.docs([("bundles", rows[0][0])]).get(("bundles", rows[0][0]))
+            if rows
+            else None
+        )
 
     def answer(self, site: SiteRoute, series_param: str | None) -> Answer | None:
         """The download ``site`` names, ``None`` if the mirror cannot build it,
@@ -118,6 +160,8 @@ class Downloads:
         renders its 404 page)."""
         if site.resource == "series":
             return self._series(site.obj_id)
+        if site.resource == "bundles":
+            return self.bundle(site.project or "", site.msgid or "")
         project = self.reader.project_named(site.project or "")
         if project is None:
             return Answer(404)
@@ -228,6 +272,37 @@ class Downloads:
             (
                 ("Content-Type", "text/plain"),
                 ("Content-Disposition", f"attachment; filename={name}.mbox"),
+            ),
+        )
+
+    def bundle(self, owner: str, name: str) -> Answer | None:
+        """A public bundle's mbox from the mirror, in its last known order."""
+        bundle = self.public_bundle(owner, name)
+        if bundle is None:
+            return None  # unknown here, or private: upstream decides
+        texts = []
+        for obj_id in self.bundle_orders.order(bundle["id"], list(bundle.get("patches") or [])):
+            patch = self.reader.full("patches", obj_id)
+            project = (
+                self.reader.docs([("projects", patch["project"])]).get(
+                    ("projects", patch["project"])
+                )
+                if patch
+                else None
+            )
+            text = self._mbox_of(patch, project, True) if patch and project else None
+            if text is None:
+                return None
+            texts.append(text)
+        return Answer(
+            200,
+            "\n".join(texts).encode(),
+            (
+                ("Content-Type", "text/plain"),
+                (
+                    "Content-Disposition",
+                    f"attachment; filename=bundle-{bundle['id']}-{bundle['name']}.mbox",
+                ),
             ),
         )
 

@@ -105,6 +105,7 @@ _DOWNLOADS = [
     (re.compile(r"^/project/([^/]+)/cover/(.+)/(mbox)/$", re.S), "covers"),
 ]
 _SERIES_MBOX = re.compile(r"^/series/([0-9]+)/mbox/$")
+_BUNDLE_MBOX = re.compile(r"^/bundle/([^/]+)/([^/]+)/mbox/$")
 #: Pages built from the mirror (see gateway.pages).
 _PAGES = [
     (re.compile(r"^/project/([^/]+)/patch/([^/]+)/$"), "patches"),
@@ -143,6 +144,9 @@ def resolve_site(path: str) -> SiteRoute | None:
     m = _SERIES_MBOX.match(path)
     if m:
         return SiteRoute("download", "series", int(m.group(1)), "mbox")
+    m = _BUNDLE_MBOX.match(path)
+    if m:  # (project: the owner's username; msgid: the bundle's name)
+        return SiteRoute("download", "bundles", None, "mbox", m.group(1), m.group(2))
     for pattern, resource in _PAGES:
         m = pattern.match(path)
         if m:

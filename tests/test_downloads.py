@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import json
 import lzma
+import re
 
 import pytest
 
-from tests.support import CRAWL
+from gateway.app import STATE, create_app
+from gateway.config import parse
+from gateway.reader import Reader
+from gateway.responses import Answer
+from tests.support import CRAWL, copy_mirror
 
 
 def _recorded() -> list[dict]:
@@ -88,3 +93,62 @@ async def test_downloads_revalidate_like_api_answers(gateway):
     assert again.status == 304
     packed = await gateway.get(path, headers={"Accept-Encoding": "gzip"})
     assert await packed.text() == MBOXES[0]["body"]
+
+
+def _bundle_mboxes() -> dict[str, dict]:
+    with lzma.open(CRAWL, "rt") as lines:
+        records = [json.loads(line) for line in lines if '"crawl.mbox.bundle"' in line]
+    return {r["path"]: r for r in records}
+
+
+@pytest.fixture
+async def bundles(deployment, tmp_path, aiohttp_client):
+    """An in-process gateway on a copy of the mirror, upstream answering."""
+    mirror = copy_mirror(deployment.storage, tmp_path / "mirror.sqlite3")
+    config = parse(
+        {"upstream": {"url": deployment.upstream, "timeout": 5}, "storage": {"path": str(mirror)}}
+    )
+    reader = Reader(mirror)
+    await reader.open()
+    yield await aiohttp_client(create_app(config, reader))
+    await reader.close()
+
+
+async def test_bundle_mboxes_come_from_upstream_then_from_the_mirror(bundles, monkeypatch):
+    """Upstream's bytes while it answers; the same bytes, built from the
+    mirror in the order upstream showed, once it does not."""
+    recorded = _bundle_mboxes()
+    public = []
+    for path, record in recorded.items():
+        reply = await bundles.get(path, allow_redirects=False)
+        if reply.status == 302:
+            continue  # private: only upstream shows it, to its owner
+        assert reply.status == 200
+        assert reply.headers["X-Patchwork-Gateway"] == "upstream"
+        assert await reply.text() == record["body"]
+        public.append(path)
+    assert len(public) >= 3
+
+    async def down(request, origin):
+        return Answer(502, b"{}", (("Content-Type", "application/json"),))
+
+    monkeypatch.setattr(bundles.app[STATE].proxy, "forward", down)
+    for path in public:
+        reply = await bundles.get(path)
+        assert reply.status == 200
+        assert reply.headers["X-Patchwork-Gateway"] == "mirror"
+        assert await reply.text() == recorded[path]["body"], "upstream's order, remembered"
+        disposition = recorded[path]["headers"]["Content-Disposition"]
+        assert reply.headers["Content-Disposition"] == disposition
+
+
+async def test_bundle_mboxes_never_seen_upstream_still_download(gateway):
+    for path, record in _bundle_mboxes().items():
+        reply = await gateway.get(path, allow_redirects=False)
+        if reply.status == 302:
+            assert reply.headers["Location"] == gateway.upstream + path
+            continue
+        body = await reply.text()
+        assert sorted(body.split("\nFrom patchwork ")) != [], path
+        ids = sorted(re.findall(r"^X-Patchwork-Id: (\d+)$", body, re.M))
+        assert ids == sorted(re.findall(r"^X-Patchwork-Id: (\d+)$", record["body"], re.M))
