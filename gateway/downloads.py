@@ -114,6 +114,14 @@ _PATCH_ID = re.compile(r"^X-Patchwork-Id: ([0-9]+)$", re.M)
 _ORDERS = 4096
 
 
+def _attachment(text: str, content_type: str, name: str) -> Answer:
+    return Answer(
+        200,
+        text.encode(),
+        (("Content-Type", content_type), ("Content-Disposition", f"attachment; filename={name}")),
+    )
+
+
 class BundleOrders:
     """The order of each public bundle's patches, as its upstream mbox said."""
 
@@ -204,35 +212,37 @@ class Downloads:
             if "diff" not in patch:
                 return None
             diff = patch["diff"]
-            body = b"None" if diff is None else diff.encode()  # (as Django writes None)
-            return Answer(
-                200,
-                body,
-                (
-                    ("Content-Type", "text/x-patch"),
-                    ("Content-Disposition", f"attachment; filename={name}.diff"),
-                ),
-            )
+            text = "None" if diff is None else diff  # (as Django writes None)
+            return _attachment(text, "text/x-patch", f"{name}.diff")
         patches = [patch]
         if series_param:
             chain = self._dependencies(patch, series_param)
             if chain is None or isinstance(chain, Answer):
                 return chain
             patches = chain
+        text = self._mboxes([each["id"] for each in patches], patches)
+        return (
+            None
+            if text is None
+            else _attachment(text, "text/plain; charset=utf-8", f"{name}.patch")
+        )
+
+    def _mboxes(self, ids: list[int], known: list[Doc] | None = None) -> str | None:
+        """The mboxes of these patches, one after the other (as upstream
+        joins them); ``None`` if the mirror lacks any part of one."""
+        found = {doc["id"]: doc for doc in known or ()}
         texts = []
-        for each in patches:
-            text = self._mbox_of(each, project, True)
+        for obj_id in ids:
+            patch = found.get(obj_id) or self.reader.full("patches", obj_id)
+            if patch is None:
+                return None
+            ref = ("projects", patch["project"])
+            project = self.reader.docs([ref]).get(ref)
+            text = self._mbox_of(patch, project, True) if project is not None else None
             if text is None:
                 return None
             texts.append(text)
-        return Answer(
-            200,
-            "\n".join(texts).encode(),
-            (
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Disposition", f"attachment; filename={name}.patch"),
-            ),
-        )
+        return "\n".join(texts)
 
     def _dependencies(self, patch: Doc, series_param: str) -> list[Doc] | Answer | None:
         """The patch after those before it in its series (``?series=``)."""
@@ -265,70 +275,24 @@ class Downloads:
         text = self._mbox_of(cover, project, False)
         if text is None:
             return None
-        name = filename(cover.get("name") or "")
-        return Answer(
-            200,
-            text.encode(),
-            (
-                ("Content-Type", "text/plain"),
-                ("Content-Disposition", f"attachment; filename={name}.mbox"),
-            ),
-        )
+        return _attachment(text, "text/plain", f"{filename(cover.get('name') or '')}.mbox")
 
     def bundle(self, owner: str, name: str) -> Answer | None:
         """A public bundle's mbox from the mirror, in its last known order."""
         bundle = self.public_bundle(owner, name)
         if bundle is None:
             return None  # unknown here, or private: upstream decides
-        texts = []
-        for obj_id in self.bundle_orders.order(bundle["id"], list(bundle.get("patches") or [])):
-            patch = self.reader.full("patches", obj_id)
-            project = (
-                self.reader.docs([("projects", patch["project"])]).get(
-                    ("projects", patch["project"])
-                )
-                if patch
-                else None
-            )
-            text = self._mbox_of(patch, project, True) if patch and project else None
-            if text is None:
-                return None
-            texts.append(text)
-        return Answer(
-            200,
-            "\n".join(texts).encode(),
-            (
-                ("Content-Type", "text/plain"),
-                (
-                    "Content-Disposition",
-                    f"attachment; filename=bundle-{bundle['id']}-{bundle['name']}.mbox",
-                ),
-            ),
+        text = self._mboxes(
+            self.bundle_orders.order(bundle["id"], list(bundle.get("patches") or []))
         )
+        name = f"bundle-{bundle['id']}-{bundle['name']}.mbox"
+        return None if text is None else _attachment(text, "text/plain", name)
 
     def _series(self, series_id: int | None) -> Answer | None:
         docs = self.reader.docs([("series", series_id or 0)])
         series = docs.get(("series", series_id or 0))
         if series is None:
             return Answer(404)
-        texts = []
-        for obj_id in series.get("patches") or []:
-            patch = self.reader.full("patches", obj_id)
-            if patch is None:
-                return None
-            project = self.reader.docs([("projects", patch["project"])]).get(
-                ("projects", patch["project"])
-            )
-            text = self._mbox_of(patch, project or {}, True)
-            if text is None or project is None:
-                return None
-            texts.append(text)
         title = series.get("name") or f"Untitled series #{series['id']}"
-        return Answer(
-            200,
-            "\n".join(texts).encode(),
-            (
-                ("Content-Type", "text/plain"),
-                ("Content-Disposition", f"attachment; filename={filename(title)}.patch"),
-            ),
-        )
+        text = self._mboxes(list(series.get("patches") or []))
+        return None if text is None else _attachment(text, "text/plain", f"{filename(title)}.patch")
