@@ -33,7 +33,7 @@ from gateway.proxy import Proxy
 from gateway.reader import QueryTooSlow, Reader, ReaderBusy
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
 from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, resolves
-from gateway.status import SYNCED_HEADER, SyncStatus, status_handler
+from gateway.status import SYNCED_HEADER, SyncStatus, health_handlers, status_handler
 from gateway.webhooks import webhook_handler
 from mirror.control import Control
 from mirror.resources import RESOURCES
@@ -506,6 +506,9 @@ def create_app(
     # The gateway's own endpoints, beside (never among) Patchwork's paths.
     mode = "demo" if demo else "mirror"
     app.router.add_get("/_gateway/status", status_handler(state.sync, state.upstream, mode))
+    live, ready = health_handlers(state.sync, config.server.ready_max_lag, demo)
+    app.router.add_get("/_gateway/health/live", live)
+    app.router.add_get("/_gateway/health/ready", ready)
     app.router.add_post("/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
     # The API's description (Patchwork 4.0 serves one at /api/docs too).
     app.router.add_get("/api/docs", openapi.page_handler)

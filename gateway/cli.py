@@ -1,14 +1,15 @@
-"""The ``patchwork-gateway`` command: ``run``, ``sync`` and ``serve``.
+"""The ``patchwork-gateway`` command: ``run``, ``sync``, ``serve`` and ``status``.
 
 ``run`` serves the mirror and keeps it in sync (the sync worker in a child
 process); ``sync`` only syncs (``--once``: bring the mirror up to date and
-exit); ``serve`` only serves.
+exit); ``serve`` only serves; ``status`` says how big and fresh it is.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -23,9 +24,11 @@ from gateway import demo
 from gateway.app import create_app
 from gateway.config import WILDCARD, Config, ConfigError, load
 from gateway.reader import Reader
+from gateway.status import SyncStatus
 from gateway.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
 from mirror import schema
 from mirror.control import Busy, Control, claim
+from sync.events import CURSOR
 from sync.fetch import SyncError
 from sync.progress import Progress
 from sync.upstream import Upstream, UpstreamError
@@ -214,6 +217,40 @@ def _serve(config: Config, with_sync: bool = False) -> None:
     )
 
 
+async def _status(config: Config, as_json: bool) -> str:
+    """``status``: the mirror's size, counts, last sync, lag, cursor, last error."""
+    path = config.storage.path
+    reader = Reader(path, connections=1, cache_bytes=16 << 20)
+    await reader.open(3600)
+    control = Control(path)
+    try:
+        document = await SyncStatus(control, reader).document(config.upstream.url, "mirror")
+        document["cursor"] = reader.meta(CURSOR)
+    finally:
+        await reader.close()
+        control.close()
+    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    document["mirror"] = {"path": str(path), "bytes": size}
+    if as_json:
+        return json.dumps(document, indent=2)
+    sync = document["sync"]
+    error = sync.get("last_error")
+    if isinstance(error, dict):
+        error = "; ".join(f"{part}: {what}" for part, what in error.items())
+    lines = [
+        f"mirror      {path} ({size / 2**20:,.1f} MiB)",
+        f"upstream    {document['upstream'] or 'none (demo)'}",
+        f"initial     {document['initial_sync']}",
+        f"last synced {sync.get('last_success') or 'never'}"
+        + (f" ({sync['lag_seconds']:,.0f} s ago)" if sync.get("lag_seconds") is not None else ""),
+        f"cursor      {document['cursor'] or 'none'}",
+        f"last error  {error or 'none'}",
+        "objects     "
+        + ", ".join(f"{name} {count:,}" for name, count in document["counts"].items()),
+    ]
+    return "\n".join(lines)
+
+
 def _check_storage(path: Path) -> None:
     """The mirror's folder must exist and be writable (SQLite adds files)."""
     folder = path.parent
@@ -237,6 +274,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_serve = sub.add_parser("serve", help="serve the API from the mirror")
     p_serve.add_argument("--config", help="TOML configuration file (default: demo settings)")
+    p_status = sub.add_parser("status", help="how big and how fresh the mirror is")
+    p_status.add_argument("--config", required=True, help="TOML configuration file")
+    p_status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     args = parser.parse_args(argv)
 
     try:
@@ -252,6 +292,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "sync":
             asyncio.run(_sync(config, args.once))
+        elif args.command == "status":
+            if not config.storage.path.exists():
+                print(f"{config.storage.path}: no mirror yet (run `sync`)", file=sys.stderr)
+                return 1
+            print(asyncio.run(_status(config, args.json)))
         else:
             _serve(config, with_sync=args.command == "run")
     except (SyncError, UpstreamError, Busy, schema.SchemaTooNew, schema.LayoutMismatch) as exc:

@@ -55,6 +55,9 @@ class ServerConfig:
     workers: int = 1
     #: One log line per request (aiohttp's access log).
     access_log: bool = False
+    #: Seconds since the mirror last matched upstream beyond which the
+    #: readiness check fails (0: never for lag).
+    ready_max_lag: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,7 @@ _KNOWN = {
         "cache_max_age",
         "workers",
         "access_log",
+        "ready_max_lag",
     },
     "sync": {
         "poll_interval",
@@ -188,6 +192,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     if not 1 <= workers <= 64:
         raise ConfigError("[server] workers: expected an integer from 1 to 64")
     access_log = _get(sv, "server", "access_log", bool, False)
+    ready_max_lag = _get(sv, "server", "ready_max_lag", float, 600.0)
+    if not 0 <= ready_max_lag <= 30 * 86400:
+        raise ConfigError("[server] ready_max_lag: expected seconds from 0 to 2592000")
 
     sy = data.get("sync", {})
     seconds = {}
@@ -223,6 +230,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             max_age,
             workers,
             access_log,
+            ready_max_lag,
         ),
         log_level=level,
         source=source,

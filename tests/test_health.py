@@ -1,0 +1,69 @@
+"""Liveness and readiness for load balancers: a stale or unsynced replica
+is not ready, and says why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.app import create_app
+from gateway.config import parse
+from gateway.reader import Reader
+from tests.support import copy_mirror, run_cli
+
+
+async def _client(aiohttp_client, mirror, max_lag: float):
+    config = parse(
+        {
+            "upstream": {"url": "http://127.0.0.1:9"},
+            "storage": {"path": str(mirror)},
+            "server": {"ready_max_lag": max_lag},
+        }
+    )
+    reader = Reader(mirror)
+    await reader.open()
+    client = await aiohttp_client(create_app(config, reader))
+    return client, reader
+
+
+@pytest.mark.parametrize(("max_lag", "ready"), [(30 * 86400, True), (0, True), (0.001, False)])
+async def test_readiness_follows_the_mirrors_age(
+    deployment, tmp_path, aiohttp_client, max_lag, ready
+):
+    mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
+    client, reader = await _client(aiohttp_client, mirror, max_lag)
+    try:
+        live = await client.get("/_gateway/health/live")
+        assert live.status == 200
+        reply = await client.get("/_gateway/health/ready")
+        body = await reply.json()
+        assert reply.status == (200 if ready else 503)
+        assert body["status"] == ("ready" if ready else "not ready")
+        assert body["lag_seconds"] is not None and body["lag_seconds"] >= 0
+        if not ready:
+            assert "last matched upstream" in body["problems"][0]
+    finally:
+        await reader.close()
+
+
+async def test_a_mirror_never_synced_is_not_ready(tmp_path, aiohttp_client):
+    client, reader = await _client(aiohttp_client, tmp_path / "empty.sqlite3", 0)
+    try:
+        reply = await client.get("/_gateway/health/ready")
+        assert reply.status == 503
+        assert (await reply.json())["problems"] == ["the initial sync is not complete"]
+        assert (await client.get("/_gateway/health/live")).status == 200
+    finally:
+        await reader.close()
+
+
+def test_the_status_command(deployment):
+    shown = run_cli("status", "--config", str(deployment.config))
+    assert shown.returncode == 0, shown.stderr
+    assert "initial     complete" in shown.stdout
+    assert "patches 767" in shown.stdout
+    document = json.loads(run_cli("status", "--config", str(deployment.config), "--json").stdout)
+    assert document["counts"]["patches"] == 767
+    assert document["mirror"]["bytes"] > 1_000_000
+    assert document["cursor"]
