@@ -79,7 +79,7 @@ class GatewayState:
         #: is anonymous): the mirror cannot answer them for anyone.
         self.unmirrored: frozenset[str] = frozenset()
         mode_header = (
-            "demo mirror built from the test fixtures (no upstream configured)"
+            "demo mirror built from a recorded instance (no upstream configured)"
             if demo
             else "mirror"
         )

@@ -154,9 +154,9 @@ def _serve(config: Config, with_sync: bool = False) -> None:
             path = await demo.build(path)
             if not is_extra:
                 log.warning(
-                    "no [upstream] url configured: serving the DEMO mirror %s built from the "
-                    "test fixtures; set [upstream] url and run `patchwork-gateway sync` for "
-                    "real data",
+                    "no [upstream] url configured: serving the DEMO mirror %s built from a "
+                    "recorded instance; set [upstream] url and run `patchwork-gateway sync` "
+                    "for real data",
                     path,
                 )
         elif not path.exists() and not is_extra:
@@ -299,7 +299,14 @@ def main(argv: list[str] | None = None) -> int:
             print(asyncio.run(_status(config, args.json)))
         else:
             _serve(config, with_sync=args.command == "run")
-    except (SyncError, UpstreamError, Busy, schema.SchemaTooNew, schema.LayoutMismatch) as exc:
+    except (
+        SyncError,
+        UpstreamError,
+        Busy,
+        schema.SchemaTooNew,
+        schema.LayoutMismatch,
+        demo.DemoMissing,
+    ) as exc:
         log.error("%s", exc)
         return 1
     except sqlite3.DatabaseError as exc:

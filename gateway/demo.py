@@ -1,8 +1,10 @@
 """The demo mirror: what the gateway serves when no upstream is configured.
 
-It is built by the real sync code from the recorded crawl in
-``tests/fixtures`` (no network needed), so a newcomer sees a working API
-on a fresh machine.  Responses say so in the ``X-Patchwork-Gateway``
+It is built by the real sync code from the recorded crawl shipped with the
+package (``gateway/demo_data``: the crawl the tests replay, and the
+recorded instance's 404 page), with no network needed, so a newcomer sees
+a working API on a fresh machine, from a source tree or an installed
+wheel alike.  Responses say so in the ``X-Patchwork-Gateway``
 header, and the log says so at start-up.
 """
 
@@ -25,11 +27,15 @@ DEMO_ORIGIN = "http://demo.invalid"
 FIXTURE_ENV = "PATCHWORK_GATEWAY_FIXTURES"
 
 
+class DemoMissing(RuntimeError):
+    """The demo's recorded data is not where it should be."""
+
+
 def fixtures_dir() -> Path:
     configured = os.environ.get(FIXTURE_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+    return Path(__file__).resolve().parent / "demo_data"
 
 
 def demo_path(storage: Path) -> Path:
@@ -38,6 +44,10 @@ def demo_path(storage: Path) -> Path:
 
 def _recorded_404(fixtures: Path) -> tuple[str, str] | None:
     """Split a recorded 404 page around the path it names."""
+    shipped = fixtures / "not-found.json"
+    if shipped.exists():
+        before, after = orjson.loads(shipped.read_bytes())
+        return str(before), str(after)
     conformance = fixtures / "conformance.jsonl.xz"
     if not conformance.exists():
         return None
@@ -56,6 +66,12 @@ async def build(storage: Path) -> Path:
     path = demo_path(storage)
     fixtures = fixtures_dir()
     crawl = fixtures / "crawl.jsonl.xz"
+    if not crawl.exists() and not path.exists():
+        # (Before opening: no empty mirror file is left behind.)
+        raise DemoMissing(
+            f"the demo's recorded data is missing ({crawl}); reinstall patchwork-gateway, "
+            f"or set [upstream] url to mirror a real instance"
+        )
     try:
         db = await schema.connect(path)
     except (schema.LayoutMismatch, schema.SchemaTooNew):
@@ -67,7 +83,7 @@ async def build(storage: Path) -> Path:
         if await store.get_meta(db, "sync.state") == "complete":
             return path
         if not crawl.exists():
-            raise FileNotFoundError(f"demo fixtures not found at {crawl}")
+            raise DemoMissing(f"the demo's recorded data is missing ({crawl})")
         log.info("building the demo mirror at %s from %s", path, crawl)
         recording = Recording.from_file(crawl, DEMO_ORIGIN)
         page = _recorded_404(fixtures)
