@@ -44,8 +44,11 @@ log = logging.getLogger(__name__)
 
 READ_METHODS = ("GET", "HEAD")
 WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
-#: Host headers and Accept/format pairs whose verdicts are remembered.
+#: Host headers and Accept/format pairs whose verdicts are remembered, and
+#: the longest remembered (longer ones are judged anew each time): at most
+#: 256 x 2 x 300 characters, whatever clients send.
 _REMEMBERED = 256
+_REMEMBERED_CHARS = 300
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
@@ -111,8 +114,8 @@ def _origin(request: web.Request, state: GatewayState) -> str | None:
     if key in state.origins:
         return state.origins[key]
     origin = _origin_of(host, request.scheme, state)
-    if len(state.origins) < _REMEMBERED:  # (bounded: Host is the client's)
-        state.origins[key] = origin
+    if len(state.origins) < _REMEMBERED and len(host) <= _REMEMBERED_CHARS:
+        state.origins[key] = origin  # (bounded: Host is the client's)
     return origin
 
 
@@ -138,7 +141,8 @@ def _negotiate(request: web.Request, state: GatewayState) -> Choice:
     choice = state.choices.get(key)
     if choice is None:
         choice = negotiate(*key)
-        if len(state.choices) < _REMEMBERED:
+        size = len(key[0] or "") + len(key[1] or "")
+        if len(state.choices) < _REMEMBERED and size <= _REMEMBERED_CHARS:
             state.choices[key] = choice
     return choice
 
@@ -313,10 +317,23 @@ async def _mirror(
     if page:
         title = "Api Root" if res is None else f"{res.model} {route.kind.title()}"
         answer = browsable.page(answer, request.method, request.rel_url.raw_path_qs, title)
+    return _keep_and_deliver(request, answer, state, private, key, generation)
+
+
+def _keep_and_deliver(
+    request: web.Request,
+    answer: Answer,
+    state: GatewayState,
+    private: bool,
+    key: Key,
+    generation: int,
+    keep: bool = True,
+) -> web.Response:
+    """Deliver an answer built from the mirror, kept in the response cache
+    unless it is a failure (which may pass) or the mirror changed while it
+    was built (it may be stale)."""
     prepared = state.delivery.prepare(answer, "mirror", private)
-    if answer.status < 500 and generation == state.reader.generation:
-        # (Not a failure, which may pass; nor if the mirror changed
-        # meanwhile: the answer may be stale.)
+    if keep and answer.status < 500 and generation == state.reader.generation:
         state.cache.put(key, prepared)
     return _deliver(request, prepared, state, private, key)
 
@@ -425,13 +442,13 @@ async def _site(
         if built is not None:
             if built.status == 404:
                 built = state.not_found.answer(request.path)
-            # The same for every caller: kept like an anonymous API answer.
-            private = _signed(request)
-            prepared = state.delivery.prepare(built, "mirror", private)
+            # The same for every caller: kept like an anonymous API answer,
+            # except a bundle's (its order may be stale).
             key = (origin, request.rel_url.raw_path_qs)
-            if generation == state.reader.generation and not bundle:
-                state.cache.put(key, prepared)  # (a bundle's order may be stale)
-            return _deliver(request, prepared, state, private, key)
+            private = _signed(request)
+            return _keep_and_deliver(
+                request, built, state, private, key, generation, keep=not bundle
+            )
     # A page or download only the upstream serves (for now).
     if not state.upstream:
         answer = Answer(

@@ -21,10 +21,12 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
+from array import array
 from email.encoders import encode_7or8bit
 from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
 
+from gateway.cache import FifoCache
 from gateway.reader import Reader
 from gateway.render import Doc
 from gateway.responses import Answer
@@ -110,8 +112,9 @@ def _message(
 
 
 _PATCH_ID = re.compile(r"^X-Patchwork-Id: ([0-9]+)$", re.M)
-#: Bundles whose order is remembered (a few ids each).
-_ORDERS = 4096
+#: Bytes of remembered bundle orders (8 an id, plus each entry's objects).
+ORDERS_BYTES = 4 << 20
+_ORDER_OVERHEAD = 200
 
 
 def _attachment(text: str, content_type: str, name: str) -> Answer:
@@ -125,20 +128,26 @@ def _attachment(text: str, content_type: str, name: str) -> Answer:
 class BundleOrders:
     """The order of each public bundle's patches, as its upstream mbox said."""
 
-    def __init__(self) -> None:
-        self._orders: dict[int, tuple[int, ...]] = {}
+    def __init__(self, max_bytes: int = ORDERS_BYTES) -> None:
+        self._orders: FifoCache[int, array[int]] = FifoCache(max_bytes)
+
+    @property
+    def held(self) -> int:
+        """Bytes held."""
+        return self._orders.bytes
 
     def learn(self, bundle_id: int, mbox: bytes) -> None:
-        ids = tuple(int(i) for i in _PATCH_ID.findall(mbox.decode("utf-8", "replace")))
-        if len(self._orders) >= _ORDERS:
-            self._orders.pop(next(iter(self._orders)))
-        self._orders[bundle_id] = ids
+        ids = array("q", (int(i) for i in _PATCH_ID.findall(mbox.decode("utf-8", "replace"))))
+        self._orders.put(bundle_id, ids, ids.itemsize * len(ids) + _ORDER_OVERHEAD)
 
     def order(self, bundle_id: int, patches: list[int]) -> list[int]:
         """The bundle's patches in the order last seen upstream; patches it
         did not list then come after, in the API's order."""
-        known = [i for i in self._orders.get(bundle_id, ()) if i in patches]
-        return known + [i for i in patches if i not in known]
+        members = set(patches)
+        seen = self._orders.get(bundle_id) or array("q")
+        known = list(dict.fromkeys(i for i in seen if i in members))
+        listed = set(known)
+        return known + [i for i in patches if i not in listed]
 
 
 class Downloads:
@@ -203,8 +212,7 @@ class Downloads:
     def _patch(
         self, project: Doc, msgid: str, raw: bool, series_param: str | None
     ) -> Answer | None:
-        stored = "<" + msgid.replace("%2F", "/") + ">"
-        patch = self.reader.by_msgid("patches", project["id"], stored)
+        patch = self.reader.by_msgid("patches", project["id"], msgid)
         if patch is None:
             return Answer(404)
         name = filename(patch.get("name") or "")
@@ -269,7 +277,7 @@ class Downloads:
         return [doc for doc in found if doc is not None] + [patch]
 
     def _cover(self, project: Doc, msgid: str) -> Answer | None:
-        cover = self.reader.by_msgid("covers", project["id"], f"<{msgid}>")
+        cover = self.reader.by_msgid("covers", project["id"], msgid)
         if cover is None:
             return Answer(404)
         text = self._mbox_of(cover, project, False)

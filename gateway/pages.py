@@ -102,7 +102,7 @@ class Pages:
         if project is None:
             return Answer(404)
         table = "patches" if is_patch else "covers"
-        sub = self.reader.by_msgid(table, project["id"], "<" + msgid.replace("%2F", "/") + ">")
+        sub = self.reader.by_msgid(table, project["id"], msgid)
         if sub is None:
             return Answer(404)
         if "content" not in sub:

@@ -408,10 +408,17 @@ class Reader:
             return None
         return self.one(table, Query(where=["t.id = ?"], args=[obj_id]))
 
-    def by_msgid(self, table: str, project_id: int, msgid: str) -> Doc | None:
-        """A patch or cover of a project by message id, in full."""
+    def by_msgid(self, table: str, project_id: int, url_msgid: str) -> Doc | None:
+        """A patch or cover of a project by the message id in its URL, in full.
+
+        As upstream's views read them: a patch's may have its slashes
+        percent-encoded (``%2F``), a cover's are taken as they are.
+        """
+        if table == "patches":
+            url_msgid = url_msgid.replace("%2F", "/")
         rows = self._lookup(
-            f"SELECT id FROM {table} WHERE project_id = ? AND msgid = ?", (project_id, msgid)
+            f"SELECT id FROM {table} WHERE project_id = ? AND msgid = ?",
+            (project_id, f"<{url_msgid}>"),
         )
         return self.full(table, rows[0][0]) if rows else None
 

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from gateway import limits
 from gateway.app import STATE
 from gateway.cache import ResponseCache
+from gateway.downloads import BundleOrders
 from gateway.proxy import Proxy
 from tests.test_gateway import ENDPOINTS, NASTY, PARAMS
 
@@ -271,3 +272,30 @@ async def test_only_the_default_hosts_are_answered(gateway):
         assert resp.status == status, host
         if status == 200:
             assert (await resp.json())["url"].startswith(f"http://{host}/")
+
+
+async def test_remembered_hosts_and_accept_headers_stay_bounded(gateway):
+    """Verdicts on Host and Accept are remembered for speed, but a client
+    sending ever new or huge values cannot grow them."""
+    state = gateway.app[STATE]
+    for i in range(400):
+        resp = await gateway.get("/api/1.4/projects/", headers={"Host": f"h{i}.example"})
+        assert resp.status == 400
+        long_accept = "application/json;q=0.9, " + f"text/x-{i};q=0.1, " * 400
+        resp = await gateway.get("/api/1.4/projects/", headers={"Accept": long_accept})
+        assert resp.status == 200
+        resp = await gateway.get("/api/1.4/projects/", headers={"Accept": f"text/x-{i}, */*"})
+        assert resp.status == 200
+    assert len(state.origins) <= 256 and len(state.choices) <= 256
+    assert all(len(host) <= 300 for _, host in state.origins)
+    assert all(len(fmt or "") + len(accept or "") <= 300 for fmt, accept in state.choices)
+
+
+def test_remembered_bundle_orders_stay_within_their_bytes():
+    orders = BundleOrders(max_bytes=64 << 10)
+    mbox = "".join(f"X-Patchwork-Id: {n}\n" for n in range(500)).encode()
+    for bundle_id in range(1000):
+        orders.learn(bundle_id, mbox)
+        assert orders.held <= 64 << 10
+    assert orders.order(999, [3, 2, 1, 9999]) == [1, 2, 3, 9999], "upstream's order, then new"
+    assert orders.order(0, [3, 2, 1]) == [3, 2, 1], "forgotten: the API's order"
