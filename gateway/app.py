@@ -14,14 +14,16 @@ the upstream.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sqlite3
+import time
 
 import orjson
 from aiohttp import web
 
-from gateway import api, browsable, limits, openapi, readback
+from gateway import api, browsable, limits, metrics, openapi, readback
 from gateway.cache import Key, ResponseCache
 from gateway.config import Config
 from gateway.delivery import Delivery, Prepared
@@ -32,7 +34,15 @@ from gateway.pages import Pages
 from gateway.proxy import Proxy
 from gateway.reader import QueryTooSlow, Reader, ReaderBusy
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
-from gateway.routing import ApiRoute, SiteRoute, resolve_api, resolve_site, resolves
+from gateway.routing import (
+    ApiRoute,
+    SiteRoute,
+    api_template,
+    resolve_api,
+    resolve_site,
+    resolves,
+    site_template,
+)
 from gateway.status import SYNCED_HEADER, SyncStatus, health_handlers, status_handler
 from gateway.webhooks import webhook_handler
 from mirror.control import Control
@@ -52,6 +62,7 @@ _REMEMBERED_CHARS = 300
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
+ROUTE = metrics.ROUTE
 
 
 class GatewayState:
@@ -65,8 +76,12 @@ class GatewayState:
         self.control = control
         self.sync = SyncStatus(control, reader)
         self.upstream = config.upstream.url
+        #: What this process counted for /metrics (gateway.metrics).
+        self.counts = metrics.Counts()
         self.proxy = (
-            Proxy(self.upstream, timeout=config.upstream.timeout) if self.upstream else None
+            Proxy(self.upstream, timeout=config.upstream.timeout, record=self.counts.upstream_call)
+            if self.upstream
+            else None
         )
         self.identities = Identities(self.proxy, reader) if self.proxy else None
         self.readback = (
@@ -192,6 +207,20 @@ def _slash_or_404(path: str, raw_query: str, state: GatewayState) -> Answer:
 
 
 async def handle(request: web.Request) -> web.Response:
+    """Answer a request (:func:`answer`), counted for /metrics."""
+    started = time.perf_counter()
+    counts = request.app[STATE].counts
+    try:
+        response = await answer(request)
+    except Exception:
+        counts.request(request.get(ROUTE, metrics.UNMATCHED), request.method, 500, 0.0)
+        raise
+    route = request.get(ROUTE, metrics.UNMATCHED)
+    counts.request(route, request.method, response.status, time.perf_counter() - started)
+    return response
+
+
+async def answer(request: web.Request) -> web.Response:
     """A request's whole path, step by step.
 
     Host, cache (anonymous reads), bounds, site paths, negotiation, who is
@@ -210,10 +239,13 @@ async def handle(request: web.Request) -> web.Response:
         # Anonymous JSON reads are answered from the cache at once.
         cached = state.cache.get(key)
         if cached is not None:
+            request[ROUTE] = cached.route
             return _deliver(request, cached, state, False, key)
 
     path = request.path
     route = resolve_api(path) if path.startswith("/api/") else None
+    if route is not None:
+        request[ROUTE] = api_template(route)
     # (A cached answer passed this before: same method class, Host and URL.)
     refusal = limits.check(request, api.allowed(route) if route else None)
     if refusal is not None:
@@ -333,6 +365,7 @@ def _keep_and_deliver(
     unless it is a failure (which may pass) or the mirror changed while it
     was built (it may be stale)."""
     prepared = state.delivery.prepare(answer, "mirror", private)
+    prepared.route = request.get(ROUTE, metrics.UNMATCHED)
     if keep and answer.status < 500 and generation == state.reader.generation:
         state.cache.put(key, prepared)
     return _deliver(request, prepared, state, private, key)
@@ -375,7 +408,13 @@ async def _read_back(
         want, events = readback.xmlrpc_wanted(await request.read())
     else:
         want, events = readback.wanted(request.method, route, answer.body)
-    if await state.readback.refresh(want, events):
+    if not want:
+        return
+    started = time.perf_counter()
+    done = await state.readback.refresh(want, events)
+    seconds = time.perf_counter() - started
+    state.counts.upstream_call("readback", "done" if done else "failed", seconds)
+    if done:
         state.reader.check_changes()  # drop the caches now, not at the next tick
 
 
@@ -385,6 +424,8 @@ async def _not_api(
     """Site pages, downloads, XML-RPC, and API paths the mirror does not know."""
     path = request.path
     site = resolve_site(path)
+    if site is not None:
+        request[ROUTE] = site_template(site)
     if site is not None and site.kind != "forward":
         return await _site(request, site, state, origin)
     forwarded = site is not None or (path.startswith("/api/") and (signed or not read))
@@ -509,10 +550,16 @@ def create_app(
     state = GatewayState(config, reader, demo=demo, control=control)
     app[STATE] = state
 
+    publisher = metrics.Publisher(state.counts, state.cache)
+    publishing: list[asyncio.Task[None]] = []
+
     async def startup(app: web.Application) -> None:
         state.load_meta()
+        publishing.append(asyncio.create_task(metrics.publish_every(publisher)))
 
     async def cleanup(app: web.Application) -> None:
+        for task in publishing:
+            task.cancel()
         if state.proxy is not None:
             await state.proxy.close()
         if state.readback is not None:
@@ -526,6 +573,8 @@ def create_app(
     live, ready = health_handlers(state.sync, config.server.ready_max_lag, demo)
     app.router.add_get("/_gateway/health/live", live)
     app.router.add_get("/_gateway/health/ready", ready)
+    # Prometheus (gateway.metrics): every process's counts.
+    app.router.add_get("/metrics", metrics.metrics_handler(publisher, state.sync, reader.path))
     app.router.add_post("/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
     # The API's description (Patchwork 4.0 serves one at /api/docs too).
     app.router.add_get("/api/docs", openapi.page_handler)

@@ -48,13 +48,24 @@ class ResponseCache:
             maxsize=max(max_bytes, 1), getsizeof=lambda entry: entry.cost
         )
 
+        #: Look-ups that found an answer, and that did not (gateway.metrics).
+        self.hits = 0
+        self.misses = 0
+
     @property
     def bytes(self) -> int:
         return int(self._lru.currsize)
 
+    def __len__(self) -> int:
+        return len(self._lru)
+
     def get(self, key: Key) -> Prepared | None:
         entry = self._lru.get(key)
-        return None if entry is None else entry.prepared
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return entry.prepared
 
     def put(self, key: Key, prepared: Prepared) -> None:
         """Keep ``prepared``; again after it grew (its gzip was added)."""

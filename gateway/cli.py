@@ -20,7 +20,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import demo
+from gateway import demo, logs, metrics
 from gateway.app import create_app
 from gateway.config import WILDCARD, Config, ConfigError, load
 from gateway.reader import Reader
@@ -35,14 +35,6 @@ from sync.upstream import Upstream, UpstreamError
 from sync.worker import Settings, Worker
 
 log = logging.getLogger("patchwork-gateway")
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 async def _sync(config: Config, once: bool) -> None:
@@ -137,6 +129,7 @@ def _event_loop() -> asyncio.AbstractEventLoop:
 
 def _serve(config: Config, with_sync: bool = False) -> None:
     extra_port = os.environ.get(PORT_ENV)
+    cleanup_metrics = None
     is_extra = extra_port is not None and SUPERVISOR_ENV in os.environ
     host, port = config.server.host, config.server.port
     sock = None
@@ -146,6 +139,9 @@ def _serve(config: Config, with_sync: bool = False) -> None:
     elif config.server.workers > 1:
         sock = _listen(host, port)
         port = sock.getsockname()[1]
+    if not is_extra and (config.server.workers > 1 or metrics.MULTIPROC_ENV in os.environ):
+        # Before any process counts: /metrics sums every process's files.
+        cleanup_metrics = metrics.prepare_multiprocess()
 
     async def make_app() -> web.Application:
         path = config.storage.path
@@ -206,15 +202,21 @@ def _serve(config: Config, with_sync: bool = False) -> None:
         return app
 
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
-    web.run_app(
-        make_app(),
-        host=None if sock else host,
-        port=None if sock else port,
-        sock=sock,
-        print=None,
-        access_log=access_log,
-        loop=_event_loop(),
-    )
+    access_log_class = logs.AccessLogger
+    try:
+        web.run_app(
+            make_app(),
+            host=None if sock else host,
+            port=None if sock else port,
+            sock=sock,
+            print=None,
+            access_log=access_log,
+            access_log_class=access_log_class,
+            loop=_event_loop(),
+        )
+    finally:
+        if cleanup_metrics is not None:
+            cleanup_metrics()
 
 
 async def _status(config: Config, as_json: bool) -> str:
@@ -285,10 +287,13 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"[upstream] url: required to {args.command}")
         _check_storage(config.storage.path)
     except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        message = str(exc)
+        if args.config and not message.startswith(str(Path(args.config))):
+            message = f"{args.config}: {message}"  # which file, too
+        print(f"config error: {message}", file=sys.stderr)
         return 2
 
-    _setup_logging(config.log_level)
+    logs.setup(config.log_level, config.log_format)
     try:
         if args.command == "sync":
             asyncio.run(_sync(config, args.once))

@@ -84,6 +84,8 @@ class Config:
     log_level: str
     source: Path | None = None
     sync: SyncConfig = SyncConfig()
+    #: "text" or "json" (one JSON object a line).
+    log_format: str = "text"
 
 
 _KNOWN = {
@@ -110,7 +112,16 @@ _KNOWN = {
         "event_overlap",
         "webhook_secret",
     },
-    "logging": {"level"},
+    "logging": {"level", "format"},
+}
+
+
+_KINDS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
 }
 
 
@@ -118,8 +129,9 @@ def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ConfigError(f"[{section}] {key}: expected {kind.__name__}, got {value!r}")
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        expected = _KINDS.get(kind, kind.__name__)
+        raise ConfigError(f"[{section}] {key}: expected {expected}, got {value!r}")
     return value
 
 
@@ -215,6 +227,9 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     level = _get(lg, "logging", "level", str, "info").upper()
     if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("[logging] level: expected debug, info, warning or error")
+    log_format = _get(lg, "logging", "format", str, "text").lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("[logging] format: expected text or json")
 
     return Config(
         upstream=UpstreamConfig(url, token, concurrency, timeout),
@@ -235,6 +250,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         log_level=level,
         source=source,
         sync=SyncConfig(**seconds, webhook_secret=secret),
+        log_format=log_format,
     )
 
 

@@ -53,6 +53,8 @@ class Prepared:
     #: Whether a caller with credentials gets ``private`` instead.
     shareable: bool
     gzipped: bytes | None = field(default=None)
+    #: The route template it answers (a metrics label: gateway.metrics).
+    route: str = "unmatched"
 
     @property
     def cost(self) -> int:

@@ -149,7 +149,7 @@ class Identities:
 
     async def _check(self, header: str) -> Caller:
         self.checks += 1
-        answer = await self.proxy.send("GET", PROBE, {"Authorization": header})
+        answer = await self.proxy.send("GET", PROBE, {"Authorization": header}, kind="identity")
         if answer is self.proxy.busy or answer.status >= 500:
             return UNKNOWN
         if answer.status == 200:

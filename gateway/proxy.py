@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -76,8 +78,11 @@ class Proxy:
         max_bytes: int = 16 << 20,
         in_flight: int = MAX_IN_FLIGHT,
         waiting: int = MAX_WAITING,
+        record: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.base = base_url.rstrip("/")
+        #: Told of each request: its kind, outcome and seconds (gateway.metrics).
+        self._record = record or (lambda kind, outcome, seconds: None)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
         self._max_bytes = max_bytes
         self._session: aiohttp.ClientSession | None = None
@@ -137,23 +142,31 @@ class Proxy:
         headers: dict[str, str],
         body: bytes | None = None,
         origin: str | None = None,
+        kind: str = "forward",
     ) -> Answer:
-        """Send one request upstream in a free slot; URLs point at ``origin``."""
+        """Send one request upstream in a free slot; URLs point at ``origin``.
+
+        ``kind`` names why, for the metrics."""
         if self._slots.locked() and self._waiting >= self._max_waiting:
+            self._record(kind, "busy", 0.0)
             return self.busy
         self._waiting += 1
         try:
             await self._slots.acquire()
         finally:
             self._waiting -= 1
+        started = time.perf_counter()
+        outcome = "unreachable"
         try:
-            return await self._send(method, target, headers, body, origin or self.base)
+            answer, outcome = await self._send(method, target, headers, body, origin or self.base)
+            return answer
         finally:
             self._slots.release()
+            self._record(kind, outcome, time.perf_counter() - started)
 
     async def _send(
         self, method: str, target: str, headers: dict[str, str], body: bytes | None, origin: str
-    ) -> Answer:
+    ) -> tuple[Answer, str]:
         url = self.base + target
         path = target.split("?", 1)[0]
         try:
@@ -164,17 +177,17 @@ class Proxy:
                 async for chunk in resp.content.iter_chunked(65536):
                     size += len(chunk)
                     if size > self._max_bytes:
-                        return detail(502, "Upstream answer too large.")
+                        return detail(502, "Upstream answer too large."), "too_large"
                     chunks.append(chunk)
                 payload = b"".join(chunks)
                 status = resp.status
                 out_headers = [(k, resp.headers[k]) for k in FORWARD_RESPONSE if k in resp.headers]
         except TimeoutError:
             log.warning("%s %s: upstream timed out", method, path)
-            return detail(504, "Upstream Patchwork did not answer in time.")
+            return detail(504, "Upstream Patchwork did not answer in time."), "timeout"
         except aiohttp.ClientError as exc:
             log.warning("%s %s: upstream unreachable: %s", method, path, type(exc).__name__)
-            return detail(502, "Upstream Patchwork is unreachable.")
+            return detail(502, "Upstream Patchwork is unreachable."), "unreachable"
 
         rewritten = []
         for key, value in out_headers:
@@ -187,4 +200,4 @@ class Proxy:
         if ctype.startswith("application/json") and payload:
             with contextlib.suppress(orjson.JSONDecodeError):
                 payload = json_body(self._rewrite(orjson.loads(payload), origin))
-        return Answer(status, payload, tuple(rewritten))
+        return Answer(status, payload, tuple(rewritten)), f"{status // 100}xx"

@@ -45,6 +45,24 @@ _API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | No
 ]
 
 
+_NESTED = {"checks": "patches", "patch_comments": "patches", "cover_comments": "covers"}
+
+
+def api_template(route: ApiRoute) -> str:
+    """The route's URL template: a bounded metrics label."""
+    res = route.resource
+    if res is None:
+        return "/api/{version}/"
+    name = res.name
+    parent = _NESTED.get(name)
+    if parent is not None:
+        leaf = "checks" if name == "checks" else "comments"
+        path = f"/api/{{version}}/{parent}/{{parent_id}}/{leaf}/"
+    else:
+        path = f"/api/{{version}}/{name}/"
+    return path + "{id}/" if route.kind == "detail" else path
+
+
 def resolve_api(path: str) -> ApiRoute | None:
     match = _API.match(path)
     if not match:
@@ -154,6 +172,32 @@ def resolve_site(path: str) -> SiteRoute | None:
     if _SITE_UPSTREAM.match(path):
         return SiteRoute("upstream")
     return None
+
+
+_SITE_TEMPLATES = {
+    ("redirect-by-id", "patches"): "/patch/{id}/",
+    ("redirect-by-id", "covers"): "/cover/{id}/",
+    ("redirect-by-id", "comments"): "/comment/{id}/",
+    ("download", "patches"): "/project/{project}/patch/{msgid}/",
+    ("download", "covers"): "/project/{project}/cover/{msgid}/",
+    ("download", "series"): "/series/{id}/",
+    ("download", "bundles"): "/bundle/{owner}/{name}/",
+    ("page", "patches"): "/project/{project}/patch/{msgid}/",
+    ("page", "covers"): "/project/{project}/cover/{msgid}/",
+    ("page", "list"): "/project/{project}/list/",
+}
+
+
+def site_template(site: SiteRoute) -> str:
+    """The site route's URL template: a bounded metrics label."""
+    if site.kind == "forward":
+        return "/xmlrpc/"
+    if site.kind == "upstream":
+        return "site page (redirected upstream)"
+    base = _SITE_TEMPLATES.get((site.kind, site.resource or ""), "site")
+    if site.suffix in ("mbox", "raw"):
+        return f"{base}{site.suffix}/"
+    return base
 
 
 def resolves(path: str) -> bool:

@@ -28,7 +28,7 @@ STATUS_TTL = 1.0
 COUNTS_TTL = 5.0
 
 
-def _parse(value: Any) -> datetime | None:
+def parse_time(value: Any) -> datetime | None:
     if not isinstance(value, str):
         return None
     try:
@@ -61,9 +61,9 @@ class SyncStatus:
             # A locked or damaged control file: keep what was read last.
             with contextlib.suppress(sqlite3.Error, ValueError):
                 self._status = self.control.status() if self.control else {}
-            when = _parse(self._status.get("last_success"))
+            when = parse_time(self._status.get("last_success"))
             if when is None:
-                when = _parse(self.reader.meta("sync.completed_at"))
+                when = parse_time(self.reader.meta("sync.completed_at"))
             self._last_success = when
             self._header = (
                 when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -22,6 +22,8 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway import metrics
+
 log = logging.getLogger(__name__)
 
 #: Seconds a stopping worker gets before it is killed.
@@ -58,6 +60,7 @@ class ChildProcess:
             )
             log.info("%s started (pid %d)", self.name, self._proc.pid)
             code = await self._proc.wait()
+            metrics.process_gone(self._proc.pid)
             if self._stopping:
                 return
             log.error("%s exited with status %d; restarting in %.0fs", self.name, code, backoff)

@@ -221,6 +221,7 @@ class Sweeper:
         if lane.page == 0:
             lane.page, lane.bound, lane.todo = 1, None, None
             lane.started = self.clock()
+        started, page = time.monotonic(), lane.page
         async with self.lock:
             if lane.resource == "comments":
                 batch = await self._comments_step(lane)
@@ -232,7 +233,21 @@ class Sweeper:
             changed = await store.write(self.db, batch)
         if changed:
             self.changed[lane.name] = self.changed.get(lane.name, 0) + changed
-            log.info("sweep of %s: %d objects changed", lane.name, changed)
+        seconds = round(time.monotonic() - started, 3)
+        log.info(
+            "sweep of %s, page %d: %d objects changed, %.2fs",
+            lane.name,
+            page,
+            changed,
+            seconds,
+            extra={
+                "step": "sweep",
+                "lane": lane.name,
+                "page": page,
+                "changed": changed,
+                "seconds": seconds,
+            },
+        )
         if lane.page == 0:
             self.rounds[lane.name] = self.rounds.get(lane.name, 0) + 1
 

@@ -102,6 +102,8 @@ class Worker:
         #: The unresolved failure of each part (event poll, sweep...).
         self._errors: dict[str, dict[str, str]] = {}
         self.crawl_requests = 0
+        #: Failures of the parts, each retried (gateway.metrics shows it).
+        self.failures = 0
 
     # -- status --------------------------------------------------------------
 
@@ -124,11 +126,13 @@ class Worker:
             upstream_requests_total=self._requests(),
             upstream_requests_per_minute=self._rate(),
             events_applied_total=self.applied,
+            failures_total=self.failures,
             **values,
         )
 
     def _failed(self, where: str, exc: BaseException) -> None:
         message = f"{where}: {exc}"
+        self.failures += 1
         log.warning("%s; will retry", message)
         self._errors[where] = {"at": _now(), "message": message}
         self._status(state="retrying", last_error=self._last_error())
@@ -175,13 +179,21 @@ class Worker:
 
     async def poll(self) -> int:
         """Apply new events (and queued webhooks); record the outcome."""
+        started, requests = time.monotonic(), self._requests()
         async with self.lock:
             new = await self.follower.poll()
             await self._webhooks()
             await self._relearn_states()
         self.applied += new
-        if new:
-            log.info("applied %d new upstream events", new)
+        seconds = round(time.monotonic() - started, 3)
+        spent = self._requests() - requests
+        log.info(
+            "event poll: %d new events applied, %d upstream requests, %.2fs",
+            new,
+            spent,
+            seconds,
+            extra={"step": "event poll", "applied": new, "requests": spent, "seconds": seconds},
+        )
         self._errors.pop("event poll", None)
         self._errors.pop("initial sync", None)
         self._status(

@@ -89,7 +89,7 @@ def test_an_unusable_storage_path_is_named(tmp_path):
     cfg.write_text(f'[storage]\npath = "{tmp_path}/no/such/dir/m.sqlite3"\n')
     result = run_cli("serve", "--config", str(cfg))
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("config error: [storage] path: folder")
+    assert result.stderr.strip().startswith(f"config error: {cfg}: [storage] path: folder")
 
 
 def test_a_busy_port_is_one_clear_line(deployment, tmp_path):
@@ -131,3 +131,26 @@ def test_default_hosts_are_the_listen_address_and_localhost_on_loopback():
     assert parse({"server": explicit}).server.allowed_hosts == ("pw.example.org",)
     public = {"host": "0.0.0.0", "public_url": "https://pw.example.org"}
     assert parse({"server": public}).server.allowed_hosts == ()
+
+
+def _every_setting() -> list[tuple[str, str]]:
+    from gateway.config import _KNOWN
+
+    return [(section, key) for section, keys in sorted(_KNOWN.items()) for key in sorted(keys)]
+
+
+@pytest.mark.parametrize(("section", "key"), _every_setting())
+def test_every_setting_names_itself_the_file_and_what_it_expects(
+    tmp_path, capsys, monkeypatch, section, key
+):
+    from gateway.cli import main
+
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    monkeypatch.delenv("PATCHWORK_GATEWAY_WEBHOOK_SECRET", raising=False)
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f"[{section}]\n{key} = [{{}}]\n")  # no setting takes a list of tables
+    assert main(["status", "--config", str(cfg)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"config error: {cfg}: [{section}] {key}: ")
+    assert "expected" in lines[0] or "must" in lines[0]
