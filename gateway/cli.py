@@ -1,8 +1,9 @@
-"""The ``patchwork-gateway`` command: ``run``, ``sync``, ``serve`` and ``status``.
+"""The ``patchwork-gateway`` command: ``run``, ``sync``, ``serve``, ``status`` and ``check``.
 
 ``run`` serves the mirror and keeps it in sync (the sync worker in a child
 process); ``sync`` only syncs (``--once``: bring the mirror up to date and
-exit); ``serve`` only serves; ``status`` says how big and fresh it is.
+exit); ``serve`` only serves; ``status`` says how big and fresh it is;
+``check`` compares the mirror with upstream (see ``gateway.drift``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from gateway import demo, logs, metrics
+from gateway import demo, drift, logs, metrics
 from gateway.app import create_app
 from gateway.config import WILDCARD, Config, ConfigError, load
 from gateway.reader import Reader
@@ -279,6 +280,13 @@ def main(argv: list[str] | None = None) -> int:
     p_status = sub.add_parser("status", help="how big and how fresh the mirror is")
     p_status.add_argument("--config", required=True, help="TOML configuration file")
     p_status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
+    p_check = sub.add_parser(
+        "check",
+        help="compare the mirror with upstream: exit 1 on drift",
+        description=drift.DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    drift.add_arguments(p_check)
     args = parser.parse_args(argv)
 
     try:
@@ -294,6 +302,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     logs.setup(config.log_level, config.log_format)
+    if args.command == "check":
+        return drift.main(config, args)
     try:
         if args.command == "sync":
             asyncio.run(_sync(config, args.once))
