@@ -1,9 +1,11 @@
-"""The ``patchwork-gateway`` command: ``run``, ``sync``, ``serve``, ``status`` and ``check``.
+"""The ``patchwork-gateway`` command: ``run``, ``sync``, ``serve``, ``status``,
+``check`` and ``backup``.
 
 ``run`` serves the mirror and keeps it in sync (the sync worker in a child
 process); ``sync`` only syncs (``--once``: bring the mirror up to date and
 exit); ``serve`` only serves; ``status`` says how big and fresh it is;
-``check`` compares the mirror with upstream (see ``gateway.drift``).
+``check`` compares the mirror with upstream (see ``gateway.drift``);
+``backup`` copies it consistently while it serves and syncs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from gateway.reader import Reader
 from gateway.status import SyncStatus
 from gateway.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
 from mirror import schema
+from mirror.backup import BackupError, backup
 from mirror.control import Busy, Control, claim
 from sync.events import CURSOR
 from sync.fetch import SyncError
@@ -287,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     drift.add_arguments(p_check)
+    p_backup = sub.add_parser(
+        "backup", help="copy the mirror consistently, while it serves and syncs"
+    )
+    p_backup.add_argument("--config", required=True, help="TOML configuration file")
+    p_backup.add_argument("destination", type=Path, help="the copy's file (replaced if it exists)")
     args = parser.parse_args(argv)
 
     try:
@@ -304,6 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(config.log_level, config.log_format)
     if args.command == "check":
         return drift.main(config, args)
+    if args.command == "backup":
+        try:
+            size = backup(config.storage.path, args.destination)
+        except BackupError as exc:
+            print(f"backup failed: {exc}", file=sys.stderr)
+            return 1
+        print(f"{args.destination}: {size / 2**20:,.1f} MiB, a consistent copy of the mirror")
+        return 0
     try:
         if args.command == "sync":
             asyncio.run(_sync(config, args.once))
