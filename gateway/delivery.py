@@ -63,6 +63,13 @@ class Prepared:
         return extra + (len(self.gzipped) if self.gzipped is not None else 0)
 
 
+def _vary(headers: dict[str, str], name: str) -> None:
+    """Add ``name`` to the ``Vary`` header unless it is there."""
+    vary = headers.get("Vary", "")
+    if name.lower() not in vary.lower():
+        headers["Vary"] = f"{vary}, {name}" if vary else name
+
+
 def accepts_gzip(header: str | None) -> bool:
     """Whether an ``Accept-Encoding`` header takes gzip (``q`` above 0)."""
     if not header:
@@ -125,12 +132,13 @@ class Delivery:
             shareable = answer.status in SHAREABLE
             headers["Cache-Control"] = self.public if shareable else "no-store"
             headers["Vary"] = VARY_ENCODED if compressible else VARY
-        elif private:
-            # Forwarded with the caller's credentials: never for a shared cache.
-            headers.setdefault("Cache-Control", "private")
-            vary = headers.get("Vary", "")
-            if "authorization" not in vary.lower():
-                headers["Vary"] = f"{vary}, Authorization" if vary else "Authorization"
+        else:
+            if private:
+                # Forwarded with the caller's credentials: never for a shared cache.
+                headers.setdefault("Cache-Control", "private")
+                _vary(headers, "Authorization")
+            if compressible:  # (it may leave gzipped, see send)
+                _vary(headers, "Accept-Encoding")
         return Prepared(answer, headers, etag, compressible, shareable)
 
     def send(

@@ -94,6 +94,19 @@ def test_answers_to_callers_with_credentials_are_private(deployment):
     assert request("GET", deployment.gateway + PAGE).header("Cache-Control").startswith("public")
 
 
+def test_forwarded_answers_that_may_be_gzipped_vary_on_accept_encoding(deployment):
+    # Bundles with credentials are forwarded upstream (the caller's private
+    # ones may be missing here); a shared cache must not hand the gzipped
+    # bytes to a client that cannot read them.
+    headers = {**auth_header("stephen"), "Accept-Encoding": "gzip"}
+    reply = request("GET", deployment.gateway + "/api/1.4/bundles/", headers)
+    assert reply.status == 200
+    assert reply.header("X-Patchwork-Gateway") == "upstream"
+    assert reply.header("Content-Encoding") == "gzip"
+    vary = {v.strip() for v in reply.header("Vary").split(",")}
+    assert {"Authorization", "Accept-Encoding"} <= vary
+
+
 async def test_gzip_when_asked_compressed_once_with_its_own_etag(gateway):
     plain = await gateway.get(PAGE, headers={"Accept-Encoding": "identity"})
     body = await plain.read()
