@@ -465,14 +465,16 @@ async def _site(
     bundle = site.kind == "download" and site.resource == "bundles"
     if bundle and request.method in READ_METHODS and state.proxy is not None:
         known = state.downloads.public_bundle(site.project or "", site.msgid or "")
-        if known is not None:
-            # Upstream's own bytes while it answers, their order remembered
-            # for when it does not (see gateway.downloads).
-            answer = await state.proxy.forward(request, origin)
-            if answer.status < 500:
-                if answer.status == 200:
-                    state.downloads.bundle_orders.learn(known["id"], answer.body)
-                return _respond(request, answer, state, "upstream")
+        # Upstream's own bytes while it answers, their order remembered for
+        # when it does not (see gateway.downloads).  A bundle not known
+        # public here (a private one, for its owner) only upstream may
+        # show: forwarded with the caller's credentials, never redirected
+        # (clients drop Authorization on a redirect to another origin).
+        answer = await state.proxy.forward(request, origin)
+        if known is None or answer.status < 500:
+            if known is not None and answer.status == 200:
+                state.downloads.bundle_orders.learn(known["id"], answer.body)
+            return _respond(request, answer, state, "upstream")
     if site.kind in ("download", "page") and request.method in READ_METHODS:
         generation = state.reader.generation
         try:
