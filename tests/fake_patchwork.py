@@ -1,4 +1,4 @@
-"""A stateful fake Patchwork 3.x upstream serving REST API 1.4 from memory.
+"""A stateful fake Patchwork 3.x upstream serving its REST API from memory.
 
 The replay upstream (``tests.support.replay_upstream``) can only answer
 what was recorded; sync tests also need an upstream that *changes*.  This
@@ -15,10 +15,29 @@ reproduces the recording byte for byte (key order, nulls, dates, the
 ``Link`` header, ``Allow``), which ``tests/test_fake_patchwork.py`` checks
 against every API read of the crawl.
 
+Reads are served at every version Patchwork 3.x routes: ``/api/1.0/`` to
+``/api/1.4/``, and the unversioned ``/api/`` as the latest.  Each version
+shows what Patchwork's serializers show it (``versioned_fields``, see
+:data:`DETAIL_SINCE` and :data:`EMBEDDED_SINCE`, for details, list items
+and embedded objects alike), routes what its URL patterns route (comment
+lists from 1.1, comment details from 1.3, see :data:`ROUTE_SINCE`), lists
+comment events from 1.3 only, and ignores the filters its filter sets add
+later (``hash`` and ``msgid`` of patches, ``actor`` of events: from 1.2,
+see :data:`FILTERS_SINCE`); the test file checks every recorded read at
+1.0 to 1.3, by every recorded identity.
+
 Queries follow Patchwork's filters, search, orderings and pagination,
 down to its failures (the 500s of invalid model fields, the empty list of
 an invalid filter value); the test file checks them against recorded
 answers of real Patchwork.
+
+Downloads are built as Patchwork's views build them (``patchwork/views/``):
+a patch's mbox (with ``?series=`` its series' patches before it) and raw
+diff, a cover's, a series' and a bundle's mbox (a private bundle's to its
+owner only, by token or password; a bundle's patches in the order they
+were added, which for the crawl's bundles their recorded mboxes show), and
+the old-style ``/patch/N/mbox/`` redirects; the test file checks every
+recorded download byte for byte.
 
 Writes through HTTP are answered as Patchwork 3.x answers them (DRF's
 authentication, the views' permissions, validation and messages, the
@@ -37,11 +56,10 @@ Basic logins (``pw-<username>`` with ``tokens`` set), and writes
 (``patch_set``, ``check_create``) through the mutation methods, so with
 Patchwork's events; ``tests/test_fake_xmlrpc.py`` runs pwclient on it.
 
-Left out: reads at API versions 1.0 to 1.3 (404; writes accept them, and
-the unversioned ``/api/`` answers as the latest version, as Patchwork's
-does), mbox and web pages (404), ``OPTIONS`` (a 405), ``Accept``
-negotiation, and SQLite's order of ties beyond the common cases (ties
-come out by id, see :meth:`FakePatchwork._order`).
+Left out: web pages (404; a download is served by ``GET`` and ``HEAD``
+only), ``OPTIONS`` (a 405), ``Accept`` negotiation and the browsable
+API, and SQLite's order of ties beyond the common cases (ties come out
+by id, see :meth:`FakePatchwork._order`).
 """
 
 from __future__ import annotations
@@ -70,7 +88,7 @@ from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
 from pathlib import Path
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, unquote, urlencode, urlsplit
 from xmlrpc.server import SimpleXMLRPCDispatcher, XMLRPCDocGenerator
 
 import orjson
@@ -250,6 +268,10 @@ NOT_FOUND_PAGE = (
     "<html><body><h1>Not Found</h1><p>The requested resource <code>",
     "</code> was not found.</p></body></html>",
 )
+
+#: A bundle's mbox, and the patch ids in one (in the order of the mails).
+_BUNDLE_MBOX = re.compile(r"^/bundle/(?P<owner>[^/]+)/(?P<name>[^/]+)/mbox/$")
+_PATCHWORK_ID = re.compile(r"^X-Patchwork-Id: (\d+)$", re.M)
 
 #: Characters Django's ``reverse()`` leaves unquoted in a path argument.
 _URL_SAFE = "!$&'()*+,;=/~:@"
@@ -627,7 +649,7 @@ class _Route:
     version: str | None = None
 
 
-#: Versions Patchwork 3.x routes (reads of the fake serve only the latest).
+#: Versions Patchwork 3.x routes.
 VERSIONS = ("1.0", "1.1", "1.2", "1.3", "1.4")
 _V = r"/api/(?:(?P<v>1\.[0-4])/)?"
 _LISTS = "projects|people|users|patches|covers|series|bundles|events"
@@ -690,6 +712,36 @@ ROUTE_SINCE = {
 }
 
 
+def _download_parts(raw_path: str) -> tuple[str, ...] | None:
+    """The download view a path names (Patchwork's ``urls.py``), and its
+    arguments (path segments, each decoded); None: no download.
+
+    ``("patch", project, msgid, "mbox"|"raw")``, ``("cover", project, msgid)``,
+    ``("series", id)``, ``("bundle", owner, name)``, and the old-style
+    ``("patch-id", id, "mbox"|"raw")`` and ``("cover-id", id)``.
+    """
+    if not raw_path.startswith("/") or not raw_path.endswith("/"):
+        return None
+    parts = [unquote(segment) for segment in raw_path[1:-1].split("/")]
+    if not all(parts):
+        return None
+    number = len(parts) >= 2 and parts[1].isascii() and parts[1].isdigit()
+    match parts:
+        case ["project", project, "patch", msgid, "mbox" | "raw" as kind]:
+            return ("patch", project, msgid, kind)
+        case ["project", project, "cover", *msgid, "mbox"] if msgid:
+            return ("cover", project, "/".join(msgid))
+        case ["series", series, "mbox"] if number:
+            return ("series", series)
+        case ["bundle", owner, name, "mbox"]:
+            return ("bundle", owner, name)
+        case ["patch", patch, "mbox" | "raw" as kind] if number:
+            return ("patch-id", patch, kind)
+        case ["cover", cover, "mbox"] if number:
+            return ("cover-id", cover)
+    return None
+
+
 def _has_version(version: str | None, since: str) -> bool:
     """Patchwork's ``utils.has_version``: no version is the latest."""
     return version is None or version.split(".") >= since.split(".")
@@ -723,6 +775,16 @@ EMBEDDED_SINCE: dict[str, dict[str, tuple[str, ...]]] = {
     "patch-comments": {"1.1": ("web_url",), "1.2": ("list_archive_url",), "1.3": ("url",)},
 }
 EMBEDDED_SINCE["cover-comments"] = EMBEDDED_SINCE["patch-comments"]
+
+
+#: ... and filters (``versioned_fields`` of Patchwork's filter sets): a
+#: parameter is ignored below the version that added it.
+FILTERS_SINCE: dict[str, dict[str, tuple[str, ...]]] = {
+    "patches": {"1.2": ("hash", "msgid")},
+    "events": {"1.2": ("actor",)},
+}
+#: Events ``/events/`` lists from API 1.3 only.
+COMMENT_EVENTS = frozenset({"cover-comment-created", "patch-comment-created"})
 
 
 @functools.cache
@@ -874,9 +936,16 @@ class FakePatchwork:
         details: dict[str, dict[int, dict[str, Any]]] = {r: {} for r in RESOURCES}
         parents: dict[str, dict[int, int]] = {r: {} for r in PARENTS}
         probes: list[tuple[dict[str, list[str]], list[dict[str, Any]]]] = []
+        orders: dict[tuple[str, str], list[int]] = {}
         for rec in records:
             path = rec["path"]
             if rec.get("method", "GET") != "GET" or rec["status"] != 200:
+                continue
+            mbox = _BUNDLE_MBOX.match(path)
+            if mbox is not None and isinstance(rec["body"], str):
+                # The order patches were added in, which only the mbox shows.
+                key = (unquote(mbox["owner"]), unquote(mbox["name"]))
+                orders[key] = [int(i) for i in _PATCHWORK_ID.findall(rec["body"])]
                 continue
             if not path.startswith(f"/api/{VERSION}/") and path != "/api/":
                 continue
@@ -924,6 +993,12 @@ class FakePatchwork:
         for res in ("users", "people", "projects", "covers", "patches", "series", "bundles"):
             for _, item in sorted(details[res].items()):
                 self._store(res, self._from_recorded(res, item))
+        for bundle in self._objects["bundles"].values():
+            order = orders.get(
+                (self._objects["users"][bundle["owner"]]["username"], bundle["name"])
+            )
+            if order is not None and sorted(order) == sorted(bundle["patches"]):
+                bundle["patches"] = order
         for res in PARENTS:
             for obj_id, item in sorted(details[res].items()):
                 obj = self._from_recorded(res, item)
@@ -1793,20 +1868,25 @@ class FakePatchwork:
 
     @staticmethod
     def _route_of(path: str, method: str) -> _Route | None:
-        """The route of a path; reads are served at the latest version only."""
-        route = _route(path)
-        if route is not None and method in ("GET", "HEAD") and route.version not in (None, VERSION):
-            return None
-        return route
+        """The route of a path (at any version whose URL patterns have it)."""
+        return _route(path)
 
     def _answer(self, request: web.Request, origin: str, raw_body: bytes) -> web.StreamResponse:
         path = request.path
         method = request.method
         if self.serve_xmlrpc and path in (XMLRPC_PATH, XMLRPC_PATH.rstrip("/")):
             return self._xmlrpc_view(request, raw_body)
+        raw_path = request.rel_url.raw_path
+        reading = method in ("GET", "HEAD")
+        download = _download_parts(raw_path) if reading else None
+        if download is not None:
+            return self._download(request, download)
         route = self._route_of(path, method)
         if route is None:
-            if not path.endswith("/") and self._route_of(path + "/", method) is not None:
+            slashed = self._route_of(path + "/", method) is not None or (
+                reading and _download_parts(raw_path + "/") is not None
+            )
+            if not path.endswith("/") and slashed:
                 # Django's APPEND_SLASH.
                 raw = request.rel_url.raw_query_string
                 location = request.rel_url.raw_path + "/" + (f"?{raw}" if raw else "")
@@ -1846,13 +1926,23 @@ class FakePatchwork:
                 return answer(status, body, extra)
             user = self._identity(request.headers.get("Authorization"))
             if route.kind == "index":
-                return answer(200, {k: f"{ctx.api}/{k}/" for k in INDEX_KEYS})
+                return answer(200, {k: f"{ctx.api}/{k}/{ctx.suffix}" for k in INDEX_KEYS})
             if route.resource in ("people", "users") and user is None:
                 raise _Http(403, NOT_AUTHENTICATED)
             if route.kind == "detail":
                 obj = self._lookup(route, user)
                 return answer(200, self._render_obj(route.resource, obj, ctx, True, user))
             items = self._list_items(route, user)
+            # Filters a version's filter set leaves out are ignored.
+            dropped = FILTERS_SINCE.get(route.resource, {})
+            query = {
+                k: v
+                for k, v in query.items()
+                if not any(
+                    k in names and not _has_version(route.version, since)
+                    for since, names in dropped.items()
+                )
+            }
             try:
                 items = self._filter(route.resource, items, query)
             except _Invalid:
@@ -1875,6 +1965,194 @@ class FakePatchwork:
             return web.Response(
                 status=500, text=SERVER_ERROR_PAGE, content_type="text/html", charset="utf-8"
             )
+
+    # ------------------------------------------------------------------
+    # Downloads: Patchwork's mbox and raw views (``patchwork/views/``)
+
+    def _download(self, request: web.Request, parts: tuple[str, ...]) -> web.Response:
+        """A patch's mbox (``?series=`` adds the patches before it) or diff, a
+        cover's, a series' or a bundle's mbox, or an old-style redirect."""
+        o = self._objects
+        kind = parts[0]
+
+        def found(content_type: str, filename: str, text: str) -> web.Response:
+            headers = {"Content-Type": content_type, "Content-Disposition": filename}
+            return web.Response(body=text.encode(), headers=headers)
+
+        def submission(res: str, linkname: str, msgid: str) -> dict[str, Any] | None:
+            project = next((p for p in o["projects"].values() if p["link_name"] == linkname), None)
+            if project is None:
+                return None
+            wanted = f"<{msgid}>"
+            return next(
+                (
+                    x
+                    for x in o[res].values()
+                    if x["project"] == project["id"] and x["msgid"] == wanted
+                ),
+                None,
+            )
+
+        missing = self._not_found_page(request.path)
+        if kind in ("patch-id", "cover-id"):
+            res = "patches" if kind == "patch-id" else "covers"
+            obj = o[res].get(int(parts[1]))
+            if obj is None:
+                return missing
+            linkname = o["projects"][obj["project"]]["link_name"]
+            msgid = obj["msgid"].strip("<>").replace("/", "%2F")
+            view = parts[2] if kind == "patch-id" else "mbox"
+            path = (
+                f"/project/{linkname}/{'patch' if kind == 'patch-id' else 'cover'}/{msgid}/{view}/"
+            )
+            headers = {"Location": quote(path, _URL_SAFE)}
+            return web.Response(
+                status=302, headers=headers, content_type="text/html", charset="utf-8"
+            )
+        if kind == "patch":
+            patch = submission("patches", parts[1], parts[2])
+            if patch is None:
+                return missing
+            name = _FILENAME.sub("-", patch["name"]).strip("-")
+            if parts[3] == "raw":
+                # HttpResponse.write(None) writes "None".
+                return found(
+                    "text/x-patch", f"attachment; filename={name}.diff", str(patch["diff"])
+                )
+            series = request.rel_url.query.getall("series", [""])[-1]
+            if not series:
+                text = self._submission_mbox("patches", patch)
+            else:
+                try:
+                    text = self._series_patch_mbox(patch, series)
+                except LookupError:
+                    return missing
+                except _ServerError:
+                    return web.Response(
+                        status=500,
+                        text=SERVER_ERROR_PAGE,
+                        content_type="text/html",
+                        charset="utf-8",
+                    )
+            filename = f"attachment; filename={name}.patch"
+            return found("text/plain; charset=utf-8", filename, text)
+        if kind == "cover":
+            cover = submission("covers", parts[1], parts[2])
+            if cover is None:
+                return missing
+            name = _FILENAME.sub("-", cover["name"]).strip("-")
+            text = self._submission_mbox("covers", cover)
+            return found("text/plain", f"attachment; filename={name}.mbox", text)
+        if kind == "series":
+            series_obj = o["series"].get(int(parts[1]))
+            if series_obj is None:
+                return missing
+            title = series_obj["name"] or f"Untitled series #{series_obj['id']}"
+            name = _FILENAME.sub("-", title).strip("-")
+            ids = sorted(
+                self._series_patches.get(series_obj["id"], []),
+                key=lambda i: (o["patches"][i]["_number"] or 0, i),
+            )
+            text = "\n".join(self._submission_mbox("patches", o["patches"][i]) for i in ids)
+            return found("text/plain", f"attachment; filename={name}.patch", text)
+        # A bundle: its owner and the public see it; bad credentials are anonymous.
+        owner, bundle_name = parts[1], parts[2]
+        bundle = next(
+            (
+                b
+                for b in o["bundles"].values()
+                if b["name"] == bundle_name and o["users"][b["owner"]]["username"] == owner
+            ),
+            None,
+        )
+        if bundle is None:
+            return missing
+        try:
+            user = self._identity(request.headers.get("Authorization"))
+        except _Http:
+            user = None
+        if not self._visible_bundle(bundle, user):
+            # HttpResponseNotFound(): no page at all.
+            return web.Response(status=404, content_type="text/html", charset="utf-8")
+        text = "\n".join(
+            self._submission_mbox("patches", o["patches"][i]) for i in bundle["patches"]
+        )
+        filename = f"attachment; filename=bundle-{bundle['id']}-{bundle['name']}.mbox"
+        return found("text/plain", filename, text)
+
+    def _series_patch_mbox(self, patch: dict[str, Any], series: str) -> str:
+        """``series_patch_to_mbox``: the patches of its series before it, then
+        it (LookupError: a 404; _ServerError: a 500)."""
+        if series == "*":
+            if patch["_series"] is None:
+                raise LookupError(series)
+        else:
+            try:
+                number = int(series)
+            except ValueError:
+                raise LookupError(series) from None
+            if patch["_series"] is None:
+                raise _ServerError  # ``patch.series.id`` of None
+            if patch["_series"] != number:
+                raise LookupError(series)
+        patches = self._objects["patches"]
+        before = [
+            i
+            for i in self._series_patches.get(patch["_series"], [])
+            if (patches[i]["_number"] or 0) < (patch["_number"] or 0)
+        ]
+        before.sort(key=lambda i: (patches[i]["_number"], i))
+        return "\n".join(
+            self._submission_mbox("patches", m) for m in [*(patches[i] for i in before), patch]
+        )
+
+    def _submission_mbox(self, res: str, obj: dict[str, Any]) -> str:
+        """``views.utils._submission_to_mbox`` of a patch or a cover; the
+        headers as the stored (REST) dict holds them."""
+        o = self._objects
+        is_patch = res == "patches"
+        body = ""
+        if obj.get("content"):
+            body = obj["content"].strip() + "\n"
+        parts = _POSTSCRIPT.split(body, 1)
+        if len(parts) == 2:
+            body, postscript = parts
+            body = body.strip() + "\n"
+            postscript = postscript.rstrip()
+        else:
+            postscript = ""
+        kind = "patch-comments" if is_patch else "cover-comments"
+        comments = [o[kind][i] for i in self._children[kind].get(obj["id"], [])]
+        for comment in sorted(comments, key=lambda c: (c["_date"], c["id"])):
+            content = comment.get("content") or ""
+            body += "".join(match.group(0) + "\n" for match in _RESPONSE.finditer(content))
+        if postscript:
+            body += "---" + postscript + "\n"
+        if is_patch and obj.get("diff"):
+            body += "\n" + obj["diff"]
+        date = obj["_date"]
+        utc_timestamp = int(date.replace(tzinfo=dt.UTC).timestamp())
+        mail = _PatchMbox(body)
+        submitter = o["people"][obj["submitter"]]
+        mail["X-Patchwork-Submitter"] = email.utils.formataddr(
+            (str(Header(submitter["name"], mail.patch_charset)), submitter["email"])
+        )
+        mail["X-Patchwork-Id"] = str(obj["id"])
+        if is_patch and obj["delegate"] is not None:
+            mail["X-Patchwork-Delegate"] = str(o["users"][obj["delegate"]]["email"])
+        mail.set_unixfrom("From patchwork " + date.ctime())
+        list_email = o["projects"][obj["project"]]["list_email"]
+        for key, values in (obj.get("headers") or {}).items():
+            if key in ("Content-Type", "Content-Transfer-Encoding"):
+                continue
+            for val in values if isinstance(values, list) else [values]:
+                if key == "From" and _from_address(val) == list_email:
+                    mail["X-Patchwork-Original-From"] = val
+                    val = mail["X-Patchwork-Submitter"]
+                mail[key] = val
+        if "Date" not in mail:
+            mail["Date"] = email.utils.formatdate(utc_timestamp)
+        return mail.as_bytes(True).decode()
 
     def _xmlrpc_view(self, request: web.Request, raw_body: bytes) -> web.Response:
         """Patchwork's ``views.xmlrpc.xmlrpc``: POST calls, GET documents, the rest
@@ -2376,6 +2654,9 @@ class FakePatchwork:
         items = list(self._objects[res].values())
         if res == "bundles":
             items = [b for b in items if self._visible_bundle(b, user)]
+        elif res == "events" and not _has_version(route.version, "1.3"):
+            # Comment events point at comment details, which came with 1.3.
+            items = [e for e in items if e["category"] not in COMMENT_EVENTS]
         return items
 
     def _lookup(self, route: _Route, user: int | None) -> dict[str, Any]:
@@ -3581,52 +3862,8 @@ class _XmlRpc:
         }
 
     def _patch_to_mbox(self, patch: dict[str, Any]) -> str:
-        """``views.utils.patch_to_mbox``; headers as the stored (REST) dict holds them."""
-        fake = self.fake
-        body = ""
-        if patch.get("content"):
-            body = patch["content"].strip() + "\n"
-        parts = _POSTSCRIPT.split(body, 1)
-        if len(parts) == 2:
-            body, postscript = parts
-            body = body.strip() + "\n"
-            postscript = postscript.rstrip()
-        else:
-            postscript = ""
-        comments = [
-            fake._objects["patch-comments"][i]
-            for i in fake._children["patch-comments"].get(patch["id"], [])
-        ]
-        for comment in sorted(comments, key=lambda c: (c["_date"], c["id"])):
-            content = comment.get("content") or ""
-            body += "".join(match.group(0) + "\n" for match in _RESPONSE.finditer(content))
-        if postscript:
-            body += "---" + postscript + "\n"
-        if patch.get("diff"):
-            body += "\n" + patch["diff"]
-        date = patch["_date"]
-        utc_timestamp = int(date.replace(tzinfo=dt.UTC).timestamp())
-        mail = _PatchMbox(body)
-        submitter = fake._objects["people"][patch["submitter"]]
-        mail["X-Patchwork-Submitter"] = email.utils.formataddr(
-            (str(Header(submitter["name"], mail.patch_charset)), submitter["email"])
-        )
-        mail["X-Patchwork-Id"] = str(patch["id"])
-        if patch["delegate"] is not None:
-            mail["X-Patchwork-Delegate"] = str(fake._objects["users"][patch["delegate"]]["email"])
-        mail.set_unixfrom("From patchwork " + date.ctime())
-        list_email = fake._objects["projects"][patch["project"]]["list_email"]
-        for key, values in (patch.get("headers") or {}).items():
-            if key in ("Content-Type", "Content-Transfer-Encoding"):
-                continue
-            for val in values if isinstance(values, list) else [values]:
-                if key == "From" and _from_address(val) == list_email:
-                    mail["X-Patchwork-Original-From"] = val
-                    val = mail["X-Patchwork-Submitter"]
-                mail[key] = val
-        if "Date" not in mail:
-            mail["Date"] = email.utils.formatdate(utc_timestamp)
-        return mail.as_bytes(True).decode()
+        """``views.utils.patch_to_mbox``, as the mbox download makes it."""
+        return self.fake._submission_mbox("patches", patch)
 
     # The methods
 

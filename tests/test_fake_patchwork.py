@@ -2,14 +2,16 @@
 
 Faithfulness is checked against recordings of real Patchwork 3.x: every
 API read of the crawl, the recorded answers to filtered, ordered and odd
-queries, a second instance's crawl, and the events and objects real
-Patchwork showed after the recorded writes (replayed here through the
-fake's mutation methods).
+queries at every API version (by every recorded identity at 1.0 to 1.3),
+every recorded download, a second instance's crawl, and the events and
+objects real Patchwork showed after the recorded writes (replayed here
+through the fake's mutation methods).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import http.client
 import json
 import re
@@ -24,7 +26,17 @@ import pytest
 
 from sync.recorded import PLACEHOLDER, read_records
 from tests.fake_patchwork import CIBOT, CRAWL, FakePatchwork
-from tests.support import FIXTURES, OTHER_CASES, OTHER_CRAWL, ThreadedServer, auth_header, tokens
+from tests.support import (
+    CONFORMANCE,
+    FIXTURES,
+    OTHER_CASES,
+    OTHER_CRAWL,
+    ThreadedServer,
+    auth_header,
+    recorded_404,
+    tokens,
+)
+from tests.test_fake_writes import hidden_bundles
 
 #: Where the crawl's events end: anything later was made after it.
 CRAWL_END = "2026-11-24T01:19:46.581483"
@@ -105,8 +117,10 @@ def expected_raw(record: dict[str, Any], origin: str) -> bytes:
     return drf_json(record["body"]).replace(PLACEHOLDER.encode(), origin.encode())
 
 
-#: API 1.4 or unversioned: the versions the fake serves.
-SERVED = re.compile(r"/api/(1\.4/|$|(projects|people|users|patches|covers|series|bundles|events)/)")
+#: API 1.4 or unversioned.
+LATEST = re.compile(r"/api/(1\.4/|$|(projects|people|users|patches|covers|series|bundles|events)/)")
+#: The older versions, whose reads show fewer fields, routes and filters.
+OLDER = re.compile(r"/api/1\.[0-3](/|$)")
 
 
 # ----------------------------------------------------------------------
@@ -150,20 +164,36 @@ def test_check_field_follows_patchworks_rule(fake: FakePatchwork) -> None:
     assert {"pending", "success", "warning", "fail"} <= states
 
 
-def recorded_cases(*names: str) -> Iterator[dict[str, Any]]:
+def recorded_cases(
+    *names: str,
+    versions: re.Pattern[str] = LATEST,
+    identities: tuple[str | None, ...] = (None, "cibot"),
+) -> Iterator[dict[str, Any]]:
+    """Recorded GETs at ``versions`` by ``identities`` (empty: every one).
+
+    Left out: cases sent with headers of their own (``Accept``
+    negotiation and the browsable API, which the fake does not serve).
+    """
     for name in names:
         for record in read_records(FIXTURES / f"{name}.jsonl.xz"):
             if (
                 record["method"] == "GET"
-                and record.get("auth") in (None, "cibot")
+                and (not identities or record.get("auth") in identities)
                 and not record.get("request_headers")
-                and SERVED.match(record["path"])
+                and versions.match(record["path"])
             ):
                 yield record
 
 
-def compare_case(client: Client, record: dict[str, Any], strict_order: bool = True) -> None:
-    headers = TOKEN if record.get("auth") else {}
+def compare_case(
+    client: Client,
+    record: dict[str, Any],
+    strict_order: bool = True,
+    headers: dict[str, str] | None = None,
+) -> None:
+    """``headers``: the request's (default: any token for an identified case)."""
+    if headers is None:
+        headers = TOKEN if record.get("auth") else {}
     answer = client.get(record["path"], headers)
     path = record["path"]
     assert answer.status == record["status"], path
@@ -188,6 +218,89 @@ def test_answers_queries_as_patchwork_did(client: Client) -> None:
     assert count > 1300
 
 
+def unique_order(record: dict[str, Any]) -> bool:
+    """Whether a case's ordering leaves no ties.  Ties of other orderings
+    follow SQLite's query plans, which the fake models in the common cases
+    only: those are compared as counts."""
+    query = parse_qs(urlsplit(record["path"]).query)
+    return query.get("order", ["id"])[-1].lstrip("-") in ("id", "")
+
+
+@functools.cache
+def recorded_bundle_orders() -> dict[str, list[int]]:
+    """Bundle mbox path -> the patch ids of a recorded download, in order."""
+    orders = {}
+    for record in read_records(CONFORMANCE):
+        if record["path"].startswith("/bundle/") and record["status"] == 200 and record["body"]:
+            ids = re.findall(r"^X-Patchwork-Id: (\d+)$", record["body"], re.M)
+            orders[record["path"]] = [int(i) for i in ids]
+    return orders
+
+
+@pytest.fixture
+def everyone(crawl_records: list[dict[str, Any]]) -> Iterator[Client]:
+    """The fake as every recorded identity saw real Patchwork: the recorded
+    tokens and passwords name their users, other users' private bundles
+    (which the crawl's identity cannot see) come from the conformance
+    cases, in the order their recorded mboxes show, and unknown paths get
+    the recorded 404 page."""
+    fake = FakePatchwork.from_records(crawl_records)
+    users = {fake.render("users", i)["username"]: i for i in fake.ids("users")}
+    fake.tokens = {token: users[name] for name, token in tokens().items()}
+    fake.not_found_page = recorded_404()
+    for bundle in hidden_bundles(fake):
+        fake.add_recorded("bundles", bundle)
+        owner = bundle["owner"]["username"]
+        order = recorded_bundle_orders().get(f"/bundle/{owner}/{bundle['name']}/mbox/")
+        if order is not None:
+            fake.update("bundles", bundle["id"], patches=order)
+    with ThreadedServer(fake.app()) as server:
+        client = Client(server.url)
+        yield client
+        client.close()
+
+
+def test_older_versions_as_patchwork_served_them(everyone: Client) -> None:
+    """Reads at API 1.0 to 1.3: each version's fields (details and embedded
+    objects), routes (comments from 1.1, comment details from 1.3), events
+    (comment events from 1.3) and filters (``hash`` and ``msgid`` of patches
+    and ``actor`` of events ignored below 1.2), as real Patchwork answered
+    every recorded identity (tokens, passwords, bad credentials, none)."""
+    count = 0
+    for record in recorded_cases("conformance", versions=OLDER, identities=()):
+        compare_case(everyone, record, headers=auth_header(record.get("auth")))
+        count += 1
+    assert count > 1000
+    for record in recorded_cases("generated", "extra", versions=OLDER, identities=(None,)):
+        compare_case(everyone, record, strict_order=unique_order(record), headers={})
+        count += 1
+    assert count > 2500
+
+
+def test_downloads_as_patchwork_built_them(
+    crawl_records: list[dict[str, Any]], everyone: Client
+) -> None:
+    """Every recorded patch, cover, series and bundle mbox and raw diff
+    (``?series=`` dependencies, private bundles by owner and by others, bad
+    credentials), the old-style ``/patch/N/mbox/`` redirects, slashless
+    paths and missing objects, byte for byte with their headers."""
+    downloads = [r for r in crawl_records if r["family"].startswith("crawl.mbox.")]
+    downloads += [
+        r
+        for r in read_records(CONFORMANCE)
+        if not r["path"].startswith("/api") and r["method"] in ("GET", "HEAD")
+    ]
+    assert len(downloads) > 1300
+    for record in downloads:
+        auth = record.get("auth") or ("cibot" if record["family"].startswith("crawl.") else None)
+        answer = everyone.get(record["path"], auth_header(auth), method=record["method"])
+        path = record["path"]
+        assert answer.status == record["status"], (path, auth)
+        for name in ("Content-Type", "Content-Disposition", "Location"):
+            assert answer.headers.get(name) == record["headers"].get(name), (path, name)
+        assert answer.raw.decode() == record["body"], (path, auth)
+
+
 def test_second_instance_with_its_own_states() -> None:
     """Another instance: its own states, dependencies shown for one project,
     a crawl identity that is not user 4."""
@@ -199,12 +312,9 @@ def test_second_instance_with_its_own_states() -> None:
         for record in read_records(OTHER_CRAWL):
             if record["path"].startswith("/api/") and record["status"] == 200:
                 compare_case(client, record)
-        for record in recorded_cases(OTHER_CASES.name.removesuffix(".jsonl.xz")):
-            # Ties of non-unique orderings follow SQLite's query plans,
-            # which the fake does not model: compare those as counts.
-            query = parse_qs(urlsplit(record["path"]).query)
-            strict = query.get("order", ["id"])[-1].lstrip("-") in ("id", "")
-            compare_case(client, record, strict_order=strict)
+        name = OTHER_CASES.name.removesuffix(".jsonl.xz")
+        for record in recorded_cases(name, versions=re.compile("/api/")):
+            compare_case(client, record, strict_order=unique_order(record))
         client.close()
 
 
@@ -239,8 +349,15 @@ def test_unknown_paths_errors_and_redirects(client: Client) -> None:
     assert answer.status == 404
     assert f"<code>{probe}</code>" in answer.raw.decode()
     assert answer.headers["Content-Type"].startswith("text/html")
-    for path in ("/api/1.3/patches/", "/api/1.4/patches/abc/", "/project/patchwork/list/"):
-        assert client.get(path).status == 404
+    for path in (
+        "/api/1.5/patches/",
+        "/api/1.0/patches/1/comments/",  # comments came with 1.1
+        "/api/1.2/patches/2/comments/7/",  # comment details with 1.3
+        "/api/1.4/patches/abc/",
+        "/project/patchwork/list/",
+    ):
+        assert client.get(path).status == 404, path
+    assert client.get("/api/1.3/patches/2/comments/7/").status == 200
     assert client.api("patches/999999/").json == {"detail": "No Patch matches the given query."}
     assert client.api("patches/1/comments/999/").json == {
         "detail": "No PatchComment matches the given query."
