@@ -429,6 +429,8 @@ async def _not_api(
     if site is not None and site.kind != "forward":
         return await _site(request, site, state, origin)
     forwarded = site is not None or (path.startswith("/api/") and (signed or not read))
+    if read and site is None and resolves(path + "/"):
+        forwarded = False  # a slashless API path: the 301, whoever asks (b4 relies on it)
     if not forwarded:
         raw_query = request.rel_url.raw_query_string
         return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from yarl import URL
 
 from gateway.responses import Answer, detail, json_body
 
@@ -167,7 +168,9 @@ class Proxy:
     async def _send(
         self, method: str, target: str, headers: dict[str, str], body: bytes | None, origin: str
     ) -> tuple[Answer, str]:
-        url = self.base + target
+        # As the client encoded it: re-encoding would change what upstream
+        # sees (and echoes in a Location: ``%40`` became ``@``).
+        url = URL(self.base + target, encoded=True)
         path = target.split("?", 1)[0]
         try:
             async with self._client().request(
