@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         config = load(args.config)
-        if args.command in ("sync", "run") and not config.upstream.url:
+        if args.command in ("sync", "run", "check") and not config.upstream.url:
             raise ConfigError(f"[upstream] url: required to {args.command}")
         _check_storage(config.storage.path)
     except ConfigError as exc:

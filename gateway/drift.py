@@ -1081,9 +1081,6 @@ def _positive(text: str) -> int:
 
 def main(config: Config, args: argparse.Namespace) -> int:
     """Run ``check``: print the report; the exit status (0, 1 or 2)."""
-    if not config.upstream.url:
-        print("config error: [upstream] url: required to check", file=sys.stderr)
-        return 2
     progress = Progress(bar=sys.stderr.isatty())
     try:
         report = asyncio.run(

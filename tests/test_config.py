@@ -154,3 +154,8 @@ def test_every_setting_names_itself_the_file_and_what_it_expects(
     assert len(lines) == 1
     assert lines[0].startswith(f"config error: {cfg}: [{section}] {key}: ")
     assert "expected" in lines[0] or "must" in lines[0]
+
+
+def test_check_needs_an_upstream_and_names_the_file(tmp_path):
+    line = _fails(tmp_path, "[storage]\npath = 'm.sqlite3'\n", "check")
+    assert line == f"config error: {tmp_path / 'config.toml'}: [upstream] url: required to check"

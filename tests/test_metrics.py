@@ -177,3 +177,21 @@ def _folder_of(pid: int) -> Path | None:
         except (OSError, IndexError, ValueError):
             continue
     return None
+
+
+def test_the_sync_workers_progress_is_exported_under_run(deployment, tmp_path):
+    port = free_port()
+    mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
+    config = write_config(tmp_path / "c.toml", deployment.upstream, mirror, port)
+    with GatewayProcess(config, port, command="run") as gateway:
+        deadline = time.monotonic() + 60
+        samples: dict = {}
+        while time.monotonic() < deadline:
+            samples = _samples(request("GET", gateway.url + "/metrics").body.decode())
+            if _value(samples, "patchwork_gateway_sync_upstream_requests_total") > 0:
+                break
+            time.sleep(0.3)
+    assert _value(samples, "patchwork_gateway_sync_upstream_requests_total") > 0
+    assert _value(samples, "patchwork_gateway_sync_failing") == 0
+    assert 0 <= _value(samples, "patchwork_gateway_sync_lag_seconds") < 60
+    assert ("patchwork_gateway_sync_upstream_failures_total", frozenset()) in samples
