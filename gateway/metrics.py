@@ -89,44 +89,55 @@ def process_gone(pid: int) -> None:
 
 
 class Counts:
-    """What one process counted since it last published: plain integers."""
+    """What one process counted since it last published: plain numbers.
+
+    A request costs one dict look-up: each (route, method, status) has a
+    row of latency bucket counts (the last: +Inf) and their sum; the
+    request counts and each route's histogram are added up when published.
+    """
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = {}
-        #: route -> [count per bucket (the last: +Inf), ..., sum of seconds]
-        self.durations: dict[str, list[float]] = {}
-        self.upstream: dict[tuple[str, str], int] = {}
-        self.upstream_durations: dict[str, list[float]] = {}
+        self.requests: dict[tuple[str, str, int], list[float]] = {}
+        self.upstream: dict[tuple[str, str], list[float]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        key = (route, method if method in METHODS else "other", status)
-        self.requests[key] = self.requests.get(key, 0) + 1
-        _observe(self.durations, route, seconds)
+        row = self.requests.get((route, method, status))
+        if row is None:
+            row = self._row(
+                self.requests, (route, method if method in METHODS else "other", status)
+            )
+        row[bisect.bisect_left(BUCKETS, seconds)] += 1
+        row[-1] += seconds
 
     def upstream_call(self, kind: str, outcome: str, seconds: float) -> None:
         """One request to upstream: ``outcome`` is a status class (``2xx``)
         or an error (``timeout``, ``unreachable``, ``too_large``, ``busy``)."""
-        key = (kind, outcome)
-        self.upstream[key] = self.upstream.get(key, 0) + 1
-        if outcome != "busy":
-            _observe(self.upstream_durations, kind, seconds)
+        row = self.upstream.get((kind, outcome)) or self._row(self.upstream, (kind, outcome))
+        row[bisect.bisect_left(BUCKETS, seconds)] += 1
+        row[-1] += seconds
+
+    @staticmethod
+    def _row(table: dict[Any, list[float]], key: Any) -> list[float]:
+        row = table.get(key)
+        if row is None:
+            row = table[key] = [0.0] * (len(BUCKETS) + 2)
+        return row
 
     def take(self) -> Counts:
         """What was counted; counting starts again from zero."""
         taken = Counts()
         taken.requests, self.requests = self.requests, {}
-        taken.durations, self.durations = self.durations, {}
         taken.upstream, self.upstream = self.upstream, {}
-        taken.upstream_durations, self.upstream_durations = self.upstream_durations, {}
         return taken
 
 
-def _observe(table: dict[str, list[float]], label: str, seconds: float) -> None:
-    row = table.get(label)
-    if row is None:
-        row = table[label] = [0.0] * (len(BUCKETS) + 2)
-    row[bisect.bisect_left(BUCKETS, seconds)] += 1
-    row[-1] += seconds
+def _merge(rows: dict[str, list[float]], label: str, row: list[float]) -> None:
+    into = rows.get(label)
+    if into is None:
+        rows[label] = list(row)
+    else:
+        for index, value in enumerate(row):
+            into[index] += value
 
 
 class Publisher:
@@ -210,15 +221,21 @@ class Publisher:
     def publish(self) -> None:
         """Add what was counted since the last call."""
         taken = self.counts.take()
-        for (route, method, status), n in taken.requests.items():
-            self.requests.labels(route, method, str(status)).inc(n)
-        for route, row in taken.durations.items():
+        durations: dict[str, list[float]] = {}
+        for (route, method, status), row in taken.requests.items():
+            self.requests.labels(route, method, str(status)).inc(sum(row[:-1]))
+            _merge(durations, route, row)
+        for route, row in durations.items():
             _add_histogram(self.durations.labels(route), row)
-        for (kind, outcome), n in taken.upstream.items():
+        upstream: dict[str, list[float]] = {}
+        for (kind, outcome), row in taken.upstream.items():
+            n = sum(row[:-1])
             self.upstream.labels(kind, outcome).inc(n)
             if outcome in ERRORS:
                 self.upstream_errors.labels(kind, outcome).inc(n)
-        for kind, row in taken.upstream_durations.items():
+            if outcome != "busy":  # (refused at once: no upstream time)
+                _merge(upstream, kind, row)
+        for kind, row in upstream.items():
             _add_histogram(self.upstream_durations.labels(kind), row)
         hits, misses = self.cache.hits, self.cache.misses
         self.cache_hits.inc(hits - self._hits)
