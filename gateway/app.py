@@ -35,6 +35,8 @@ from gateway.proxy import Proxy
 from gateway.reader import QueryTooSlow, Reader, ReaderBusy
 from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
 from gateway.routing import (
+    ROUTE,
+    UNMATCHED,
     ApiRoute,
     SiteRoute,
     api_template,
@@ -59,10 +61,12 @@ WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
 #: 256 x 2 x 300 characters, whatever clients send.
 _REMEMBERED = 256
 _REMEMBERED_CHARS = 300
+#: A ``.`` or ``..`` path segment (``%2e`` decoded): upstream would resolve
+#: it to a path outside /api/ the gateway never meant to forward.
+_DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
-ROUTE = metrics.ROUTE
 
 
 class GatewayState:
@@ -212,10 +216,12 @@ async def handle(request: web.Request) -> web.Response:
     counts = request.app[STATE].counts
     try:
         response = await answer(request)
-    except Exception:
-        counts.request(request.get(ROUTE, metrics.UNMATCHED), request.method, 500, 0.0)
+    except Exception as exc:  # (aiohttp answers it: a 413 from read(), or a 500)
+        status = exc.status if isinstance(exc, web.HTTPException) else 500
+        seconds = time.perf_counter() - started
+        counts.request(request.get(ROUTE, UNMATCHED), request.method, status, seconds)
         raise
-    route = request.get(ROUTE, metrics.UNMATCHED)
+    route = request.get(ROUTE, UNMATCHED)
     counts.request(route, request.method, response.status, time.perf_counter() - started)
     return response
 
@@ -365,7 +371,7 @@ def _keep_and_deliver(
     unless it is a failure (which may pass) or the mirror changed while it
     was built (it may be stale)."""
     prepared = state.delivery.prepare(answer, "mirror", private)
-    prepared.route = request.get(ROUTE, metrics.UNMATCHED)
+    prepared.route = request.get(ROUTE, UNMATCHED)
     if keep and answer.status < 500 and generation == state.reader.generation:
         state.cache.put(key, prepared)
     return _deliver(request, prepared, state, private, key)
@@ -431,6 +437,8 @@ async def _not_api(
     forwarded = site is not None or (path.startswith("/api/") and (signed or not read))
     if read and site is None and resolves(path + "/"):
         forwarded = False  # a slashless API path: the 301, whoever asks (b4 relies on it)
+    if _DOT_SEGMENT.search(path):
+        forwarded = False  # no Patchwork path has one: never let upstream resolve it
     if not forwarded:
         raw_query = request.rel_url.raw_query_string
         return _respond(request, _slash_or_404(path, raw_query, state), state, "mirror")
@@ -471,12 +479,14 @@ async def _site(
         # when it does not (see gateway.downloads).  A bundle not known
         # public here (a private one, for its owner) only upstream may
         # show: forwarded with the caller's credentials, never redirected
-        # (clients drop Authorization on a redirect to another origin).
-        answer = await state.proxy.forward(request, origin)
-        if known is None or answer.status < 500:
-            if known is not None and answer.status == 200:
-                state.downloads.bundle_orders.learn(known["id"], answer.body)
-            return _respond(request, answer, state, "upstream")
+        # (clients drop Authorization on a redirect to another origin);
+        # without credentials, redirected there (below).
+        if known is not None or _signed(request):
+            answer = await state.proxy.forward(request, origin)
+            if known is None or answer.status < 500:
+                if known is not None and answer.status == 200:
+                    state.downloads.bundle_orders.learn(known["id"], answer.body)
+                return _respond(request, answer, state, "upstream")
     if site.kind in ("download", "page") and request.method in READ_METHODS:
         generation = state.reader.generation
         try:

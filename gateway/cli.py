@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         "backup", help="copy the mirror consistently, while it serves and syncs"
     )
     p_backup.add_argument("--config", required=True, help="TOML configuration file")
-    p_backup.add_argument("destination", type=Path, help="the copy's file (replaced if it exists)")
+    p_backup.add_argument(
+        "destination", type=Path, help="the copy's file (replaced if it exists), or a folder"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -314,11 +316,11 @@ def main(argv: list[str] | None = None) -> int:
         return drift.main(config, args)
     if args.command == "backup":
         try:
-            size = backup(config.storage.path, args.destination)
+            copy, size = backup(config.storage.path, args.destination)
         except BackupError as exc:
             print(f"backup failed: {exc}", file=sys.stderr)
             return 1
-        print(f"{args.destination}: {size / 2**20:,.1f} MiB, a consistent copy of the mirror")
+        print(f"{copy}: {size / 2**20:,.1f} MiB, a consistent copy of the mirror")
         return 0
     try:
         if args.command == "sync":
@@ -337,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         schema.SchemaTooNew,
         schema.LayoutMismatch,
         demo.DemoMissing,
+        metrics.MetricsFolderError,
     ) as exc:
         log.error("%s", exc)
         return 1

@@ -125,25 +125,35 @@ _KINDS = {
 }
 
 
+#: Settings whose values are never echoed in an error (it reaches logs).
+_SECRETS = frozenset(("token", "webhook_secret"))
+
+
 def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
         expected = _KINDS.get(kind, kind.__name__)
-        raise ConfigError(f"[{section}] {key}: expected {expected}, got {value!r}")
+        got = f"a {type(value).__name__}" if key in _SECRETS else repr(value)
+        raise ConfigError(f"[{section}] {key}: expected {expected}, got {got}")
     return value
 
 
 def _http_url(section: str, key: str, value: str) -> str:
     if not value:
         return ""
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+        userinfo = parts.username is not None or parts.password is not None
+    except ValueError:  # (an invalid port, say)
+        raise ConfigError(f"[{section}] {key}: expected an http(s) URL") from None
+    if userinfo:
+        # It would end up in redirects and logs (and so not in this
+        # message either); tokens go in [upstream] token.
+        raise ConfigError(f"[{section}] {key}: must not contain a user name or password")
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
         raise ConfigError(f"[{section}] {key}: expected an http(s) URL, got {value!r}")
-    if parts.username is not None or parts.password is not None:
-        # It would end up in redirects and logs; tokens go in [upstream] token.
-        raise ConfigError(f"[{section}] {key}: must not contain a user name or password")
     return value.rstrip("/")
 
 

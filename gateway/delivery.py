@@ -137,6 +137,7 @@ class Delivery:
                 # Forwarded with the caller's credentials: never for a shared cache.
                 headers.setdefault("Cache-Control", "private")
                 _vary(headers, "Authorization")
+                _vary(headers, "Cookie")
             if compressible:  # (it may leave gzipped, see send)
                 _vary(headers, "Accept-Encoding")
         return Prepared(answer, headers, etag, compressible, shareable)

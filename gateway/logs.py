@@ -10,6 +10,7 @@ the User-Agent.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -19,7 +20,7 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from gateway.metrics import ROUTE, UNMATCHED
+from gateway.routing import ROUTE, UNMATCHED
 
 #: Attributes every LogRecord has; anything else was passed as ``extra``.
 _STANDARD = frozenset(
@@ -45,7 +46,10 @@ class JsonFormatter(logging.Formatter):
         document.update(_extras(record))
         if record.exc_info:
             document["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(document, default=str).decode()
+        try:
+            return orjson.dumps(document, default=str).decode()
+        except orjson.JSONEncodeError:  # a client's undecodable bytes (surrogates)
+            return json.dumps(document, default=str)
 
 
 def setup(level: str, fmt: str = "text") -> None:
@@ -83,6 +87,6 @@ class AccessLogger(AbstractAccessLogger):
                 "route": request.get(ROUTE, UNMATCHED),
                 "user_agent": request.headers.get("User-Agent", ""),
                 # Whether credentials came (never what they were).
-                "identified": "Authorization" in request.headers,
+                "identified": "Authorization" in request.headers or "sessionid" in request.cookies,
             },
         )

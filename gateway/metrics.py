@@ -24,8 +24,10 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -35,11 +37,14 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway.cache import ResponseCache
+from gateway.reader import QueryTooSlow, ReaderBusy
 from gateway.status import SyncStatus, parse_time
 from mirror.resources import RESOURCES
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
+
+log = logging.getLogger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PREFIX = "patchwork_gateway"
@@ -47,10 +52,7 @@ PREFIX = "patchwork_gateway"
 #: a forwarded write up to upstream's timeout.
 BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
-#: Route label of a request no route claimed (unknown paths, bad Hosts).
-UNMATCHED = "unmatched"
-#: The route template a request took, set as it is routed (gateway.app).
-ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
+
 #: Upstream outcomes that are failures (the rest are status classes, and a
 #: read-back's "done").
 ERRORS = frozenset(("5xx", "timeout", "unreachable", "too_large", "busy", "failed"))
@@ -59,17 +61,27 @@ PUBLISH_INTERVAL = 1.0
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class MetricsFolderError(Exception):
+    """The folder for the processes' metric files cannot be used."""
+
+
 def prepare_multiprocess() -> Callable[[], None]:
     """A clean folder for the processes' metric files, named in the
     environment the other processes inherit (``PROMETHEUS_MULTIPROC_DIR``
-    if set, else a new temporary one); what to call on the way out."""
+    if set, one per gateway; else a new temporary one); what to call on
+    the way out."""
     given = os.environ.get(MULTIPROC_ENV)
-    if not given:
-        folder = Path(tempfile.mkdtemp(prefix="patchwork-gateway-metrics-"))
-        os.environ[MULTIPROC_ENV] = str(folder)
-        return lambda: shutil.rmtree(folder, ignore_errors=True)
-    folder = Path(given)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        if not given:
+            folder = Path(tempfile.mkdtemp(prefix="patchwork-gateway-metrics-"))
+            os.environ[MULTIPROC_ENV] = str(folder)
+            return lambda: shutil.rmtree(folder, ignore_errors=True)
+        folder = Path(given)
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MetricsFolderError(
+            f"{MULTIPROC_ENV}: cannot use {given or 'a temporary folder'}: {exc}"
+        ) from None
 
     def clean() -> None:  # counts of an earlier run, or of this one
         for stale in folder.glob("*.db"):
@@ -251,6 +263,10 @@ class Publisher:
         from prometheus_client import CollectorRegistry
         from prometheus_client.multiprocess import MultiProcessCollector
 
+        folder = Path(os.environ[MULTIPROC_ENV])
+        if not folder.is_dir():  # removed under us (a /tmp cleaner, say)
+            log.warning("%s %s vanished; counting again from zero", MULTIPROC_ENV, folder)
+            folder.mkdir(parents=True, exist_ok=True)
         registry = CollectorRegistry()
         MultiProcessCollector(registry)
         return registry
@@ -332,9 +348,18 @@ async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
         if name in RESOURCES:
             objects.add_metric([name], count)
     families.append(objects)
-    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
-    gauge("mirror_size_bytes", "Bytes of the mirror's files on disk.", float(size))
+    gauge("mirror_size_bytes", "Bytes of the mirror's files on disk.", float(mirror_bytes(path)))
+    gauge("mirror_readable", "0 when the mirror could not be read.", 1.0)
     return families
+
+
+def mirror_bytes(path: Path) -> int:
+    """The mirror's files: the database, its WAL and shared memory."""
+    size = 0
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(OSError):
+            size += (path.parent / name).stat().st_size
+    return size
 
 
 def metrics_handler(
@@ -346,8 +371,13 @@ def metrics_handler(
     async def handle(request: web.Request) -> web.Response:
         publisher.publish()
         body = generate_latest(publisher.scrape_registry())
+        try:
+            families = await mirror_families(status, path)
+        except (sqlite3.Error, ReaderBusy, QueryTooSlow, OSError) as exc:
+            # The requests' metrics still count most when the mirror fails.
+            log.warning("metrics: the mirror cannot be read: %s", exc)
+            families = [_unreadable()]
         mirror = CollectorRegistry()
-        families = await mirror_families(status, path)
         mirror.register(_Fixed(families))
         body += generate_latest(mirror)
         return web.Response(
@@ -355,6 +385,14 @@ def metrics_handler(
         )
 
     return handle
+
+
+def _unreadable() -> Any:
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(
+        f"{PREFIX}_mirror_readable", "0 when the mirror could not be read.", value=0
+    )
 
 
 class _Fixed:
@@ -368,7 +406,15 @@ class _Fixed:
 
 
 async def publish_every(publisher: Publisher, interval: float = PUBLISH_INTERVAL) -> None:
-    """Publish what this process counted, once a second, until cancelled."""
-    while True:
-        await asyncio.sleep(interval)
-        publisher.publish()
+    """Publish what this process counted, once a second, until cancelled
+    (and once more then)."""
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                publisher.publish()
+            except Exception:  # (counting must go on; say why once a second)
+                log.exception("publishing metrics failed")
+    finally:
+        with contextlib.suppress(Exception):
+            publisher.publish()

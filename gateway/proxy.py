@@ -1,7 +1,8 @@
 """Forwarding requests the mirror cannot answer to the configured upstream.
 
-Only the one configured upstream is ever contacted, only for Patchwork
-paths (the caller has resolved the route), and the caller's credentials
+Only the one configured upstream is ever contacted, only for the paths
+the caller chose (Patchwork's routes, and other ``/api/`` paths without
+dot segments, for a newer Patchwork's endpoints), and the caller's credentials
 are passed through untouched and never logged.  URLs in the answer
 (JSON URL fields, ``Link``, ``Location``) are rewritten to the gateway's
 origin; other content (a patch's diff may well contain the upstream's

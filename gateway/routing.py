@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from aiohttp import web
+
 from mirror.model import Resource
 from mirror.resources import INDEX, RESOURCES
 
@@ -44,6 +46,12 @@ _API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | No
     (re.compile(r"^covers/([0-9]+)/comments/([0-9]+)/$"), "detail", "cover_comments", _SINCE_1_3),
 ]
 
+
+#: The route template a request took, set as it is routed (gateway.app):
+#: the label of its metrics and of its access log line.
+ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
+#: The label of a request no route claimed (unknown paths, bad Hosts).
+UNMATCHED = "unmatched"
 
 _NESTED = {"checks": "patches", "patch_comments": "patches", "cover_comments": "covers"}
 

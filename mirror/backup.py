@@ -20,14 +20,14 @@ class BackupError(Exception):
     """The copy could not be made, or failed its check; the message says why."""
 
 
-def backup(source: Path, destination: Path) -> int:
-    """Copy the mirror at ``source`` to ``destination``; its size in bytes."""
+def backup(source: Path, destination: Path) -> tuple[Path, int]:
+    """Copy the mirror at ``source`` to ``destination`` (a file, or a folder
+    to copy it into under its own name); the copy's path and size."""
     if not source.exists():
         raise BackupError(f"{source}: no mirror to back up")
-    if destination.resolve() == source.resolve():
-        raise BackupError(f"{destination}: that is the mirror itself")
-    if not destination.parent.is_dir():
-        raise BackupError(f"{destination.parent}: no such folder")
+    if destination.is_dir():
+        destination = destination / source.name
+    _check_destination(source, destination)
     partial = destination.with_name(destination.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
@@ -46,9 +46,24 @@ def backup(source: Path, destination: Path) -> int:
         if verdict != "ok":
             raise BackupError(f"{partial}: the copy failed SQLite's check: {verdict}")
         os.replace(partial, destination)
-    except sqlite3.Error as exc:
-        raise BackupError(f"backing up {source}: {exc}") from None
+    except (sqlite3.Error, OSError) as exc:
+        raise BackupError(f"backing up {source} to {destination}: {exc}") from None
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
-    return destination.stat().st_size
+    return destination, destination.stat().st_size
+
+
+def _check_destination(source: Path, destination: Path) -> None:
+    """Only a new or regular file, and none of the mirror's own files: a
+    device, or the mirror's WAL, would be destroyed by the copy."""
+    mirror = source.resolve()
+    target = destination.resolve()
+    if target == mirror:
+        raise BackupError(f"{destination}: that is the mirror itself")
+    if target.parent == mirror.parent and target.name.startswith(mirror.name + "-"):
+        raise BackupError(f"{destination}: that is one of the mirror's own files")
+    if destination.exists() and not destination.is_file():
+        raise BackupError(f"{destination}: exists and is not a regular file")
+    if not target.parent.is_dir():
+        raise BackupError(f"{destination.parent}: no such folder")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from pathlib import Path
 
 from tests.support import GatewayProcess, copy_mirror, free_port, request, run_cli, write_config
 from tests.test_gateway import _write
@@ -78,3 +79,14 @@ def test_backup_refuses_to_overwrite_the_mirror_and_says_why(deployment, tmp_pat
     assert result.returncode == 1
     assert "no such folder" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+    for other in (mirror.with_name(mirror.name + "-wal"), Path("/dev/null")):
+        result = run_cli("backup", "--config", str(config), str(other))
+        assert result.returncode == 1, other
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert Path("/dev/null").is_char_device()
+    # A folder: the copy goes in it, under the mirror's name.
+    folder = tmp_path / "backups"
+    folder.mkdir()
+    result = run_cli("backup", "--config", str(config), str(folder))
+    assert result.returncode == 0, result.stderr
+    assert (folder / mirror.name).is_file()

@@ -159,3 +159,16 @@ def test_every_setting_names_itself_the_file_and_what_it_expects(
 def test_check_needs_an_upstream_and_names_the_file(tmp_path):
     line = _fails(tmp_path, "[storage]\npath = 'm.sqlite3'\n", "check")
     assert line == f"config error: {tmp_path / 'config.toml'}: [upstream] url: required to check"
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        ("[upstream]\ntoken = 1234567890\n", "1234567890"),
+        ("[sync]\nwebhook_secret = 9876543210\n", "9876543210"),
+        ('[upstream]\nurl = "ftp://me:hunter2@pw.example.com"\n', "hunter2"),
+    ],
+)
+def test_a_wrong_secret_is_named_not_shown(tmp_path, text, secret):
+    line = _fails(tmp_path, text)
+    assert secret not in line

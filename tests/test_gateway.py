@@ -382,3 +382,43 @@ async def test_forwarded_requests_reach_upstream_as_the_client_encoded_them(
         finally:
             await reader.close()
     assert seen[0] == path  # (then the write is read back)
+
+
+async def test_dot_segments_are_never_forwarded(deployment, tmp_path, aiohttp_client):
+    seen: list[str] = []
+
+    async def echo(request: web.Request) -> web.Response:
+        seen.append(request.raw_path)
+        return web.json_response({"detail": "ok"})
+
+    upstream_app = web.Application()
+    upstream_app.router.add_route("*", "/{tail:.*}", echo)
+    with ThreadedServer(upstream_app) as upstream:
+        mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
+        config = parse({"upstream": {"url": upstream.url}, "storage": {"path": str(mirror)}})
+        reader = Reader(mirror)
+        await reader.open()
+        try:
+            client = await aiohttp_client(create_app(config, reader))
+            for path in ("/api/../admin/", "/api/%2e%2e/admin/", "/api/1.4/./patches/x/"):
+                for method in ("GET", "POST"):
+                    status = await _raw_status(client.port, method, path)
+                    assert status == 404, (method, path)
+            reply = await client.get("/api/1.4/newer-endpoint/", headers={"Authorization": "T"})
+            assert reply.status == 200  # (forwarded: a newer Patchwork's endpoint)
+        finally:
+            await reader.close()
+    assert seen == ["/api/1.4/newer-endpoint/"]
+
+
+async def _raw_status(port: int, method: str, target: str) -> int:
+    """The status of a request sent with ``target`` exactly as written (HTTP
+    clients normalise dot segments away)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        "Authorization: Token t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode()
+    )
+    status_line = await reader.readline()
+    writer.close()
+    return int(status_line.split()[1])

@@ -53,3 +53,29 @@ def test_the_sync_logs_a_line_per_step(deployment, tmp_path):
     assert len(polls) >= 2  # before and after the sweep round
     assert all(isinstance(p["applied"], int) and p["seconds"] >= 0 for p in polls)
     assert sweeps and all(s["lane"] and s["page"] >= 1 for s in sweeps)
+
+
+def test_undecodable_header_bytes_still_make_one_json_line(deployment, tmp_path):
+    import socket
+
+    port = free_port()
+    mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
+    config = write_config(
+        tmp_path / "c.toml", deployment.upstream, mirror, port, server="access_log = true"
+    )
+    config.write_text(
+        config.read_text().replace('level = "warning"', 'level = "info"\nformat = "json"')
+    )
+    with GatewayProcess(config, port) as gateway:
+        with socket.create_connection(("127.0.0.1", port)) as conn:
+            conn.sendall(
+                b"GET /api/1.2/projects/ HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                b"User-Agent: bad\xff\xfe\r\nConnection: close\r\n\r\n" % port
+            )
+            assert conn.recv(100).startswith(b"HTTP/1.1 200")
+        request("GET", gateway.url + "/api/")  # (the line above is written by now)
+    log = gateway.stderr()
+    assert "Logging error" not in log
+    lines = [json.loads(line) for line in log.splitlines() if line.strip()]
+    (line,) = [x for x in lines if x.get("path") == "/api/1.2/projects/"]
+    assert line["status"] == 200 and line["user_agent"].startswith("bad")

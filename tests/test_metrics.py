@@ -195,3 +195,49 @@ def test_the_sync_workers_progress_is_exported_under_run(deployment, tmp_path):
     assert _value(samples, "patchwork_gateway_sync_failing") == 0
     assert 0 <= _value(samples, "patchwork_gateway_sync_lag_seconds") < 60
     assert ("patchwork_gateway_sync_upstream_failures_total", frozenset()) in samples
+
+
+async def test_a_client_error_raised_deep_down_is_counted_as_itself(gateway):
+    async def body():  # chunked, so only reading it finds it too large
+        for _ in range(12):
+            yield b"x" * (256 * 1024)
+
+    before = await _scrape(gateway)
+    reply = await gateway.patch(
+        "/api/1.2/patches/1/", data=body(), headers={"Authorization": "Token abc"}
+    )
+    assert reply.status == 413
+    after = await _scrape(gateway)
+    route = "/api/{version}/patches/{id}/"
+    requests = "patchwork_gateway_http_requests_total"
+    assert (
+        _value(after, requests, route=route, method="PATCH", status="413")
+        - _value(before, requests, route=route, method="PATCH", status="413")
+        == 1
+    )
+    assert _value(after, requests, route=route, method="PATCH", status="500") == 0
+
+
+async def test_metrics_still_answer_when_the_mirror_cannot_be_read(gateway, monkeypatch):
+    from gateway.app import STATE
+
+    assert (await gateway.get(PAGE)).status == 200
+    reader = gateway.app[STATE].reader
+
+    def locked(*args, **kwargs):
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(reader, "meta", locked)
+    monkeypatch.setattr(gateway.app[STATE].sync, "_read_at", -1e9)  # read again now
+    samples = await _scrape(gateway)
+    assert _value(samples, "patchwork_gateway_mirror_readable") == 0
+    assert (
+        _value(
+            samples,
+            "patchwork_gateway_http_requests_total",
+            route="/api/{version}/patches/",
+            method="GET",
+            status="200",
+        )
+        >= 1
+    )
