@@ -19,6 +19,7 @@ import logging
 import re
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 
 import orjson
 from aiohttp import web
@@ -67,6 +68,7 @@ _DOT_SEGMENT = re.compile(r"(^|/)\.{1,2}(/|$)")
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 class GatewayState:
@@ -210,30 +212,33 @@ def _slash_or_404(path: str, raw_query: str, state: GatewayState) -> Answer:
     return state.not_found.answer(path)
 
 
-async def handle(request: web.Request) -> web.Response:
-    """Answer a request (:func:`answer`), counted for /metrics."""
-    started = time.perf_counter()
-    counts = request.app[STATE].counts
-    try:
-        response = await answer(request)
-    except Exception as exc:  # (aiohttp answers it: a 413 from read(), or a 500)
-        status = exc.status if isinstance(exc, web.HTTPException) else 500
+def handler(state: GatewayState) -> Handler:
+    """The request handler: :func:`answer`, counted for /metrics."""
+    counts = state.counts
+
+    async def handle(request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        try:
+            response = await answer(request, state)
+        except Exception as exc:  # (aiohttp answers it: a 413 from read(), or a 500)
+            status = exc.status if isinstance(exc, web.HTTPException) else 500
+            seconds = time.perf_counter() - started
+            counts.request(request.get(ROUTE, UNMATCHED), request.method, status, seconds)
+            raise
         seconds = time.perf_counter() - started
-        counts.request(request.get(ROUTE, UNMATCHED), request.method, status, seconds)
-        raise
-    route = request.get(ROUTE, UNMATCHED)
-    counts.request(route, request.method, response.status, time.perf_counter() - started)
-    return response
+        counts.request(request.get(ROUTE, UNMATCHED), request.method, response.status, seconds)
+        return response
+
+    return handle
 
 
-async def answer(request: web.Request) -> web.Response:
+async def answer(request: web.Request, state: GatewayState) -> web.Response:
     """A request's whole path, step by step.
 
     Host, cache (anonymous reads), bounds, site paths, negotiation, who is
     asking, then upstream (writes, what the mirror cannot answer for this
     caller) or the mirror.
     """
-    state = request.app[STATE]
     origin = _origin(request, state)
     if origin is None:
         return web.Response(status=400, text="Bad Request: invalid Host header\n")
@@ -594,5 +599,5 @@ def create_app(
     app.router.add_get("/api/docs", openapi.page_handler)
     app.router.add_get("/api/docs/", openapi.page_handler)
     app.router.add_get("/api/docs/openapi.json", openapi.json_handler)
-    app.router.add_route("*", "/{tail:.*}", handle)
+    app.router.add_route("*", "/{tail:.*}", handler(state))
     return app
