@@ -52,6 +52,7 @@ class SyncStatus:
         self._last_success: datetime | None = None
         self._header: str | None = None
         self._counting: asyncio.Lock = asyncio.Lock()
+        self._recount: asyncio.Task[None] | None = None
 
     def current(self) -> dict[str, Any]:
         """The worker's status, re-read at most once a second."""
@@ -97,6 +98,17 @@ class SyncStatus:
                 self._counts, self._counts_at = counts, time.monotonic()
                 self._counted = generation
         return self._counts
+
+    def counts_soon(self) -> dict[str, int]:
+        """The last counts at once, counted again in the background when
+        due: a scrape of a large mirror never waits for them."""
+        if not self._counting.locked():
+            self._recount = asyncio.create_task(self._count_quietly())
+        return self._counts
+
+    async def _count_quietly(self) -> None:
+        with contextlib.suppress(Exception):  # (the next scrape tries again)
+            await self.counts()
 
     async def document(self, upstream: str, mode: str) -> dict[str, Any]:
         sync = dict(self.current())

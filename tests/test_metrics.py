@@ -3,6 +3,7 @@ every server process."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -89,7 +90,13 @@ async def test_requests_are_counted_by_route_template_method_and_status(gateway)
 
 
 async def test_mirror_and_sync_state_are_exported(gateway):
+    # Objects are counted in the background: a scrape never waits for them.
     samples = await _scrape(gateway)
+    for _ in range(50):
+        if _value(samples, "patchwork_gateway_mirror_objects", resource="patches"):
+            break
+        await asyncio.sleep(0.1)
+        samples = await _scrape(gateway)
     with sqlite3.connect(gateway.mirror) as db:
         for name, res in RESOURCES.items():
             (count,) = db.execute(f"SELECT count(*) FROM {res.table}").fetchone()
