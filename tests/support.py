@@ -24,12 +24,16 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
 from gateway.identity import PROBE
 from sync.recorded import Recording, read_records
+
+if TYPE_CHECKING:
+    from tests.fake_patchwork import FakePatchwork
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CRAWL = FIXTURES / "crawl.jsonl.xz"
@@ -155,6 +159,15 @@ def tokens() -> dict[str, str]:
     return {name: token for name, token in pairs}
 
 
+def with_recorded_identities(fake: FakePatchwork) -> FakePatchwork:
+    """``fake`` knowing the recorded users' tokens, and answering unknown
+    paths with the recorded 404 page, as the recorded instance does."""
+    users = {fake.render("users", i)["username"]: i for i in fake.ids("users")}
+    fake.tokens = {token: users[name] for name, token in tokens().items()}
+    fake.not_found_page = recorded_404()
+    return fake
+
+
 def auth_header(auth: str | None) -> dict[str, str]:
     """The Authorization header a recorded case's identity was sent with."""
     if auth is None:
@@ -267,6 +280,7 @@ def write_config(
         sync,
         "[logging]",
         f'level = "{extra.get("level", "warning")}"',
+        f'format = "{extra.get("log_format", "text")}"',
     ]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -336,3 +350,19 @@ class GatewayProcess:
         """What the gateway has logged so far."""
         self.log.seek(0)
         return self.log.read()
+
+
+@contextlib.contextmanager
+def gateway_on_fake(fake: FakePatchwork, tmp: Path) -> Iterator[tuple[str, GatewayProcess]]:
+    """``fake`` served over HTTP, a mirror in ``tmp`` synced from it as the
+    crawl's identity (``sync --once``), and a gateway serving that mirror;
+    yields the fake's origin and the gateway."""
+    with ThreadedServer(fake.app()) as upstream:
+        port = free_port()
+        config = write_config(
+            tmp / "c.toml", upstream.url, tmp / "m.sqlite3", port, token=tokens()["cibot"]
+        )
+        result = run_cli("sync", "--config", str(config), "--once")
+        assert result.returncode == 0, result.stderr
+        with GatewayProcess(config, port) as gateway:
+            yield upstream.url, gateway

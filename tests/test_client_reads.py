@@ -41,13 +41,12 @@ from tests.fake_patchwork import FakePatchwork
 from tests.support import (
     FIXTURES,
     GatewayProcess,
-    ThreadedServer,
     copy_mirror,
     free_port,
-    recorded_404,
+    gateway_on_fake,
     request,
-    run_cli,
     tokens,
+    with_recorded_identities,
     write_config,
 )
 
@@ -425,21 +424,13 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     tmp = tmp_path_factory.mktemp("client-reads")
-    fake = FakePatchwork.from_records(read_records(FIXTURES / "crawl.jsonl.xz"))
-    users = {fake.render("users", i)["username"]: i for i in fake.ids("users")}
-    fake.tokens = {token: users[name] for name, token in tokens().items()}
-    fake.not_found_page = recorded_404()
-    with ThreadedServer(fake.app()) as upstream:
-        port = free_port()
-        config = write_config(
-            tmp / "c.toml", upstream.url, tmp / "m.sqlite3", port, token=tokens()["cibot"]
-        )
-        result = run_cli("sync", "--config", str(config), "--once")
-        assert result.returncode == 0, result.stderr
-        with GatewayProcess(config, port) as gateway:
-            servers = Servers(fake, upstream.url, gateway.url, tmp)
-            run_all(servers)
-            yield servers
+    fake = with_recorded_identities(
+        FakePatchwork.from_records(read_records(FIXTURES / "crawl.jsonl.xz"))
+    )
+    with gateway_on_fake(fake, tmp) as (upstream, gateway):
+        servers = Servers(fake, upstream, gateway.url, tmp)
+        run_all(servers)
+        yield servers
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)

@@ -15,14 +15,10 @@ from sync.recorded import read_records
 from tests.fake_patchwork import FakePatchwork
 from tests.support import (
     FIXTURES,
-    GatewayProcess,
-    ThreadedServer,
-    free_port,
-    recorded_404,
+    gateway_on_fake,
     request,
-    run_cli,
     tokens,
-    write_config,
+    with_recorded_identities,
 )
 from tests.test_clients import BIN, _run
 
@@ -36,19 +32,11 @@ class Setup:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("client-writes")
-    fake = FakePatchwork.from_records(read_records(FIXTURES / "crawl.jsonl.xz"))
-    users = {fake.render("users", i)["username"]: i for i in fake.ids("users")}
-    fake.tokens = {token: users[name] for name, token in tokens().items()}
-    fake.not_found_page = recorded_404()
-    with ThreadedServer(fake.app()) as upstream:
-        port = free_port()
-        config = write_config(
-            tmp / "c.toml", upstream.url, tmp / "m.sqlite3", port, token=tokens()["cibot"]
-        )
-        result = run_cli("sync", "--config", str(config), "--once")
-        assert result.returncode == 0, result.stderr
-        with GatewayProcess(config, port) as gateway:
-            yield Setup(fake, gateway.url)
+    fake = with_recorded_identities(
+        FakePatchwork.from_records(read_records(FIXTURES / "crawl.jsonl.xz"))
+    )
+    with gateway_on_fake(fake, tmp) as (_, gateway):
+        yield Setup(fake, gateway.url)
 
 
 @pytest.fixture

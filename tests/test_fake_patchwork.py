@@ -33,8 +33,8 @@ from tests.support import (
     OTHER_CRAWL,
     ThreadedServer,
     auth_header,
-    recorded_404,
     tokens,
+    with_recorded_identities,
 )
 from tests.test_fake_writes import hidden_bundles
 
@@ -244,10 +244,7 @@ def everyone(crawl_records: list[dict[str, Any]]) -> Iterator[Client]:
     (which the crawl's identity cannot see) come from the conformance
     cases, in the order their recorded mboxes show, and unknown paths get
     the recorded 404 page."""
-    fake = FakePatchwork.from_records(crawl_records)
-    users = {fake.render("users", i)["username"]: i for i in fake.ids("users")}
-    fake.tokens = {token: users[name] for name, token in tokens().items()}
-    fake.not_found_page = recorded_404()
+    fake = with_recorded_identities(FakePatchwork.from_records(crawl_records))
     for bundle in hidden_bundles(fake):
         fake.add_recorded("bundles", bundle)
         owner = bundle["owner"]["username"]

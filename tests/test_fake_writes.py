@@ -39,9 +39,9 @@ from tests.support import (
     Reply,
     ThreadedServer,
     auth_header,
-    recorded_404,
     request,
     tokens,
+    with_recorded_identities,
 )
 
 WRITES = FIXTURES / "writes.jsonl.xz"
@@ -56,10 +56,7 @@ def crawl_records() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def fake(crawl_records: list[dict[str, Any]]) -> FakePatchwork:
-    fake = FakePatchwork.from_records(crawl_records)
-    users = {fake.render("users", i)["username"]: i for i in fake.ids("users")}
-    fake.tokens = {token: users[name] for name, token in tokens().items()}
-    fake.not_found_page = recorded_404()
+    fake = with_recorded_identities(FakePatchwork.from_records(crawl_records))
     # The crawl's identity cannot see other users' private bundles, which
     # the recorded writes' readers do (and the last of which took id 16):
     # the conformance cases, read by every identity, show them.

@@ -358,9 +358,10 @@ async def test_the_gateways_own_endpoints(gateway):
     assert synced == status["sync"]["last_success"]
 
 
-async def test_forwarded_requests_reach_upstream_as_the_client_encoded_them(
-    deployment, tmp_path, aiohttp_client
-):
+@pytest.fixture
+async def echoed(deployment, tmp_path, aiohttp_client):
+    """An in-process gateway whose upstream answers 200 to anything and
+    keeps the raw path of each request it received (``client.seen``)."""
     seen: list[str] = []
 
     async def echo(request: web.Request) -> web.Response:
@@ -376,39 +377,27 @@ async def test_forwarded_requests_reach_upstream_as_the_client_encoded_them(
         await reader.open()
         try:
             client = await aiohttp_client(create_app(config, reader))
-            path = "/api/1.4/patches/1/?msgid=a%40b&q=x+y%2Fz"
-            reply = await client.patch(URL(path, encoded=True), data=b"state=new")
-            assert reply.status == 200
+            client.seen = seen
+            yield client
         finally:
             await reader.close()
-    assert seen[0] == path  # (then the write is read back)
 
 
-async def test_dot_segments_are_never_forwarded(deployment, tmp_path, aiohttp_client):
-    seen: list[str] = []
+async def test_forwarded_requests_reach_upstream_as_the_client_encoded_them(echoed):
+    path = "/api/1.4/patches/1/?msgid=a%40b&q=x+y%2Fz"
+    reply = await echoed.patch(URL(path, encoded=True), data=b"state=new")
+    assert reply.status == 200
+    assert echoed.seen[0] == path  # (then the write is read back)
 
-    async def echo(request: web.Request) -> web.Response:
-        seen.append(request.raw_path)
-        return web.json_response({"detail": "ok"})
 
-    upstream_app = web.Application()
-    upstream_app.router.add_route("*", "/{tail:.*}", echo)
-    with ThreadedServer(upstream_app) as upstream:
-        mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
-        config = parse({"upstream": {"url": upstream.url}, "storage": {"path": str(mirror)}})
-        reader = Reader(mirror)
-        await reader.open()
-        try:
-            client = await aiohttp_client(create_app(config, reader))
-            for path in ("/api/../admin/", "/api/%2e%2e/admin/", "/api/1.4/./patches/x/"):
-                for method in ("GET", "POST"):
-                    status = await _raw_status(client.port, method, path)
-                    assert status == 404, (method, path)
-            reply = await client.get("/api/1.4/newer-endpoint/", headers={"Authorization": "T"})
-            assert reply.status == 200  # (forwarded: a newer Patchwork's endpoint)
-        finally:
-            await reader.close()
-    assert seen == ["/api/1.4/newer-endpoint/"]
+async def test_dot_segments_are_never_forwarded(echoed):
+    for path in ("/api/../admin/", "/api/%2e%2e/admin/", "/api/1.4/./patches/x/"):
+        for method in ("GET", "POST"):
+            status = await _raw_status(echoed.port, method, path)
+            assert status == 404, (method, path)
+    reply = await echoed.get("/api/1.4/newer-endpoint/", headers={"Authorization": "T"})
+    assert reply.status == 200  # (forwarded: a newer Patchwork's endpoint)
+    assert echoed.seen == ["/api/1.4/newer-endpoint/"]
 
 
 async def _raw_status(port: int, method: str, target: str) -> int:

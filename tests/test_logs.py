@@ -12,10 +12,13 @@ def test_json_lines_one_per_request_without_credentials(deployment, tmp_path):
     port = free_port()
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     config = write_config(
-        tmp_path / "c.toml", deployment.upstream, mirror, port, server="access_log = true"
-    )
-    config.write_text(
-        config.read_text().replace('level = "warning"', 'level = "info"\nformat = "json"')
+        tmp_path / "c.toml",
+        deployment.upstream,
+        mirror,
+        port,
+        server="access_log = true",
+        level="info",
+        log_format="json",
     )
     with GatewayProcess(config, port) as gateway:
         request("GET", gateway.url + "/api/1.4/patches/?per_page=5")
@@ -40,9 +43,13 @@ def test_the_sync_logs_a_line_per_step(deployment, tmp_path):
     from tests.support import run_cli
 
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
-    config = write_config(tmp_path / "c.toml", deployment.upstream, mirror, free_port())
-    config.write_text(
-        config.read_text().replace('level = "warning"', 'level = "info"\nformat = "json"')
+    config = write_config(
+        tmp_path / "c.toml",
+        deployment.upstream,
+        mirror,
+        free_port(),
+        level="info",
+        log_format="json",
     )
     result = run_cli("sync", "--config", str(config), "--once", timeout=120)
     assert result.returncode == 0, result.stderr
@@ -61,10 +68,13 @@ def test_undecodable_header_bytes_still_make_one_json_line(deployment, tmp_path)
     port = free_port()
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     config = write_config(
-        tmp_path / "c.toml", deployment.upstream, mirror, port, server="access_log = true"
-    )
-    config.write_text(
-        config.read_text().replace('level = "warning"', 'level = "info"\nformat = "json"')
+        tmp_path / "c.toml",
+        deployment.upstream,
+        mirror,
+        port,
+        server="access_log = true",
+        level="info",
+        log_format="json",
     )
     with GatewayProcess(config, port) as gateway:
         with socket.create_connection(("127.0.0.1", port)) as conn:

@@ -16,6 +16,9 @@ from mirror.resources import RESOURCES
 from tests.support import GatewayProcess, copy_mirror, free_port, request, write_config
 
 PAGE = "/api/1.4/patches/?page=3&per_page=50"
+REQUESTS = "patchwork_gateway_http_requests_total"
+#: The labels of a successful read of PAGE.
+PAGE_READ = {"route": "/api/{version}/patches/", "method": "GET", "status": "200"}
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -153,15 +156,7 @@ def test_several_processes_are_summed_whichever_answers(deployment, tmp_path):
         totals = set()
         for _ in range(10):  # a scrape reaches one process or the other
             samples = _samples(request("GET", gateway.url + "/metrics").body.decode())
-            totals.add(
-                _value(
-                    samples,
-                    "patchwork_gateway_http_requests_total",
-                    route="/api/{version}/patches/",
-                    method="GET",
-                    status="200",
-                )
-            )
+            totals.add(_value(samples, REQUESTS, **PAGE_READ))
         assert totals == {answered}
         writers = {int(path.stem.rsplit("_", 1)[1]) for path in folder.glob("*.db")}
         assert len(writers) == 2, "both processes counted"
@@ -238,13 +233,4 @@ async def test_metrics_still_answer_when_the_mirror_cannot_be_read(gateway, monk
     monkeypatch.setattr(gateway.app[STATE].sync, "_read_at", -1e9)  # read again now
     samples = await _scrape(gateway)
     assert _value(samples, "patchwork_gateway_mirror_readable") == 0
-    assert (
-        _value(
-            samples,
-            "patchwork_gateway_http_requests_total",
-            route="/api/{version}/patches/",
-            method="GET",
-            status="200",
-        )
-        >= 1
-    )
+    assert _value(samples, REQUESTS, **PAGE_READ) >= 1
