@@ -29,7 +29,15 @@ from gateway.cache import Key, ResponseCache
 from gateway.config import Config
 from gateway.delivery import Delivery, Prepared
 from gateway.downloads import Downloads
-from gateway.identity import ANONYMOUS, THROTTLED, UNKNOWN, Caller, Identities, credentials
+from gateway.identity import (
+    ANONYMOUS,
+    THROTTLED,
+    UNKNOWN,
+    Caller,
+    Identities,
+    credentials,
+    has_credentials,
+)
 from gateway.negotiation import Choice, negotiate
 from gateway.pages import Pages
 from gateway.proxy import Proxy
@@ -168,17 +176,11 @@ def _negotiate(request: web.Request, state: GatewayState) -> Choice:
     return choice
 
 
-def _signed(request: web.Request) -> bool:
-    """Whether the request carries credentials (its answer may depend on them)."""
-    headers = request.headers
-    return "Authorization" in headers or ("Cookie" in headers and "sessionid" in request.cookies)
-
-
 def _respond(
     request: web.Request, answer: Answer, state: GatewayState, source: str
 ) -> web.Response:
     """Deliver an answer made for this request alone."""
-    private = _signed(request)
+    private = has_credentials(request)
     return _deliver(request, state.delivery.prepare(answer, source, private), state, private)
 
 
@@ -244,7 +246,7 @@ async def answer(request: web.Request, state: GatewayState) -> web.Response:
         return web.Response(status=400, text="Bad Request: invalid Host header\n")
     read = request.method in READ_METHODS
     choice = _negotiate(request, state)
-    signed = _signed(request)
+    signed = has_credentials(request)
     key = (origin, request.rel_url.raw_path_qs)
     if read and choice is Choice.JSON and not signed:
         # Anonymous JSON reads are answered from the cache at once.
@@ -333,7 +335,7 @@ async def _mirror(
     """
     res = route.resource
     key: Key = (origin, request.rel_url.raw_path_qs)
-    private = _signed(request)
+    private = has_credentials(request)
     if caller.authenticated and res is not None and res.requires_auth:
         key = (origin, request.rel_url.raw_path_qs + "\x00authenticated")
     if page:
@@ -486,7 +488,7 @@ async def _site(
         # show: forwarded with the caller's credentials, never redirected
         # (clients drop Authorization on a redirect to another origin);
         # without credentials, redirected there (below).
-        if known is not None or _signed(request):
+        if known is not None or has_credentials(request):
             answer = await state.proxy.forward(request, origin)
             if known is None or answer.status < 500:
                 if known is not None and answer.status == 200:
@@ -505,7 +507,7 @@ async def _site(
             # The same for every caller: kept like an anonymous API answer,
             # except a bundle's (its order may be stale).
             key = (origin, request.rel_url.raw_path_qs)
-            private = _signed(request)
+            private = has_credentials(request)
             return _keep_and_deliver(
                 request, built, state, private, key, generation, keep=not bundle
             )

@@ -27,7 +27,7 @@ from gateway import demo, drift, logs, metrics
 from gateway.app import create_app
 from gateway.config import WILDCARD, Config, ConfigError, load
 from gateway.reader import Reader
-from gateway.status import SyncStatus
+from gateway.status import SyncStatus, mirror_bytes
 from gateway.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
 from mirror import schema
 from mirror.backup import BackupError, backup
@@ -206,7 +206,6 @@ def _serve(config: Config, with_sync: bool = False) -> None:
         return app
 
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
-    access_log_class = logs.AccessLogger
     try:
         web.run_app(
             make_app(),
@@ -215,7 +214,7 @@ def _serve(config: Config, with_sync: bool = False) -> None:
             sock=sock,
             print=None,
             access_log=access_log,
-            access_log_class=access_log_class,
+            access_log_class=logs.AccessLogger,
             loop=_event_loop(),
         )
     finally:
@@ -235,7 +234,7 @@ async def _status(config: Config, as_json: bool) -> str:
     finally:
         await reader.close()
         control.close()
-    size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*") if p.is_file())
+    size = mirror_bytes(path)
     document["mirror"] = {"path": str(path), "bytes": size}
     if as_json:
         return json.dumps(document, indent=2)

@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
+from aiohttp import web
 from cachetools import TLRUCache
 
 from gateway.proxy import Proxy
@@ -72,6 +73,13 @@ def credentials(request_headers: object) -> str | None:
     getall = getattr(request_headers, "getall", None)
     values = getall("Authorization", []) if getall else []
     return values[0] if len(values) == 1 else None
+
+
+def has_credentials(request: web.BaseRequest) -> bool:
+    """Whether the request carries credentials (its answer may depend on
+    them): an Authorization header, or Patchwork's session cookie."""
+    headers = request.headers
+    return "Authorization" in headers or ("Cookie" in headers and "sessionid" in request.cookies)
 
 
 class Identities:

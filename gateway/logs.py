@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from gateway.identity import has_credentials
 from gateway.routing import ROUTE, UNMATCHED
 
 #: Attributes every LogRecord has; anything else was passed as ``extra``.
@@ -87,6 +88,6 @@ class AccessLogger(AbstractAccessLogger):
                 "route": request.get(ROUTE, UNMATCHED),
                 "user_agent": request.headers.get("User-Agent", ""),
                 # Whether credentials came (never what they were).
-                "identified": "Authorization" in request.headers or "sessionid" in request.cookies,
+                "identified": has_credentials(request),
             },
         )

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from gateway.cache import ResponseCache
 from gateway.reader import QueryTooSlow, ReaderBusy
-from gateway.status import SyncStatus, parse_time
+from gateway.status import SyncStatus, mirror_bytes, parse_time
 from mirror.resources import RESOURCES
 
 if TYPE_CHECKING:
@@ -113,27 +113,12 @@ class Counts:
         self.upstream: dict[tuple[str, str], list[float]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        row = self.requests.get((route, method, status))
-        if row is None:
-            row = self._row(
-                self.requests, (route, method if method in METHODS else "other", status)
-            )
-        row[bisect.bisect_left(BUCKETS, seconds)] += 1
-        row[-1] += seconds
+        _add(self.requests, (route, method if method in METHODS else "other", status), seconds)
 
     def upstream_call(self, kind: str, outcome: str, seconds: float) -> None:
         """One request to upstream: ``outcome`` is a status class (``2xx``)
         or an error (``timeout``, ``unreachable``, ``too_large``, ``busy``)."""
-        row = self.upstream.get((kind, outcome)) or self._row(self.upstream, (kind, outcome))
-        row[bisect.bisect_left(BUCKETS, seconds)] += 1
-        row[-1] += seconds
-
-    @staticmethod
-    def _row(table: dict[Any, list[float]], key: Any) -> list[float]:
-        row = table.get(key)
-        if row is None:
-            row = table[key] = [0.0] * (len(BUCKETS) + 2)
-        return row
+        _add(self.upstream, (kind, outcome), seconds)
 
     def take(self) -> Counts:
         """What was counted; counting starts again from zero."""
@@ -141,6 +126,15 @@ class Counts:
         taken.requests, self.requests = self.requests, {}
         taken.upstream, self.upstream = self.upstream, {}
         return taken
+
+
+def _add(table: dict[Any, list[float]], key: Any, seconds: float) -> None:
+    """Count one observation of ``seconds`` in ``key``'s row."""
+    row = table.get(key)
+    if row is None:
+        row = table[key] = [0.0] * (len(BUCKETS) + 2)
+    row[bisect.bisect_left(BUCKETS, seconds)] += 1
+    row[-1] += seconds
 
 
 def _merge(rows: dict[str, list[float]], label: str, row: list[float]) -> None:
@@ -352,15 +346,6 @@ async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
     gauge("mirror_size_bytes", "Bytes of the mirror's files on disk.", float(mirror_bytes(path)))
     gauge("mirror_readable", "0 when the mirror could not be read.", 1.0)
     return families
-
-
-def mirror_bytes(path: Path) -> int:
-    """The mirror's files: the database, its WAL and shared memory."""
-    size = 0
-    for name in (path.name, path.name + "-wal", path.name + "-shm"):
-        with contextlib.suppress(OSError):
-            size += (path.parent / name).stat().st_size
-    return size
 
 
 def metrics_handler(

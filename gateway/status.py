@@ -14,6 +14,7 @@ import contextlib
 import sqlite3
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -36,6 +37,15 @@ def parse_time(value: Any) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def mirror_bytes(path: Path) -> int:
+    """The mirror's files on disk: the database, its WAL and shared memory."""
+    size = 0
+    for name in (path.name, path.name + "-wal", path.name + "-shm"):
+        with contextlib.suppress(OSError):
+            size += (path.parent / name).stat().st_size
+    return size
 
 
 class SyncStatus:
