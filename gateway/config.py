@@ -7,6 +7,7 @@ See ``config.example.toml`` for every key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import dataclass
@@ -58,6 +59,13 @@ class ServerConfig:
     #: Seconds since the mirror last matched upstream beyond which the
     #: readiness check fails (0: never for lag).
     ready_max_lag: float = 600.0
+    #: Addresses of reverse proxies in front (nginx): from them, the
+    #: client's address is read from ``X-Forwarded-For``.
+    trusted_proxies: tuple[str, ...] = ()
+    #: Who sees every count in /_gateway/status and /metrics (people,
+    #: users, private bundles): nobody (False), everybody (True), or the
+    #: clients in these networks.
+    status_details: bool | tuple[str, ...] = False
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,8 @@ _KNOWN = {
         "workers",
         "access_log",
         "ready_max_lag",
+        "trusted_proxies",
+        "status_details",
     },
     "sync": {
         "poll_interval",
@@ -217,6 +227,13 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     ready_max_lag = _get(sv, "server", "ready_max_lag", float, 600.0)
     if not 0 <= ready_max_lag <= 30 * 86400:
         raise ConfigError("[server] ready_max_lag: expected seconds from 0 to 2592000")
+    trusted = tuple(_networks(sv, "trusted_proxies", []))
+    details_value = sv.get("status_details", False)
+    details: bool | tuple[str, ...] = (
+        details_value
+        if isinstance(details_value, bool)
+        else tuple(_networks(sv, "status_details", []))
+    )
 
     sy = data.get("sync", {})
     seconds = {}
@@ -256,12 +273,28 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             workers,
             access_log,
             ready_max_lag,
+            trusted,
+            details,
         ),
         log_level=level,
         source=source,
         sync=SyncConfig(**seconds, webhook_secret=secret),
         log_format=log_format,
     )
+
+
+def _networks(table: dict[str, Any], key: str, default: list[str]) -> list[str]:
+    """A list of addresses or networks (``10.0.0.0/8``), checked."""
+    values = table.get(key, default)
+    expected = f"[server] {key}: expected a list of IP addresses or networks"
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(expected + (" (or true or false)" if key == "status_details" else ""))
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            raise ConfigError(f"{expected}, got {value!r}") from None
+    return values
 
 
 LOOPBACK = ("localhost", "127.0.0.1", "::1")
