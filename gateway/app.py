@@ -26,7 +26,8 @@ from aiohttp import web
 
 from gateway import api, browsable, limits, metrics, openapi, readback
 from gateway.cache import Key, ResponseCache
-from gateway.config import Config
+from gateway.clients import ClientAddresses, in_networks
+from gateway.config import LOOPBACK, Config
 from gateway.delivery import Delivery, Prepared
 from gateway.downloads import Downloads
 from gateway.identity import (
@@ -106,6 +107,7 @@ class GatewayState:
             else None
         )
         self.cache = ResponseCache(config.server.cache_bytes)
+        self.clients = ClientAddresses(config.server.trusted_proxies)
         self.not_found = NotFoundPage()
         #: Resources the sync identity may not list (people, users when it
         #: is anonymous): the mirror cannot answer them for anyone.
@@ -158,6 +160,32 @@ def _origin_of(host: str, scheme: str, state: GatewayState) -> str | None:
     if state.config.server.public_url:
         return state.config.server.public_url
     return f"{scheme}://{host}"
+
+
+def _host_checked(state: GatewayState, handle: Handler, loopback: bool) -> Handler:
+    """``handle`` for the Host names the API answers (``loopback``: and for
+    localhost, 127.0.0.1 and [::1], whatever the configuration)."""
+
+    async def checked(request: web.Request) -> web.Response:
+        if _origin(request, state) is None and not (loopback and _is_loopback(request)):
+            return web.Response(status=400, text="Bad Request: invalid Host header\n")
+        return await handle(request)
+
+    return checked
+
+
+def _is_loopback(request: web.Request) -> bool:
+    host = request.headers.get("Host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.strip("[]").lower() in LOOPBACK
+
+
+def _may_see_details(request: web.Request, state: GatewayState) -> bool:
+    """Whether the request may see every count (``[server] status_details``)."""
+    details = state.config.server.status_details
+    if isinstance(details, bool):
+        return details
+    return in_networks(state.clients.address(request), details)
 
 
 def _negotiate(request: web.Request, state: GatewayState) -> Choice:
@@ -273,7 +301,7 @@ async def answer(request: web.Request, state: GatewayState) -> web.Response:
 
     if not read:  # every write goes upstream, as sent, whoever asks
         return await _upstream(request, route, state, origin, read)
-    caller = await _who(request, state) if signed else ANONYMOUS
+    caller = await _who(request, state, route) if signed else ANONYMOUS
     if caller.authenticated and route.resource and route.resource.name in state.unmirrored:
         return await _upstream(request, route, state, origin, read)
     if caller.refusal is not None:
@@ -290,14 +318,16 @@ async def answer(request: web.Request, state: GatewayState) -> web.Response:
 _THROTTLED = "Too many new credentials to check at once; retry in a few seconds."
 
 
-async def _who(request: web.Request, state: GatewayState) -> Caller:
+async def _who(request: web.Request, state: GatewayState, route: ApiRoute) -> Caller:
     """The caller, as upstream knows them (see gateway.identity)."""
-    header = credentials(request.headers)
-    if header is None or state.identities is None:
-        # A session cookie, several Authorization headers, no upstream:
-        # only upstream can tell.
-        return UNKNOWN
-    return await state.identities.who(header)
+    creds = credentials(request)
+    if creds is None:
+        return ANONYMOUS
+    if state.identities is None:
+        return UNKNOWN  # no upstream: only upstream could tell
+    sensitive = route.resource is not None and route.resource.requires_auth
+    client = state.clients.address(request)
+    return await state.identities.who(creds, client, sensitive)
 
 
 def _needs_upstream(route: ApiRoute, caller: Caller) -> bool:
@@ -393,13 +423,13 @@ async def _upstream(
             return await _mirror(request, route, state, origin, ANONYMOUS)
         message = "This gateway has no upstream to forward this request to."
         return _respond(request, detail(503, message), state, "mirror")
-    answer = await state.proxy.forward(request, origin)
-    header = credentials(request.headers)
-    if header and state.identities is not None:
+    answer = await state.proxy.forward(request, origin, state.clients.address(request))
+    creds = credentials(request)
+    if creds is not None and state.identities is not None:
         if read and answer.status == 200 and route.resource is RESOURCES["users"]:
-            state.identities.learn(header, answer.body)  # whose token this is
+            state.identities.learn(creds, answer.body)  # whose token this is
         elif answer.status == 401 or (answer.status == 403 and b"Invalid" in answer.body):
-            state.identities.forget(header)  # revoked since it was checked
+            state.identities.forget(creds)  # revoked since it was checked
     if request.method in WRITES and 200 <= answer.status < 300 and state.readback is not None:
         await _read_back(request, route, state, answer)
     if answer.status >= 500 and read and _public(route):
@@ -426,7 +456,8 @@ async def _read_back(
     started = time.perf_counter()
     done = await state.readback.refresh(want, events)
     seconds = time.perf_counter() - started
-    state.counts.upstream_call("readback", "done" if done else "failed", seconds)
+    outcome = "skipped" if done is None else "done" if done else "failed"
+    state.counts.upstream_call("readback", outcome, seconds)
     if done:
         state.reader.check_changes()  # drop the caches now, not at the next tick
 
@@ -454,8 +485,15 @@ async def _not_api(
     if state.proxy is None:
         message = "This gateway has no upstream to forward this request to."
         return _respond(request, detail(503, message), state, "mirror")
-    answer = await state.proxy.forward(request, origin)
-    wrote = request.method in WRITES and answer.status == 200
+    answer = await state.proxy.forward(request, origin, state.clients.address(request))
+    # XML-RPC answers faults (refused credentials among them) with a 200:
+    # only a result, to a caller with credentials, changed anything.
+    wrote = (
+        request.method in WRITES
+        and answer.status == 200
+        and signed
+        and readback.xmlrpc_succeeded(answer.body)
+    )
     if site is not None and wrote and state.readback is not None:
         await _read_back(request, None, state, answer)
     return _respond(request, answer, state, "upstream")
@@ -489,7 +527,7 @@ async def _site(
         # (clients drop Authorization on a redirect to another origin);
         # without credentials, redirected there (below).
         if known is not None or has_credentials(request):
-            answer = await state.proxy.forward(request, origin)
+            answer = await state.proxy.forward(request, origin, state.clients.address(request))
             if known is None or answer.status < 500:
                 if known is not None and answer.status == 200:
                     state.downloads.bundle_orders.learn(known["id"], answer.body)
@@ -588,18 +626,27 @@ def create_app(
 
     app.on_startup.append(startup)
     app.on_cleanup.append(cleanup)
-    # The gateway's own endpoints, beside (never among) Patchwork's paths.
+    # The gateway's own endpoints, beside (never among) Patchwork's paths,
+    # for the same Host names as the API (health also for loopback names,
+    # for probes on the machine itself).
     mode = "demo" if demo else "mirror"
-    app.router.add_get("/_gateway/status", status_handler(state.sync, state.upstream, mode))
+
+    def add(method: str, path: str, handle: Handler, loopback: bool = False) -> None:
+        app.router.add_route(method, path, _host_checked(state, handle, loopback))
+
+    def details(request: web.Request) -> bool:
+        return _may_see_details(request, state)
+
+    add("GET", "/_gateway/status", status_handler(state.sync, state.upstream, mode, details))
     live, ready = health_handlers(state.sync, config.server.ready_max_lag, demo)
-    app.router.add_get("/_gateway/health/live", live)
-    app.router.add_get("/_gateway/health/ready", ready)
+    add("GET", "/_gateway/health/live", live, loopback=True)
+    add("GET", "/_gateway/health/ready", ready, loopback=True)
     # Prometheus (gateway.metrics): every process's counts.
-    app.router.add_get("/metrics", metrics.metrics_handler(publisher, state.sync, reader.path))
-    app.router.add_post("/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
+    add("GET", "/metrics", metrics.metrics_handler(publisher, state.sync, reader.path, details))
+    add("POST", "/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
     # The API's description (Patchwork 4.0 serves one at /api/docs too).
-    app.router.add_get("/api/docs", openapi.page_handler)
-    app.router.add_get("/api/docs/", openapi.page_handler)
-    app.router.add_get("/api/docs/openapi.json", openapi.json_handler)
+    add("GET", "/api/docs", openapi.page_handler)
+    add("GET", "/api/docs/", openapi.page_handler)
+    add("GET", "/api/docs/openapi.json", openapi.json_handler)
     app.router.add_route("*", "/{tail:.*}", handler(state))
     return app

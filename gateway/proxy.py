@@ -23,12 +23,14 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
+from gateway.clients import PerClient, client_key
 from gateway.responses import Answer, detail, json_body
 
 log = logging.getLogger(__name__)
 
-#: Request headers passed upstream.  Everything else (Host, proxies'
-#: X-Forwarded-*, hop-by-hop headers) stays here.
+#: Request headers passed upstream.  Everything else (Host, the client's
+#: own X-Forwarded-*, hop-by-hop headers) stays here; upstream is told the
+#: client's address as the gateway sees it (gateway.clients).
 FORWARD_REQUEST = ("Authorization", "Content-Type", "Accept", "Cookie", "X-CSRFToken", "Referer")
 #: Response headers passed back.
 FORWARD_RESPONSE = (
@@ -69,6 +71,9 @@ KEEP_KEYS = frozenset(
 #: the gateway never multiplies what upstream receives.
 MAX_IN_FLIGHT = 16
 MAX_WAITING = 64
+#: Forwarded requests of one client at once (in flight or waiting): half
+#: the slots, so that one client never holds them all.
+MAX_PER_CLIENT = MAX_IN_FLIGHT // 2
 
 
 class Proxy:
@@ -80,6 +85,7 @@ class Proxy:
         max_bytes: int = 16 << 20,
         in_flight: int = MAX_IN_FLIGHT,
         waiting: int = MAX_WAITING,
+        per_client: int = MAX_PER_CLIENT,
         record: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.base = base_url.rstrip("/")
@@ -94,6 +100,7 @@ class Proxy:
         self.busy = Answer(503, refusal.body, (*refusal.headers, ("Retry-After", "5")))
         self._max_waiting = waiting
         self._waiting = 0
+        self._clients = PerClient(per_client)
 
     async def close(self) -> None:
         if self._session is not None:
@@ -125,17 +132,24 @@ class Proxy:
             }
         return data
 
-    async def forward(self, request: web.Request, origin: str) -> Answer:
-        """Upstream's answer to ``request``, or a 503 when too many wait."""
-        headers = {k: request.headers[k] for k in FORWARD_REQUEST if k in request.headers}
-        # Upstream should see who is asking, not only the gateway.
-        if request.remote:
-            previous = request.headers.get("X-Forwarded-For")
-            headers["X-Forwarded-For"] = (
-                f"{previous}, {request.remote}" if previous else request.remote
-            )
-        body = await request.read() if request.can_read_body else None
-        return await self.send(request.method, request.rel_url.raw_path_qs, headers, body, origin)
+    async def forward(self, request: web.Request, origin: str, client: str) -> Answer:
+        """Upstream's answer to ``request`` from ``client`` (its address), or
+        a 503 when too many wait, or this client has its share under way."""
+        if not self._clients.enter(client_key(client)):
+            self._record("forward", "busy", 0.0)
+            return self.busy
+        try:
+            headers = {k: request.headers[k] for k in FORWARD_REQUEST if k in request.headers}
+            if "Authorization" in headers:  # (several: joined, as upstream reads them)
+                headers["Authorization"] = ",".join(request.headers.getall("Authorization"))
+            # Upstream should see who is asking, not only the gateway.
+            if client:
+                headers["X-Forwarded-For"] = client
+            body = await request.read() if request.can_read_body else None
+            target = request.rel_url.raw_path_qs
+            return await self.send(request.method, target, headers, body, origin)
+        finally:
+            self._clients.leave(client_key(client))
 
     async def send(
         self,

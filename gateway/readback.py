@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 #: Longest a write's answer waits for its read-back.
 READBACK_SECONDS = 10.0
+#: Read-backs under way or waiting at once (they spend the sync identity's
+#: upstream budget, one at a time); beyond, a write is left to the sync.
+MAX_PENDING = 4
 #: Events of a changed object read back (the newest ones).
 EVENTS = 20
 FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *RECOVERABLE)
@@ -77,6 +80,13 @@ def wanted(method: str, route: ApiRoute, answer_body: bytes) -> tuple[Wanted, di
     return want, events
 
 
+def xmlrpc_succeeded(answer_body: bytes) -> bool:
+    """Whether an XML-RPC answer is a result, not a fault (Patchwork answers
+    both with HTTP 200: "No authentication credentials given" is a fault)."""
+    head = answer_body[:512].lstrip()
+    return b"<methodResponse>" in head and b"<fault>" not in answer_body
+
+
 def xmlrpc_wanted(body: bytes) -> tuple[Wanted, dict[str, int]]:
     """What a pwclient XML-RPC call changed (``patch_set``, ``check_create``)."""
     want, events = Wanted(), dict[str, int]()
@@ -103,16 +113,28 @@ class ReadBack:
         self.fetcher = Fetcher(self.upstream, upstream_url, concurrency=2)
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._pending = 0
 
     async def close(self) -> None:
         await self.upstream.close()
         if self._db is not None:
             await self._db.close()
 
-    async def refresh(self, want: Wanted, events: dict[str, int]) -> bool:
-        """Read back ``want`` and the newest events it names; whether done."""
+    async def refresh(self, want: Wanted, events: dict[str, int]) -> bool | None:
+        """Read back ``want`` and the newest events it names; whether done
+        (``None``: skipped, too many are waiting; the sync will catch up)."""
         if not want:
             return True
+        if self._pending >= MAX_PENDING:
+            log.debug("too many read-backs waiting; this one is left to the sync")
+            return None
+        self._pending += 1
+        try:
+            return await self._refresh(want, events)
+        finally:
+            self._pending -= 1
+
+    async def _refresh(self, want: Wanted, events: dict[str, int]) -> bool:
         try:
             async with asyncio.timeout(READBACK_SECONDS), self._lock:
                 if self._db is None:

@@ -197,21 +197,41 @@ def identify(header: str | None, known: dict[str, str]) -> str | None:
     return "badtoken"
 
 
+def session_of(name: str) -> str:
+    """The Django session cookie value a recorded user is logged in with (in
+    the replay upstream)."""
+    return f"session-of-{name}"
+
+
+def identify_request(request: web.BaseRequest, known: dict[str, str]) -> str | None:
+    """The recorded identity a request stands for: its Authorization headers
+    (several joined, as WSGI servers join them), else its session cookie."""
+    if "Authorization" in request.headers:
+        return identify(",".join(request.headers.getall("Authorization")), known)
+    session = request.cookies.get("sessionid")
+    by_session = {session_of(name): name for name in known}
+    return by_session.get(session or "")
+
+
 def replay_app(
     recording: Recording, not_found: tuple[str, str], counter: list[int] | None = None
 ) -> web.Application:
-    """An upstream answering from ``recording`` for each caller's identity."""
+    """An upstream answering from ``recording`` for each caller's identity
+    (a token, Basic credentials, or a session cookie: :func:`session_of`)."""
     known = tokens()
 
     async def handle(request: web.Request) -> web.Response:
         if counter is not None:
             counter[0] += 1
-        auth = identify(request.headers.get("Authorization"), known)
+        auth = identify_request(request, known)
         path = request.rel_url.raw_path_qs
-        if path == PROBE and auth is not None:
+        if path == PROBE:
             # The gateway's credentials check: answered as Patchwork does,
             # for every identity (the recordings hold it for some only).
             json = {"Content-Type": "application/json"}
+            if auth is None:  # (no credentials it reads: a made-up session)
+                body = b'{"detail":"Authentication credentials were not provided."}'
+                return web.Response(status=403, body=body, headers=json)
             if auth == "badtoken":
                 return web.Response(status=403, body=b'{"detail":"Invalid token."}', headers=json)
             if auth.startswith("basicbad:"):
