@@ -32,6 +32,9 @@ GZIP_LEVEL = 5
 #: Statuses an anonymous answer may be kept for by shared caches.
 SHAREABLE = frozenset((200, 301, 302, 403, 404, 406))
 PRIVATE = "private, no-cache"
+#: On every page (HTML): never framed by another site (Patchwork's Django
+#: sends DENY too), never sniffed as another type.
+HTML_SAFETY = (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"))
 VARY = "Accept, Authorization, Cookie"
 VARY_ENCODED = VARY + ", Accept-Encoding"
 
@@ -122,6 +125,8 @@ class Delivery:
         """
         headers = dict(answer.headers)
         headers["X-Patchwork-Gateway"] = self.mode_header if source == "mirror" else source
+        if headers.get("Content-Type", "").startswith("text/html"):
+            headers.update(HTML_SAFETY)
         etag = None
         compressible = len(answer.body) >= MIN_COMPRESS and "Content-Encoding" not in headers
         shareable = False

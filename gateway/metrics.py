@@ -38,8 +38,7 @@ from aiohttp import web
 
 from gateway.cache import ResponseCache
 from gateway.reader import QueryTooSlow, ReaderBusy
-from gateway.status import SyncStatus, mirror_bytes, parse_time
-from mirror.resources import RESOURCES
+from gateway.status import SyncStatus, mirror_bytes, parse_time, visible_counts
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -279,7 +278,7 @@ def _add_histogram(child: Any, row: list[float]) -> None:
     child._sum.inc(row[-1])
 
 
-async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
+async def mirror_families(status: SyncStatus, path: Path, details: bool) -> list[Any]:
     """The mirror's and the sync worker's state, read now (one process's
     view of the shared files: never summed over processes); the objects
     per resource as last counted (counting a large mirror takes seconds)."""
@@ -297,7 +296,9 @@ async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
 
     sync = status.current()
     now = datetime.now(UTC)
-    when = status.last_success()
+    # The demo mirror was built once from a recording: its age is no lag.
+    demo = status.reader.meta("demo") is not None
+    when = None if demo else status.last_success()
     gauge(
         "sync_last_success_timestamp_seconds",
         "When the mirror last matched upstream (Unix time).",
@@ -308,7 +309,7 @@ async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
         "Seconds since the mirror last matched upstream.",
         (now - when).total_seconds() if when else None,
     )
-    cursor = parse_time(status.reader.meta("events.cursor"))
+    cursor = None if demo else parse_time(status.reader.meta("events.cursor"))
     gauge(
         "sync_cursor_age_seconds",
         "Age of the newest upstream event the mirror has applied.",
@@ -339,9 +340,8 @@ async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
     objects = GaugeMetricFamily(
         f"{PREFIX}_mirror_objects", "Objects in the mirror, per resource.", labels=["resource"]
     )
-    for name, count in status.counts_soon().items():
-        if name in RESOURCES:
-            objects.add_metric([name], count)
+    for name, count in visible_counts(status.counts_soon(), details).items():
+        objects.add_metric([name], count)
     families.append(objects)
     gauge("mirror_size_bytes", "Bytes of the mirror's files on disk.", float(mirror_bytes(path)))
     gauge("mirror_readable", "0 when the mirror could not be read.", 1.0)
@@ -349,16 +349,20 @@ async def mirror_families(status: SyncStatus, path: Path) -> list[Any]:
 
 
 def metrics_handler(
-    publisher: Publisher, status: SyncStatus, path: Path
+    publisher: Publisher,
+    status: SyncStatus,
+    path: Path,
+    details: Callable[[web.Request], bool],
 ) -> Callable[[web.Request], Any]:
-    """``GET /metrics`` in Prometheus' text format."""
+    """``GET /metrics`` in Prometheus' text format; ``details``: whether a
+    request may see every count (gateway.status.visible_counts)."""
     from prometheus_client import CollectorRegistry, generate_latest
 
     async def handle(request: web.Request) -> web.Response:
         publisher.publish()
         body = generate_latest(publisher.scrape_registry())
         try:
-            families = await mirror_families(status, path)
+            families = await mirror_families(status, path, details(request))
         except (sqlite3.Error, ReaderBusy, QueryTooSlow, OSError) as exc:
             # The requests' metrics still count most when the mirror fails.
             log.warning("metrics: the mirror cannot be read: %s", exc)

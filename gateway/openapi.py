@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway.delivery import HTML_SAFETY
 from gateway.routing import resolve_api
 from mirror.model import (
     BoolFilter,
@@ -268,4 +269,6 @@ async def json_handler(request: web.Request) -> web.Response:
 async def page_handler(request: web.Request) -> web.Response:
     if request.path == "/api/docs":
         raise web.HTTPMovedPermanently("/api/docs/")
-    return web.Response(body=page(), content_type="text/html", charset="utf-8")
+    response = web.Response(body=page(), content_type="text/html", charset="utf-8")
+    response.headers.extend(HTML_SAFETY)
+    return response

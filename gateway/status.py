@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,27 @@ SYNCED_HEADER = "X-Patchwork-Gateway-Synced"
 #: Seconds a read of the control file, or of the counts, is reused.
 STATUS_TTL = 1.0
 COUNTS_TTL = 5.0
+#: The count of what anonymous callers may list of a resource with private
+#: objects (bundles): the public ones.
+PUBLIC = ".public"
+
+
+def visible_counts(counts: dict[str, int], details: bool) -> dict[str, int]:
+    """The counts a caller may see: every one with ``details``; else only
+    of what anonymous callers may list (no people or users, which upstream
+    refuses them; public bundles only)."""
+    shown = {}
+    for name, count in counts.items():
+        if name.endswith(PUBLIC):
+            continue
+        res = RESOURCES[name]
+        if details:
+            shown[name] = count
+        elif res.public_column:
+            shown[name] = counts.get(name + PUBLIC, 0)
+        elif not res.requires_auth:
+            shown[name] = count
+    return shown
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -105,6 +127,11 @@ class SyncStatus:
                 for name, res in RESOURCES.items():
                     rows = await self.reader.fetch(f"SELECT count(*) FROM {res.table}")
                     counts[name] = rows[0][0]
+                    if res.public_column:
+                        rows = await self.reader.fetch(
+                            f"SELECT count(*) FROM {res.table} WHERE {res.public_column} = 1"
+                        )
+                        counts[name + PUBLIC] = rows[0][0]
                 self._counts, self._counts_at = counts, time.monotonic()
                 self._counted = generation
         return self._counts
@@ -120,7 +147,9 @@ class SyncStatus:
         with contextlib.suppress(Exception):  # (the next scrape tries again)
             await self.counts()
 
-    async def document(self, upstream: str, mode: str) -> dict[str, Any]:
+    async def document(self, upstream: str, mode: str, details: bool = True) -> dict[str, Any]:
+        """``/_gateway/status`` (and ``status``): every count with ``details``
+        (see :func:`visible_counts`)."""
         sync = dict(self.current())
         when = self.last_success()
         sync["last_success"] = self.header()
@@ -130,13 +159,17 @@ class SyncStatus:
             "mode": mode,
             "initial_sync": self.reader.meta("sync.state") or "not started",
             "sync": sync,
-            "counts": await self.counts(),
+            "counts": visible_counts(await self.counts(), details),
         }
 
 
-def status_handler(status: SyncStatus, upstream: str, mode: str) -> Any:
+def status_handler(
+    status: SyncStatus, upstream: str, mode: str, details: Callable[[web.Request], bool]
+) -> Any:
+    """``details``: whether a request may see every count."""
+
     async def handle(request: web.Request) -> web.Response:
-        return web.json_response(await status.document(upstream, mode))
+        return web.json_response(await status.document(upstream, mode, details(request)))
 
     return handle
 
