@@ -16,6 +16,7 @@ not signed, so it cannot be trusted to tell deliveries apart).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from typing import Any
@@ -43,14 +44,34 @@ def verify(secret: str, body: bytes, signature: str | None) -> bool | None:
     return hmac.compare_digest(expected, given.strip().lower())
 
 
+#: Seconds a delivery's body may take to arrive.
+BODY_SECONDS = 30.0
+
+
+async def read_body(request: web.Request, limit: int) -> bytes | None:
+    """The whole body, however many pieces it comes in (``content.read(n)``
+    returns only what has arrived), or ``None`` beyond ``limit`` bytes."""
+    chunks, size = [], 0
+    async with asyncio.timeout(BODY_SECONDS):
+        while chunk := await request.content.read(65536):
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def webhook_handler(secret: str, control: Control | None) -> Any:
     async def handle(request: web.Request) -> web.Response:
         if not secret or control is None:
             return _answer(404, "Not found.")
         if request.content_length is not None and request.content_length > MAX_BODY:
             return _answer(413, "Webhook body too large.")
-        body = await request.content.read(MAX_BODY + 1)
-        if len(body) > MAX_BODY:
+        try:
+            body = await read_body(request, MAX_BODY)
+        except TimeoutError:
+            return _answer(408, "The delivery's body did not arrive in time.")
+        if body is None:
             return _answer(413, "Webhook body too large.")
         verdict = verify(secret, body, request.headers.get(SIGNATURE))
         if verdict is None:
