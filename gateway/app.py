@@ -549,11 +549,13 @@ async def _site(
             return _keep_and_deliver(
                 request, built, state, private, key, generation, keep=not bundle
             )
-    # A page or download only the upstream serves (for now).
+    # A page only the upstream serves (logins, settings, administration),
+    # or a download the mirror lacks a part of.
     if not state.upstream:
         answer = Answer(
             503,
-            b"This gateway has no upstream; pages and downloads are not mirrored yet.\n",
+            b"This gateway has no upstream: this page is served by Patchwork itself "
+            b"(logins, settings, administration), not built from the mirror.\n",
             (("Content-Type", "text/plain; charset=utf-8"),),
         )
         return _respond(request, answer, state, "mirror")
@@ -571,6 +573,19 @@ async def _build(
         return state.downloads.answer(site, series)
     if site.resource == "list":
         return await state.pages.patch_list(site.project or "", request.query, origin)
+    if site.resource == "index":
+        return state.pages.landing()
+    if site.resource == "project":
+        return state.pages.project(site.project or "")
+    if site.resource == "bundle":
+        bundle = state.downloads.public_bundle(site.project or "", site.msgid or "")
+        if bundle is None and has_credentials(request):
+            return None  # perhaps the caller's own private bundle: only upstream knows
+        order = None
+        if bundle is not None:
+            patches = list(bundle.get("patches") or [])
+            order = state.downloads.bundle_orders.order(bundle["id"], patches)
+        return state.pages.bundle(site.project or "", site.msgid or "", order)
     return state.pages.submission(site.project or "", site.msgid or "", site.resource == "patches")
 
 

@@ -214,6 +214,88 @@ class Pages:
             f"<th>Date</th></tr>{''.join(rows)}</table>"
         )
 
+    # -- the landing page, a project, a bundle ------------------------------------
+
+    def landing(self) -> Answer:
+        """``/``: the projects mirrored, with links to their lists, the API and
+        its description."""
+        ids = [row[0] for row in self.reader.rows("SELECT id FROM projects ORDER BY id")]
+        projects = self.reader.docs([("projects", obj_id) for obj_id in ids])
+        rows = []
+        for obj_id in ids:
+            project = projects.get(("projects", obj_id))
+            if project is None:
+                continue
+            link = html.escape(str(project.get("link_name") or ""))
+            name = html.escape(project.get("name") or "") or link
+            rows.append(
+                f'<tr><td><a href="/project/{link}/list/">{name}</a></td>'
+                f"<td>{html.escape(project.get('list_email') or '')}</td>"
+                f'<td><a href="/project/{link}/">about</a></td></tr>'
+            )
+        body = (
+            "<h1>Projects</h1><table><tr><th>Project</th><th>Mailing list</th><th></th></tr>"
+            f"{''.join(rows) or '<tr><td>none mirrored yet</td></tr>'}</table>"
+            '<p><a href="/api/">The REST API</a> (<a href="/api/?format=api">browsable</a>) '
+            'and <a href="/api/docs/">its description</a>.</p>'
+        )
+        return _page("Patchwork", body)
+
+    def project(self, linkname: str) -> Answer:
+        """``/project/<name>/``: what the mirror knows of a project."""
+        project = self.reader.project_named(linkname)
+        if project is None:
+            return Answer(404)
+        link = html.escape(linkname)
+        rows = [("Name", html.escape(project.get("name") or ""))]
+        for label, key in (
+            ("Mailing list", "list_email"),
+            ("Archive", "list_archive_url"),
+            ("Website", "web_url"),
+            ("Repository", "scm_url"),
+            ("Repository browser", "webscm_url"),
+        ):
+            value = project.get(key)
+            if value:
+                shown = html.escape(str(value))
+                linked = key != "list_email" and str(value).startswith(("http://", "https://"))
+                rows.append((label, f'<a href="{shown}">{shown}</a>' if linked else shown))
+        meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+        body = (
+            f"<h1>{html.escape(project.get('name') or linkname)}</h1>"
+            f'<dl class="meta">{meta}</dl>'
+            f'<p><a href="/project/{link}/list/">Patches</a>'
+            f'<a href="/api/projects/{project["id"]}/?format=api">In the API</a></p>'
+        )
+        return _page(project.get("name") or linkname, body)
+
+    def bundle(self, owner: str, name: str, patch_ids: list[int] | None) -> Answer:
+        """``/bundle/<owner>/<name>/``: a public bundle's patches, in the
+        bundle's order (``patch_ids``; ``None``: no such public bundle)."""
+        if patch_ids is None:
+            return Answer(404)
+        patches = self.reader.docs([("patches", obj_id) for obj_id in patch_ids])
+        rows = []
+        for obj_id in patch_ids:
+            patch = patches.get(("patches", obj_id))
+            if patch is None:
+                continue
+            rows.append(
+                f'<tr><td><a href="{html.escape(_path(patch.get("web_url") or ""))}">'
+                f"{html.escape(patch.get('name') or '')}</a></td>"
+                f"<td>{html.escape(patch.get('date', '')[:10])}</td>"
+                f"<td>{html.escape(str(patch.get('state') or ''))}</td></tr>"
+            )
+        here = f"/bundle/{html.escape(owner)}/{html.escape(name)}/"
+        title = f"Bundle {name} of {owner}"
+        body = (
+            f"<h1>{html.escape(title)}</h1>"
+            f'<p class="downloads"><a href="{here}mbox/">mbox</a></p>'
+            "<table><tr><th>Patch</th><th>Date</th><th>State</th></tr>"
+            f"{''.join(rows) or '<tr><td>none</td></tr>'}</table>"
+        )
+        return _page(title, body)
+
     # -- a project's list -------------------------------------------------------
 
     async def patch_list(

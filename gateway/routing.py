@@ -134,18 +134,20 @@ _SERIES_MBOX = re.compile(r"^/series/([0-9]+)/mbox/$")
 _BUNDLE_MBOX = re.compile(r"^/bundle/([^/]+)/([^/]+)/mbox/$")
 #: Pages built from the mirror (see gateway.pages).
 _PAGES = [
+    (re.compile(r"^/()()$"), "index"),
+    (re.compile(r"^/project/([^/]+)/()$"), "project"),
     (re.compile(r"^/project/([^/]+)/patch/([^/]+)/$"), "patches"),
     (re.compile(r"^/project/([^/]+)/cover/(.+)/$", re.S), "covers"),
     (re.compile(r"^/project/([^/]+)/list/()$"), "list"),
+    # (project: the owner's username; msgid: the bundle's name)
+    (re.compile(r"^/bundle/([^/]+)/([^/]+)/$"), "bundle"),
 ]
 
+#: Site paths only upstream serves (logins, settings, administration...):
+#: redirected there.
 _SITE_UPSTREAM = re.compile(
     r"^/(?:"
-    r"|project/[^/]+/(?:list/|bundles/|pwclientrc/)?"
-    r"|project/[^/]+/patch/[^/]+/(?:raw/|mbox/)?"
-    r"|project/[^/]+/cover/.+/(?:mbox/)?"
-    r"|series/[0-9]+/mbox/"
-    r"|bundle/[^/]+/[^/]+/(?:mbox/)?"
+    r"project/[^/]+/(?:bundles/|pwclientrc/)"
     r"|user/(?:todo/(?:[^/]+/)?|bundles/|link/|unlink/[^/]+/|password-change/(?:done/)?"
     r"|password-reset/(?:mail-sent/|[^/]+/[^/]+/)?|login/|logout/|generate-token/"
     r"|bundle/[^/]+/(?:mbox/)?)?"
@@ -193,6 +195,9 @@ _SITE_TEMPLATES = {
     ("page", "patches"): "/project/{project}/patch/{msgid}/",
     ("page", "covers"): "/project/{project}/cover/{msgid}/",
     ("page", "list"): "/project/{project}/list/",
+    ("page", "index"): "/",
+    ("page", "project"): "/project/{project}/",
+    ("page", "bundle"): "/bundle/{owner}/{name}/",
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sqlite3
 import string
 from pathlib import Path
@@ -219,6 +220,27 @@ def test_demo_mode_says_so(tmp_path):
         assert "demo" in reply.header("X-Patchwork-Gateway")
         assert len(json.loads(reply.body)) == 3
     assert "DEMO mirror" in gateway.stderr()
+
+
+def test_demo_mode_builds_every_page_and_download_its_answers_link_to(tmp_path):
+    """With no upstream, every URL the demo's answers give (web pages,
+    mboxes, the landing page's links) is built from the mirror."""
+    port = free_port()
+    config = write_config(tmp_path / "c.toml", "", tmp_path / "m.sqlite3", port)
+    with GatewayProcess(config, port) as gateway:
+        urls = {gateway.url + "/"}
+        for resource in ("projects", "patches", "covers", "series", "bundles"):
+            reply = request("GET", f"{gateway.url}/api/1.4/{resource}/?per_page=250")
+            for obj in json.loads(reply.body)[:40]:
+                urls.update(obj[key] for key in ("web_url", "mbox") if obj.get(key))
+        landing = request("GET", gateway.url + "/").body.decode()
+        urls.update(gateway.url + path for path in re.findall(r'href="(/[^"]*)"', landing))
+        assert len(urls) > 100
+        for url in sorted(urls):
+            if not url.startswith(gateway.url):
+                continue  # (a project's own website)
+            reply = request("GET", url)
+            assert reply.status == 200, (url, reply.status, reply.body[:200])
 
 
 def test_tokens_are_never_logged(deployment, tmp_path):

@@ -94,3 +94,39 @@ def _path_of(url: str) -> str:
 )
 async def test_unknown_pages_are_404(gateway, path):
     assert (await gateway.get(path)).status == 404
+
+
+async def test_the_landing_page_lists_the_projects_from_the_mirror(gateway):
+    reply = await gateway.get("/")
+    assert (reply.status, reply.headers["X-Patchwork-Gateway"]) == (200, "mirror")
+    page = await reply.text()
+    projects = await (await gateway.get("/api/1.4/projects/")).json()
+    assert len(projects) == 3
+    for project in projects:
+        assert f'href="/project/{project["link_name"]}/list/"' in page
+        assert html.escape(project["name"]) in page
+    assert 'href="/api/"' in page and 'href="/api/docs/"' in page
+    for project in projects:  # every link leads to a page of the mirror
+        for link in (f"/project/{project['link_name']}/", f"/project/{project['link_name']}/list/"):
+            assert (await gateway.get(link)).status == 200, link
+
+
+async def test_a_bundle_page_for_anyone_when_public_for_its_owner_when_private(gateway):
+    bundles = await (await gateway.get("/api/1.4/bundles/")).json()
+    public = [b for b in bundles if b["public"] and b["patches"]]
+    assert public
+    bundle = public[0]
+    reply = await gateway.get(_path_of(bundle["web_url"]))
+    assert reply.status == 200
+    page = await reply.text()
+    for patch in bundle["patches"]:
+        assert html.escape(patch["name"]) in page
+    assert (await gateway.get("/bundle/nobody/no-such-bundle/")).status == 404
+    # A private bundle's page only upstream may show, to its owner: upstream
+    # is down here, so the caller is sent there.
+    reply = await gateway.get(
+        "/bundle/nobody/no-such-bundle/",
+        headers={"Authorization": "Token x"},
+        allow_redirects=False,
+    )
+    assert reply.status == 302
