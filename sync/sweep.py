@@ -14,13 +14,16 @@ mirror:
 * the ``events`` lane walks the events older than the follower's window
   by date, adding any it lacks (applied like new ones) and removing those
   upstream no longer has (purged, or gone with their object);
-* the ``comments`` lane re-reads the comment lists of parents that have
-  comments.
+* the sub-lists lanes re-read, parent by parent, the complete lists of the
+  parents the mirror holds children of (comments of patches and covers;
+  checks of patches): children a list no longer shows are gone, with
+  their events.  Nothing else finds a comment or check an admin deleted.
 
 Lanes are tiered: the newest objects and the not-archived patches are
 read often, every list in full at most every ``interval`` seconds, people,
-users, comments and old events slowly.  Requests are paced to a budget per
-minute; a lane with a minimum share gets it even when others are busy.
+users, comments, checks and old events slowly.  Requests are paced to a
+budget per minute; a lane with a minimum share gets it even when others
+are busy.
 One step holds the sync's lock for its reads and its write, so a sweep
 never writes an older reading over what the follower wrote since.
 """
@@ -56,8 +59,11 @@ from sync.fetch import (
 
 log = logging.getLogger(__name__)
 
-#: Parents the comments lane reads from the mirror at a time.
-COMMENT_CHUNK = 1000
+#: Parents a sub-lists lane reads from the mirror at a time.
+PARENT_CHUNK = 1000
+#: Children their parent sums up (a patch's combined ``check``): when the
+#: list has changed, the parent is read again too.
+SUMMED_UP = frozenset(("checks",))
 
 
 @dataclass
@@ -65,7 +71,7 @@ class Lane:
     """One listing swept page by page, and where it has got to."""
 
     name: str
-    #: A resource name, or "comments" / "events" for the special lanes.
+    #: A resource name, or "sublists" / "events" for the special lanes.
     resource: str
     query: tuple[tuple[str, str], ...] = ()
     #: Listed newest first (``order=-id``).
@@ -82,12 +88,14 @@ class Lane:
     in_full_round: bool = True
     #: First round one period after start (see :meth:`Sweeper.start`).
     slow: bool = False
+    #: A sub-lists lane's child resources, visited in this order.
+    children: tuple[str, ...] = ()
     # -- progress ------------------------------------------------------------
     page: int = 0  # next page of the round; 0: between rounds
     bound: Any = None  # where the previous page of the round ended
     started: float = -math.inf
     served: float = 0.0  # recent requests, decaying
-    todo: list[tuple[str, int]] | None = None  # the comments lane's parents
+    todo: list[tuple[str, int]] | None = None  # a sub-lists lane's next parents
     enabled: bool = True
 
 
@@ -111,7 +119,15 @@ def default_lanes(interval: float, hot_interval: float) -> list[Lane]:
         Lane("people", "people", period=interval * 5, min_share=0.05, slow=True),
         # Patchwork 3.x announces every comment save (``addressed`` too):
         # this lane is for what it does not (deletions, other versions).
-        Lane("comments", "comments", period=interval * 60, min_share=0.05, slow=True),
+        Lane("comments", "sublists", children=("patch_comments", "cover_comments"),
+             period=interval * 60, min_share=0.05, slow=True),
+        # Checks are only ever created, and announced: this lane is for those
+        # an admin deleted, which is rare.  A request per patch with checks:
+        # every two hours (default interval) on a small instance, which costs
+        # nearly nothing; a large one's round outlasts any period, and the
+        # share sets the pace (1M patches, 30% with checks: about 65 days).
+        Lane("checks", "sublists", children=("checks",),
+             period=interval * 60, min_share=0.05, slow=True),
         Lane("events", "events", period=interval * 30, min_share=0.05, slow=True),
     ]  # fmt: skip
 
@@ -223,8 +239,8 @@ class Sweeper:
             lane.started = self.clock()
         started, page = time.monotonic(), lane.page
         async with self.lock:
-            if lane.resource == "comments":
-                batch = await self._comments_step(lane)
+            if lane.children:
+                batch = await self._sublists_step(lane)
             elif lane.resource == "events":
                 batch = await self._events_step(lane)
             else:
@@ -310,47 +326,55 @@ class Sweeper:
             self._end_round(lane)
         return batch
 
-    async def _comments_step(self, lane: Lane) -> Batch:
-        """One parent's comments, newest parents first, patches then covers.
+    async def _sublists_step(self, lane: Lane) -> Batch:
+        """One parent's complete child list, newest parents first, one child
+        resource after the other.
 
         The parents to visit are read a chunk at a time (``lane.bound`` is
         where the last chunk ended), so a mirror of millions of patches
         costs no more memory than a small one.
         """
         if not lane.todo:
-            lane.todo = await self._comment_parents(lane)
+            lane.todo = await self._parents(lane)
         batch = Batch()
         if lane.todo:
             child, parent_id = lane.todo[-1]
-            await self.fetcher.sublist(child, parent_id, batch)
+            listed = await self.fetcher.sublist(child, parent_id, batch)
+            if listed is not None and child in SUMMED_UP:
+                res = RESOURCES[child]
+                assert res.parent is not None
+                rows = await self.db.execute_fetchall(
+                    f"SELECT id FROM {res.table} WHERE {res.parent.column} = ?", (parent_id,)
+                )
+                if {r[0] for r in rows} != set(listed):
+                    await self.fetcher.detail(res.parent.resource, parent_id, batch)
             lane.todo.pop()
             lane.bound = (child, parent_id)
-        if lane.todo or await self._more_comment_parents(lane):
+        if lane.todo or await self._more_parents(lane):
             lane.page += 1
         else:
             self._end_round(lane)
         return batch
 
-    async def _comment_parents(self, lane: Lane) -> list[tuple[str, int]]:
-        """The next chunk of parents with comments after ``lane.bound``."""
-        children = ("patch_comments", "cover_comments")
-        child, after = lane.bound or (children[0], None)
-        for name in children[children.index(child) :]:
+    async def _parents(self, lane: Lane) -> list[tuple[str, int]]:
+        """The next chunk of parents with children after ``lane.bound``."""
+        child, after = lane.bound or (lane.children[0], None)
+        for name in lane.children[lane.children.index(child) :]:
             res = RESOURCES[name]
             assert res.parent is not None
             column = res.parent.column
             where = f" WHERE {column} < ?" if after is not None and name == child else ""
             rows = await self.db.execute_fetchall(
                 f"SELECT DISTINCT {column} FROM {res.table}{where} "
-                f"ORDER BY {column} DESC LIMIT {COMMENT_CHUNK}",
+                f"ORDER BY {column} DESC LIMIT {PARENT_CHUNK}",
                 (after,) if where else (),
             )
             if rows:
                 return [(name, r[0]) for r in reversed(list(rows))]  # pop() takes the newest
         return []
 
-    async def _more_comment_parents(self, lane: Lane) -> bool:
-        lane.todo = await self._comment_parents(lane)
+    async def _more_parents(self, lane: Lane) -> bool:
+        lane.todo = await self._parents(lane)
         return bool(lane.todo)
 
     async def _events_step(self, lane: Lane) -> Batch:
