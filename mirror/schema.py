@@ -20,7 +20,13 @@ import aiosqlite
 from mirror.resources import DEFAULT_STATES, RESOURCES
 
 #: Bump with a new entry in MIGRATIONS whenever the layout changes.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
+
+#: A bundle's patch ids in upstream's order (its mbox's), which the API does
+#: not show: a JSON list, written with the bundle (see ``mirror.store``).
+BUNDLE_ORDERS = (
+    "CREATE TABLE IF NOT EXISTS bundle_orders (bundle_id INTEGER PRIMARY KEY, ids TEXT NOT NULL)"
+)
 
 
 def _resource_tables() -> list[str]:
@@ -157,8 +163,15 @@ def _v5(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
 
 
+def _v6(conn: sqlite3.Connection) -> None:
+    """Each bundle's patch order, so that a bundle's mbox built offline
+    lists its patches as upstream's does; the sync learns them."""
+    conn.execute(BUNDLE_ORDERS)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -182,7 +195,7 @@ def layout() -> str:
         (res.name, res.fields, res.detail_fields, res.embedded, res.detail_keys)
         for res in RESOURCES.values()
     ]
-    text = repr((_resource_tables(), _search_tables(), described))
+    text = repr((_resource_tables(), _search_tables(), described, BUNDLE_ORDERS))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

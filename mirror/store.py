@@ -42,6 +42,8 @@ class Batch:
         self.children: list[tuple[str, int, list[int]]] = []
         #: Meta values (the event cursor...) committed with the documents.
         self.meta: dict[str, str] = {}
+        #: Bundle id -> its patch ids in upstream's order (its mbox's).
+        self.bundle_orders: dict[int, list[int]] = {}
         #: When each document was read upstream (wall clock, seconds).
         self.read_at: dict[tuple[str, int], float] = {}
 
@@ -62,12 +64,20 @@ class Batch:
         self.deletions.extend(other.deletions)
         self.children.extend(other.children)
         self.meta.update(other.meta)
+        self.bundle_orders.update(other.bundle_orders)
 
     def __len__(self) -> int:
         return sum(len(v) for v in self.docs.values()) + len(self.deletions)
 
     def __bool__(self) -> bool:
-        return bool(self.docs or self.marks or self.deletions or self.children or self.meta)
+        return bool(
+            self.docs
+            or self.marks
+            or self.deletions
+            or self.children
+            or self.meta
+            or self.bundle_orders
+        )
 
 
 Lookups = dict[IdOf, dict[Any, int]]
@@ -204,6 +214,7 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> int:
             changed += await _drop_children(db, RESOURCES[child], parent_id, kept)
         for resource, obj_id in batch.deletions:
             changed += await _delete(db, RESOURCES[resource], [obj_id])
+        changed += await _write_bundle_orders(db, batch.bundle_orders)
         if batch.marks:
             await db.executemany(
                 "INSERT OR IGNORE INTO sync_marks (kind, id) VALUES (?, ?)", batch.marks
@@ -299,7 +310,37 @@ async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> in
             gone += await _delete(db, RESOURCES[child], [r[0] for r in rows])
         cursor = await db.execute(f"DELETE FROM {res.table} WHERE id IN ({marks})", chunk)
         gone += max(cursor.rowcount, 0)
+        if res.name == "bundles":
+            await db.execute(f"DELETE FROM bundle_orders WHERE bundle_id IN ({marks})", chunk)
     return gone
+
+
+async def _write_bundle_orders(db: aiosqlite.Connection, orders: dict[int, list[int]]) -> int:
+    """Store the orders of bundles the mirror holds; how many changed."""
+    changed = 0
+    for bundle_id, ids in orders.items():
+        cursor = await db.execute(
+            "INSERT INTO bundle_orders (bundle_id, ids) SELECT ?, ? "
+            "WHERE EXISTS (SELECT 1 FROM bundles WHERE id = ?) "
+            "ON CONFLICT (bundle_id) DO UPDATE SET ids = excluded.ids "
+            "WHERE ids IS NOT excluded.ids",
+            (bundle_id, _dumps(ids), bundle_id),
+        )
+        changed += max(cursor.rowcount, 0)
+    return changed
+
+
+async def bundle_orders(db: aiosqlite.Connection, bundle_ids: list[int]) -> dict[int, list[int]]:
+    """The stored patch orders of these bundles (those that have one)."""
+    found: dict[int, list[int]] = {}
+    for start in range(0, len(bundle_ids), 500):
+        chunk = bundle_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = await db.execute_fetchall(
+            f"SELECT bundle_id, ids FROM bundle_orders WHERE bundle_id IN ({marks})", chunk
+        )
+        found.update((bundle_id, orjson.loads(ids)) for bundle_id, ids in rows)
+    return found
 
 
 async def _drop_children(
