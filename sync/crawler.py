@@ -4,8 +4,9 @@ Phases, in order: the API index and the upstream's 404 page; every page
 of every list (``per_page=250``), **events first**; the ids and ordering
 of the patch states in use (:mod:`sync.states`); the comment and check
 lists that can hold anything; the details that lists leave out (a
-patch's ``content``, ``diff`` and ``headers``; a cover's); and last, a
-sweep for objects upstream no longer lists.
+patch's ``content``, ``diff`` and ``headers``; a cover's); a sweep for
+objects upstream no longer lists; and last, each bundle's patch order,
+which only its mbox shows.
 
 Events come first for two reasons.  The newest event then is where the
 event follower (:mod:`sync.events`) starts: everything the crawl reads
@@ -64,6 +65,7 @@ from sync.fetch import (
     pool,
 )
 from sync.progress import Progress
+from sync.refresh import Refresher, stale_bundle_orders
 from sync.upstream import Source, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -273,6 +275,8 @@ class Crawler:
             for resource in LISTS:
                 if resource != "events":
                     await self._sweep(resource)
+            await self._crawl_bundle_orders()
+            await self.writer.flush()
         finally:
             await self.writer.close()
             self.report.requests = self.fetcher.requests
@@ -285,7 +289,8 @@ class Crawler:
     async def _begin_pass(self) -> None:
         state = await store.get_meta(self.db, "sync.state")
         if state == "running":
-            log.info("resuming the interrupted initial sync")
+            if await self.db.execute_fetchall("SELECT 1 FROM sync_marks LIMIT 1"):
+                self.progress.note("resuming the interrupted initial sync")
             return
         if state == "complete":
             log.info("previous pass complete; crawling everything again")
@@ -460,6 +465,34 @@ class Crawler:
         else:
             batch.marks.append((f"seen:{resource}", obj_id))
         return batch
+
+    async def _crawl_bundle_orders(self) -> None:
+        """The order of every bundle the mirror lacks the order of (all, at
+        first; after an interruption, those not read yet)."""
+        refresher = Refresher(self.db, self.fetcher)
+        (total,) = next(iter(await self.db.execute_fetchall("SELECT count(*) FROM bundles")))
+        bar = self.progress.phase("bundle orders", total)
+
+        async def read(item: tuple[int, str]) -> None:
+            batch = Batch()
+            await refresher.read_bundle_orders([item], batch)
+            await self.writer.put(batch)
+            bar.advance(1)
+
+        after = 0
+        while True:
+            rows = list(
+                await self.db.execute_fetchall(
+                    "SELECT id, doc FROM bundles WHERE id > ? ORDER BY id LIMIT 500", (after,)
+                )
+            )
+            if not rows:
+                break
+            after = rows[-1][0]
+            stale = await stale_bundle_orders(self.db, {r[0]: orjson.loads(r[1]) for r in rows})
+            bar.advance(len(rows) - len(stale))
+            await self._pool(sorted(stale.items()), read)
+        bar.close()
 
     async def _sweep(self, resource: str) -> None:
         """Check every object the pass did not see listed; delete the gone."""

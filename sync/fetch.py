@@ -2,7 +2,8 @@
 
 The initial crawl, the event follower and the sweeps all fetch the same
 things: a page of a list, an object's detail (an upsert, or a deletion
-when upstream answers 404), a parent's complete comment or check list.
+when upstream answers 404), a parent's complete comment or check list,
+and a bundle's patch order, which only its mbox shows.
 :class:`Fetcher` does each once, validating what upstream sends, and
 counts the requests it makes.
 """
@@ -30,6 +31,12 @@ API = f"/api/{LATEST}"
 PER_PAGE = 250
 #: Resources upstream may refuse to the sync identity (anonymous: people, users).
 MAY_BE_REFUSED = frozenset(("users", "people"))
+
+#: Where each message of an mbox starts (Patchwork's ``From patchwork
+#: <date>`` line; a body line starting with "From " is quoted ">From "),
+#: and a message's Patchwork id.
+_MBOX_MESSAGE = re.compile(rb"^From patchwork ", re.M)
+_MBOX_PATCH_ID = re.compile(rb"^X-Patchwork-Id: ([0-9]{1,18})\r?$", re.M)
 
 _LAST = re.compile(r'<([^>]*)>;\s*rel="last"')
 _NEXT = re.compile(r'<([^>]*)>;\s*rel="next"')
@@ -71,6 +78,20 @@ def list_url(resource: str, parent_id: int | None = None) -> str:
         return f"{API}/{res.path}/"
     parent = RESOURCES[res.parent.resource]
     return f"{API}/{parent.path}/{parent_id}/{res.path}/"
+
+
+def mbox_patch_ids(mbox: bytes) -> list[int]:
+    """The ``X-Patchwork-Id`` of each message of an mbox, in order.
+
+    Only headers are read: a message's body may quote such a line.
+    """
+    ids: list[int] = []
+    for start in _MBOX_MESSAGE.finditer(mbox):
+        end = mbox.find(b"\n\n", start.end())
+        found = _MBOX_PATCH_ID.search(mbox, start.end(), len(mbox) if end < 0 else end)
+        if found is not None:
+            ids.append(int(found.group(1)))
+    return list(dict.fromkeys(ids))
 
 
 async def pool(items: Iterable[T], work: Callable[[T], Awaitable[None]], concurrency: int) -> None:
@@ -160,6 +181,21 @@ class Fetcher:
             return None
         self.normalize(resource, [got[0]], batch)
         return got[0]
+
+    async def bundle_order(self, mbox_path: str) -> list[int] | None:
+        """A bundle's patch ids in its own order, from its mbox (``None``:
+        upstream shows it no more, or not to the sync identity).
+
+        The whole mbox is read (bounded by the client's ``max_bytes``) for
+        the few bytes of its ``X-Patchwork-Id`` headers.
+        """
+        resp = await self.source.get(mbox_path)
+        self.requests += 1
+        if resp.status != 200:
+            if resp.status not in (401, 403, 404):
+                log.warning("GET %s: HTTP %d; bundle order unknown", mbox_path, resp.status)
+            return None
+        return mbox_patch_ids(resp.body)
 
     async def sublist(self, child: str, parent_id: int, batch: Batch) -> list[int] | None:
         """Every page of a parent's comments or checks into ``batch``.

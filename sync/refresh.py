@@ -11,7 +11,9 @@ fetch, and :meth:`Refresher.collect` fetches it, then what it implies:
 * the full representation of any object the batch only knows in its
   embedded or list shape and the mirror does not hold yet (a new
   submitter, a new project, a new patch seen in a list), so that nothing
-  is ever served with fields missing.
+  is ever served with fields missing;
+* the patch order of a bundle that is new or whose patches changed, from
+  its mbox (the API does not show it; offline bundle downloads need it).
 
 Everything goes into one batch, written in one transaction by the caller.
 """
@@ -25,6 +27,7 @@ from typing import Any
 import aiosqlite
 import orjson
 
+from mirror import store
 from mirror.resources import RESOURCES
 from mirror.store import Batch
 from sync.fetch import Fetcher, pool
@@ -32,6 +35,22 @@ from sync.fetch import Fetcher, pool
 #: Resources whose embedded shape lacks fields of their full shape: an
 #: object first seen embedded is fetched whole (users are embedded whole).
 PARTIAL_WHEN_EMBEDDED = ("projects", "people", "patches", "covers", "series")
+
+
+async def stale_bundle_orders(
+    db: aiosqlite.Connection, bundles: dict[int, dict[str, Any]]
+) -> dict[int, str]:
+    """Of these bundles (documents, as stored or as read), those whose stored
+    order does not list exactly their patches: bundle id -> its mbox path."""
+    known = await store.bundle_orders(db, sorted(bundles))
+    stale = {}
+    for bundle_id, doc in bundles.items():
+        patches, mbox = doc.get("patches"), doc.get("mbox")
+        if not isinstance(patches, list) or not isinstance(mbox, str):
+            continue  # a fragment without them: nothing to compare
+        if set(known.get(bundle_id, ())) != set(patches):
+            stale[bundle_id] = mbox
+    return stale
 
 
 @dataclass
@@ -127,6 +146,7 @@ class Refresher:
         got.update(await self._fetch(second, set(), batch))
 
         await self.complete_new_objects(batch, set(got) | first | second)
+        await self.learn_bundle_orders(batch)
         return batch
 
     async def complete_new_objects(
@@ -152,3 +172,23 @@ class Refresher:
             missing |= {(resource, i) for i in ids - await self._known(resource, ids)}
         if missing:
             await self._fetch(missing, set(), batch)
+
+    async def learn_bundle_orders(self, batch: Batch, limit: int | None = None) -> None:
+        """Read into ``batch`` the order of each bundle it holds whose stored
+        order does not list exactly its patches (a new bundle, a changed
+        one): at most ``limit`` of them, the others when next seen."""
+        gone = {obj_id for resource, obj_id in batch.deletions if resource == "bundles"}
+        bundles = {i: d for i, d in batch.docs.get("bundles", {}).items() if i not in gone}
+        stale = sorted((await stale_bundle_orders(self.db, bundles)).items())
+        await self.read_bundle_orders(stale[:limit], batch)
+
+    async def read_bundle_orders(self, bundles: list[tuple[int, str]], batch: Batch) -> None:
+        """Each (bundle id, mbox path)'s order, from its mbox, into ``batch``."""
+
+        async def one(item: tuple[int, str]) -> None:
+            bundle_id, path = item
+            order = await self.fetcher.bundle_order(path)
+            if order is not None:
+                batch.bundle_orders[bundle_id] = order
+
+        await pool(bundles, one, self.fetcher.concurrency)

@@ -11,6 +11,8 @@ mirror:
 * mirrored objects in the stretch of ids a page covers that it does not
   list (or, for a filtered listing, that the mirror says should match)
   are fetched one by one: each has changed or is gone;
+* a bundle listed new, or with other patches than its stored order lists,
+  has its order read again from its mbox (``sync.refresh``);
 * the ``events`` lane walks the events older than the follower's window
   by date, adding any it lacks (applied like new ones) and removing those
   upstream no longer has (purged, or gone with their object);
@@ -61,6 +63,9 @@ log = logging.getLogger(__name__)
 
 #: Parents a sub-lists lane reads from the mirror at a time.
 PARENT_CHUNK = 1000
+#: Bundle mboxes a step reads at most, to learn the order of bundles new or
+#: changed (see sync.refresh); the others wait for the lane's next round.
+BUNDLE_ORDERS_PER_STEP = 20
 #: Children their parent sums up (a patch's combined ``check``): when the
 #: list has changed, the parent is read again too.
 SUMMED_UP = frozenset(("checks",))
@@ -246,6 +251,7 @@ class Sweeper:
             else:
                 batch = await self._list_step(lane)
             await self.follower.refresher.complete_new_objects(batch)
+            await self.follower.refresher.learn_bundle_orders(batch, BUNDLE_ORDERS_PER_STEP)
             changed = await store.write(self.db, batch)
         if changed:
             self.changed[lane.name] = self.changed.get(lane.name, 0) + changed
