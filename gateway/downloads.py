@@ -11,9 +11,8 @@ the submitter's, as Patchwork does against DMARC munging), and Python's
 fetched, an unknown submitter): the caller then sends the client upstream.
 
 A bundle's mbox lists its patches in the bundle's own order, which the API
-does not show: the gateway fetches public bundles' mboxes from upstream
-while it answers, remembers each one's order (:class:`BundleOrders`), and
-builds them from the mirror when upstream is unreachable.
+does not show: the sync reads it from upstream's mbox into the mirror
+(``bundle_orders``), and a bundle's mbox built here follows it.
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import re
-from array import array
 from email.encoders import encode_7or8bit
 from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
 
-from gateway.cache import FifoCache
 from gateway.reader import Reader
 from gateway.render import Doc
 from gateway.responses import Answer
@@ -111,12 +108,6 @@ def _message(
     return mail.as_bytes(True).decode()
 
 
-_PATCH_ID = re.compile(r"^X-Patchwork-Id: ([0-9]+)$", re.M)
-#: Bytes of remembered bundle orders (8 an id, plus each entry's objects).
-ORDERS_BYTES = 4 << 20
-_ORDER_OVERHEAD = 200
-
-
 def _attachment(text: str, content_type: str, name: str) -> Answer:
     return Answer(
         200,
@@ -125,29 +116,28 @@ def _attachment(text: str, content_type: str, name: str) -> Answer:
     )
 
 
+def in_bundle_order(order: list[int], patches: list[int]) -> list[int]:
+    """A bundle's patches in its order as last read upstream; patches it did
+    not list then (added since) come after, in the API's order."""
+    members = set(patches)
+    known = list(dict.fromkeys(i for i in order if i in members))
+    listed = set(known)
+    return known + [i for i in patches if i not in listed]
+
+
 class BundleOrders:
-    """The order of each public bundle's patches, as its upstream mbox said."""
+    """Each bundle's patch order, as the mirror holds it."""
 
-    def __init__(self, max_bytes: int = ORDERS_BYTES) -> None:
-        self._orders: FifoCache[int, array[int]] = FifoCache(max_bytes)
-
-    @property
-    def held(self) -> int:
-        """Bytes held."""
-        return self._orders.bytes
-
-    def learn(self, bundle_id: int, mbox: bytes) -> None:
-        ids = array("q", (int(i) for i in _PATCH_ID.findall(mbox.decode("utf-8", "replace"))))
-        self._orders.put(bundle_id, ids, ids.itemsize * len(ids) + _ORDER_OVERHEAD)
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
 
     def order(self, bundle_id: int, patches: list[int]) -> list[int]:
-        """The bundle's patches in the order last seen upstream; patches it
-        did not list then come after, in the API's order."""
-        members = set(patches)
-        seen = self._orders.get(bundle_id) or array("q")
-        known = list(dict.fromkeys(i for i in seen if i in members))
-        listed = set(known)
-        return known + [i for i in patches if i not in listed]
+        """The bundle's ``patches`` (as the API lists them) in its own order."""
+        return in_bundle_order(self.reader.bundle_order(bundle_id), patches)
+
+    def learn(self, bundle_id: int, mbox: bytes) -> None:
+        """Nothing: the sync reads each order into the mirror.  (Called by
+        ``gateway.app`` when it forwards a bundle's mbox; to go with that.)"""
 
 
 class Downloads:
@@ -155,7 +145,7 @@ class Downloads:
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
-        self.bundle_orders = BundleOrders()
+        self.bundle_orders = BundleOrders(reader)
 
     def public_bundle(self, owner: str, name: str) -> Doc | None:
         """The public bundle ``owner``/``name`` (private ones only upstream knows
@@ -286,7 +276,7 @@ class Downloads:
         return _attachment(text, "text/plain", f"{filename(cover.get('name') or '')}.mbox")
 
     def bundle(self, owner: str, name: str) -> Answer | None:
-        """A public bundle's mbox from the mirror, in its last known order."""
+        """A public bundle's mbox from the mirror, in upstream's order."""
         bundle = self.public_bundle(owner, name)
         if bundle is None:
             return None  # unknown here, or private: upstream decides

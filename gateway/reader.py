@@ -431,6 +431,13 @@ class Reader:
         found = self.docs(refs)
         return [found[ref] for ref in refs if ref in found]
 
+    def bundle_order(self, bundle_id: int) -> list[int]:
+        """A bundle's patch ids in upstream's order, as the sync last read
+        them from its mbox (empty if it has not)."""
+        rows = self._lookup("SELECT ids FROM bundle_orders WHERE bundle_id = ?", (bundle_id,))
+        ids = orjson.loads(rows[0][0]) if rows else []
+        return [i for i in ids if type(i) is int] if isinstance(ids, list) else []
+
     def user_named(self, username: str) -> int | None:
         """The id of the user with this username, if the mirror has them."""
         rows = self._lookup("SELECT id FROM users WHERE username = ?", (username,))
