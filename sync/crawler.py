@@ -491,7 +491,7 @@ class Crawler:
             after = rows[-1][0]
             stale = await stale_bundle_orders(self.db, {r[0]: orjson.loads(r[1]) for r in rows})
             bar.advance(len(rows) - len(stale))
-            await self._pool(sorted(stale.items()), read)
+            await pool(sorted(stale.items()), read, 1)  # (see read_bundle_orders)
         bar.close()
 
     async def _sweep(self, resource: str) -> None:

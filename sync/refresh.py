@@ -183,7 +183,9 @@ class Refresher:
         await self.read_bundle_orders(stale[:limit], batch)
 
     async def read_bundle_orders(self, bundles: list[tuple[int, str]], batch: Batch) -> None:
-        """Each (bundle id, mbox path)'s order, from its mbox, into ``batch``."""
+        """Each (bundle id, mbox path)'s order, from its mbox, into ``batch``:
+        one mbox at a time, since each is read whole (up to the client's
+        ``max_bytes``) for the few bytes of its ids."""
 
         async def one(item: tuple[int, str]) -> None:
             bundle_id, path = item
@@ -191,4 +193,4 @@ class Refresher:
             if order is not None:
                 batch.bundle_orders[bundle_id] = order
 
-        await pool(bundles, one, self.fetcher.concurrency)
+        await pool(bundles, one, 1)
