@@ -41,6 +41,13 @@ class Progress:
 
     def __init__(self, bar: bool | None = None) -> None:
         self.bar = sys.stderr.isatty() if bar is None else bar
+        self._noted: set[str] = set()
+
+    def note(self, message: str) -> None:
+        """Log ``message`` once (a crawl retried while upstream is down
+        would say it at every attempt); at debug level after."""
+        log.log(logging.DEBUG if message in self._noted else logging.INFO, "%s", message)
+        self._noted.add(message)
 
     def phase(self, name: str, total: int) -> Phase:
         return Phase(name, total, self.bar)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import logging
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -51,11 +52,45 @@ class Source(Protocol):
 class UpstreamError(Exception):
     """The upstream could not give a usable answer, even after retries."""
 
+    #: Why, in a few words ("connection refused", "HTTP 503"), when upstream
+    #: could not be reached or failed; ``None`` for other problems.
+    reason: str | None = None
+    #: Whether no answer came at all (else it answered with an error).
+    unreachable = False
+
 
 class _Retryable(UpstreamError):
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, unreachable: bool = False
+    ) -> None:
+        super().__init__(reason)
+        self.reason = reason
         self.retry_after = retry_after
+        self.unreachable = unreachable
+
+
+def describe_failure(base_url: str, exc: BaseException) -> str | None:
+    """Upstream's failure in the words a person needs (where and why), or
+    ``None`` if ``exc`` is not one."""
+    if not isinstance(exc, UpstreamError) or exc.reason is None:
+        return None
+    if exc.unreachable:
+        return f"cannot reach upstream {base_url} ({exc.reason})"
+    return f"upstream {base_url} answers {exc.reason}"
+
+
+def _why(exc: BaseException) -> str:
+    """A failed connection in a few words, for logs and status."""
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "host name not found"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        errno = exc.os_error.errno
+        return os.strerror(errno).lower() if errno else type(exc).__name__
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "connection closed without an answer"
+    return type(exc).__name__
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -86,8 +121,13 @@ class Upstream:
         max_backoff: float = 60.0,
         max_retry_after: float = 600.0,
         max_bytes: int = 64 * 1024 * 1024,
+        say_retries: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        #: Log why a request is retried (once while the reason stays the
+        #: same), where nobody else will until it gives up (``sync --once``).
+        self.say_retries = say_retries
+        self._said: str | None = None
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
         if token:
             self._headers["Authorization"] = f"Token {token}"
@@ -120,6 +160,15 @@ class Upstream:
             return min(exc.retry_after, self._max_retry_after)
         return self._backoff(state)
 
+    def _retrying(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        what = describe_failure(self.base_url, exc) if exc else None
+        if not self.say_retries or what is None or what == self._said:
+            return
+        self._said = what
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("%s; retrying in %.1f s", what, wait)
+
     async def get(self, path: str) -> Response:
         """GET ``path`` (relative to the base URL), retrying transient failures.
 
@@ -131,14 +180,19 @@ class Upstream:
             stop=stop_after_attempt(self._attempts),
             wait=self._wait,
             retry=retry_if_exception_type(_Retryable),
+            before_sleep=self._retrying,
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._get_once(url, path)
+                    response = await self._get_once(url, path)
+                    self._said = None
+                    return response
         except _Retryable as exc:
-            raise UpstreamError(f"GET {path}: {exc}") from None
+            failed = UpstreamError(f"GET {path}: {exc}")
+            failed.reason, failed.unreachable = exc.reason, exc.unreachable
+            raise failed from None
         raise AssertionError("unreachable")
 
     async def _get_once(self, url: str, path: str) -> Response:
@@ -151,11 +205,12 @@ class Upstream:
                     headers = {k: v for k, v in resp.headers.items()}
                     status = resp.status
             except (TimeoutError, aiohttp.ClientError) as exc:
-                log.warning("GET %s failed: %s; will retry", path, type(exc).__name__)
-                raise _Retryable(type(exc).__name__) from None
+                # (Whoever gives up reports it: once, not every attempt.)
+                log.debug("GET %s failed: %s; will retry", path, _why(exc))
+                raise _Retryable(_why(exc), unreachable=True) from None
         if status == 429 or status >= 500:
             retry_after = _retry_after(headers.get("Retry-After"))
-            log.warning("GET %s answered %d; will retry", path, status)
+            log.debug("GET %s answered %d; will retry", path, status)
             raise _Retryable(f"HTTP {status}", retry_after)
         return Response(status, headers, body)
 

@@ -42,7 +42,7 @@ from sync.fetch import RECOVERABLE, Fetcher
 from sync.progress import Progress
 from sync.refresh import Refresher, Wanted
 from sync.sweep import Sweeper
-from sync.upstream import Source
+from sync.upstream import Source, describe_failure
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,9 @@ class Worker:
         self.crawl_requests = 0
         #: Failures of the parts, each retried (gateway.metrics shows it).
         self.failures = 0
+        #: The failure last logged: its line, the line saying it is over,
+        #: and since when (monotonic) the sync has been failing.
+        self._outage: tuple[str, str, float] | None = None
 
     # -- status --------------------------------------------------------------
 
@@ -130,19 +133,41 @@ class Worker:
             **values,
         )
 
-    def _failed(self, where: str, exc: BaseException) -> None:
+    def _failed(self, where: str, exc: BaseException, wait: float | None = None) -> None:
+        """Record a part's failure; log it once while it repeats (the
+        parts fail alike while upstream is down), at debug level after."""
         message = f"{where}: {exc}"
         self.failures += 1
-        log.warning("%s; will retry", message)
+        then = f"retrying in {wait:g} s" if wait is not None else "will retry"
+        trouble = describe_failure(self.base_url, exc) or message
+        if self._outage is None or self._outage[0] != trouble:
+            log.warning("%s; %s", trouble, then)
+            recovery = (
+                f"upstream {self.base_url} answers again"
+                if trouble != message
+                else f"{where}: works again"
+            )
+            since = self._outage[2] if self._outage else time.monotonic()
+            self._outage = (trouble, recovery, since)
+        else:
+            log.debug("%s; %s", message, then)
         self._errors[where] = {"at": _now(), "message": message}
         self._status(state="retrying", last_error=self._last_error())
 
-    def _recovered(self, where: str) -> None:
-        if self._errors.pop(where, None) is not None:
-            log.info("%s: upstream answers again", where)
-            self._status(
-                state="retrying" if self._errors else "following", last_error=self._last_error()
-            )
+    def _recovered(self, *parts: str) -> None:
+        """The ``parts`` work again; once none fails, say so (once)."""
+        for where in parts:
+            self._errors.pop(where, None)
+        if self._outage is not None and not self._errors:
+            _, recovery, since = self._outage
+            log.info("%s (after %.0f s)", recovery, time.monotonic() - since)
+            self._outage = None
+
+    def _sweep_recovered(self) -> None:
+        self._recovered("sweep")
+        self._status(
+            state="retrying" if self._errors else "following", last_error=self._last_error()
+        )
 
     def _last_error(self) -> dict[str, str] | None:
         """The latest failure of a part that has not succeeded since."""
@@ -164,6 +189,7 @@ class Worker:
         finally:
             self.crawl_requests += crawler.fetcher.requests
             self.fetcher.refused |= crawler.fetcher.refused
+        self._recovered("initial sync")
         log.info(
             "initial sync complete: %d requests, %d objects written, %d deleted, %.1fs%s",
             report.requests,
@@ -174,7 +200,6 @@ class Worker:
             if report.skipped
             else "",
         )
-        self._errors.pop("initial sync", None)
         self._status(state="following", last_success=_now(), last_error=self._last_error())
 
     async def poll(self) -> int:
@@ -194,8 +219,7 @@ class Worker:
             seconds,
             extra={"step": "event poll", "applied": new, "requests": spent, "seconds": seconds},
         )
-        self._errors.pop("event poll", None)
-        self._errors.pop("initial sync", None)
+        self._recovered("event poll", "initial sync")
         self._status(
             state="retrying" if self._errors else "following",
             last_success=_now(),
@@ -260,10 +284,11 @@ class Worker:
                 await self.crawl()
                 crawled = True
             except RECOVERABLE as exc:
-                self._failed("initial sync", exc)
                 # A crawl that got somewhere resumes there: try again soon.
                 progressed = self.crawl_requests - before >= PROGRESS
-                await asyncio.sleep(backoff.failed(progressed))
+                wait = backoff.failed(progressed)
+                self._failed("initial sync", exc, wait)
+                await asyncio.sleep(wait)
         self.sweeper.start(fresh=crawled)
         try:
             async with asyncio.TaskGroup() as group:
@@ -281,8 +306,8 @@ class Worker:
                 backoff.succeeded()
                 wait = self.settings.poll_interval
             except RECOVERABLE as exc:
-                self._failed("event poll", exc)
                 wait = backoff.failed()
+                self._failed("event poll", exc, wait)
             self.wake.clear()
             try:
                 async with asyncio.timeout(wait):
@@ -293,7 +318,7 @@ class Worker:
     async def _sweep(self) -> None:
         await self.sweeper.run(
             on_error=lambda exc: self._failed("sweep", exc),
-            on_recovered=lambda: self._recovered("sweep"),
+            on_recovered=self._sweep_recovered,
         )
 
     async def _watch_webhooks(self) -> None:
