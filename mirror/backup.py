@@ -15,6 +15,8 @@ import os
 import sqlite3
 from pathlib import Path
 
+from mirror.files import create_private
+
 
 class BackupError(Exception):
     """The copy could not be made, or failed its check; the message says why."""
@@ -31,6 +33,7 @@ def backup(source: Path, destination: Path) -> tuple[Path, int]:
     partial = destination.with_name(destination.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
+        create_private(partial)  # the copy holds what the mirror holds: 0600
         src = sqlite3.connect(source, timeout=30)
         try:
             src.execute("PRAGMA busy_timeout = 30000")

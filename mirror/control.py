@@ -18,6 +18,8 @@ from typing import IO, Any
 
 import orjson
 
+from mirror.files import create_private
+
 #: Webhook deliveries remembered to recognise replays (the oldest go first).
 MAX_DELIVERIES = 10_000
 #: Largest webhook body accepted and stored.
@@ -25,6 +27,8 @@ MAX_BODY = 1 << 20
 #: Bytes of deliveries waiting for the worker; beyond, new ones are refused
 #: (503) until it catches up.  A handled delivery keeps only its key.
 MAX_PENDING_BYTES = 32 << 20
+#: Seconds a starting worker retries a held lock before it gives up.
+CLAIM_PATIENCE = 0.5
 
 
 def control_path(mirror: Path) -> Path:
@@ -35,29 +39,58 @@ class Busy(RuntimeError):
     """Another sync worker already writes this mirror."""
 
 
+def lock_path(mirror: Path) -> Path:
+    return mirror.with_name(mirror.name + "-sync.lock")
+
+
 def claim(mirror: Path) -> IO[str]:
     """Become the one sync worker of ``mirror`` until the returned file closes.
 
     Two workers would both be correct (every write is an upsert) but twice
     the load upstream; the lock goes with the process, however it ends.
     """
-    lock = mirror.with_name(mirror.name + "-sync.lock").open("a+")
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        raise Busy(f"a sync worker ({holder}) already keeps {mirror} in sync") from None
+    path = lock_path(mirror)
+    create_private(path)
+    lock = path.open("a+")
+    deadline = time.monotonic() + CLAIM_PATIENCE
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() < deadline:  # (held a moment by sync_running, say)
+                time.sleep(0.05)
+                continue
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            lock.close()
+            raise Busy(f"a sync worker ({holder}) already keeps {mirror} in sync") from None
     lock.truncate(0)
     lock.write(f"pid {os.getpid()}")
     lock.flush()
     return lock
 
 
+def sync_running(mirror: Path) -> bool:
+    """Whether a sync worker holds ``mirror``'s lock now (the control file's
+    state may be the last words of one that died)."""
+    try:
+        lock = lock_path(mirror).open("r")
+    except FileNotFoundError:
+        return False
+    with lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    return False
+
+
 class Control:
     def __init__(self, mirror: Path) -> None:
         self.path = control_path(mirror)
+        create_private(self.path)
         self._conn = sqlite3.connect(
             str(self.path), isolation_level=None, check_same_thread=False, timeout=2.0
         )

@@ -248,6 +248,9 @@ PRAGMAS = (
 
 def prepare(path: str | Path) -> None:
     """Create the file if needed and migrate it (synchronous, at start-up)."""
+    from mirror.files import create_private
+
+    create_private(path)  # before SQLite creates it world-readable
     conn = sqlite3.connect(str(path), isolation_level=None)
     try:
         conn.execute("PRAGMA journal_mode = WAL")
