@@ -294,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p_backup.add_argument("--config", required=True, help="TOML configuration file")
     p_backup.add_argument(
-        "destination", type=Path, help="the copy's file (replaced if it exists), or a folder"
+        "destination",
+        help="the copy's file (replaced if it exists), or a folder (with a trailing slash, "
+        "created if need be)",
     )
     args = parser.parse_args(argv)
 

@@ -22,15 +22,47 @@ class BackupError(Exception):
     """The copy could not be made, or failed its check; the message says why."""
 
 
-def backup(source: Path, destination: Path) -> tuple[Path, int]:
+def backup(source: Path, destination: str | Path) -> tuple[Path, int]:
     """Copy the mirror at ``source`` to ``destination`` (a file, or a folder
-    to copy it into under its own name); the copy's path and size."""
+    to copy it into under its own name: one named with a trailing slash is
+    created if it does not exist); the copy's path and size."""
     if not source.exists():
         raise BackupError(f"{source}: no mirror to back up")
-    if destination.is_dir():
-        destination = destination / source.name
-    _check_destination(source, destination)
-    partial = destination.with_name(destination.name + ".partial")
+    created = _make_folder(destination)
+    folder = Path(destination)
+    target = folder / source.name if folder.is_dir() else folder
+    try:
+        _check_destination(source, target)
+        _copy(source, target)
+    except BackupError:
+        if created:  # (a failed backup leaves nothing)
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    return target, target.stat().st_size
+
+
+def _make_folder(destination: str | Path) -> bool:
+    """Create the folder a trailing slash names (a Path drops the slash);
+    whether it was created."""
+    if not isinstance(destination, str) or not destination.endswith(("/", os.sep)):
+        return False
+    folder = Path(destination)
+    if folder.is_dir():
+        return False
+    if folder.exists():
+        raise BackupError(f"{destination}: not a folder")
+    if not folder.parent.is_dir():
+        raise BackupError(f"{folder.parent}: no such folder")
+    try:
+        folder.mkdir()
+    except OSError as exc:
+        raise BackupError(f"{folder}: cannot create the folder: {exc.strerror}") from None
+    return True
+
+
+def _copy(source: Path, target: Path) -> None:
+    partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     try:
         create_private(partial)  # the copy holds what the mirror holds: 0600
@@ -48,13 +80,12 @@ def backup(source: Path, destination: Path) -> tuple[Path, int]:
             src.close()
         if verdict != "ok":
             raise BackupError(f"{partial}: the copy failed SQLite's check: {verdict}")
-        os.replace(partial, destination)
+        os.replace(partial, target)
     except (sqlite3.Error, OSError) as exc:
-        raise BackupError(f"backing up {source} to {destination}: {exc}") from None
+        raise BackupError(f"backing up {source} to {target}: {exc}") from None
     finally:
         with contextlib.suppress(OSError):
             partial.unlink(missing_ok=True)
-    return destination, destination.stat().st_size
 
 
 def _check_destination(source: Path, destination: Path) -> None:

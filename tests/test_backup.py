@@ -71,7 +71,8 @@ def test_backup_while_serving_and_writing_is_consistent_and_serves_alike(deploym
 
 def test_backup_refuses_to_overwrite_the_mirror_and_says_why(deployment, tmp_path):
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
-    config = write_config(tmp_path / "c.toml", "", mirror, free_port())
+    # (With an upstream: without one, the mirror is the demo's.)
+    config = write_config(tmp_path / "c.toml", "http://127.0.0.1:9", mirror, free_port())
     result = run_cli("backup", "--config", str(config), str(mirror))
     assert result.returncode == 1
     assert result.stderr.strip().endswith("that is the mirror itself")
@@ -90,3 +91,21 @@ def test_backup_refuses_to_overwrite_the_mirror_and_says_why(deployment, tmp_pat
     result = run_cli("backup", "--config", str(config), str(folder))
     assert result.returncode == 0, result.stderr
     assert (folder / mirror.name).is_file()
+
+
+def test_a_trailing_slash_names_a_folder_made_for_the_copy(deployment, tmp_path):
+    mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
+    config = write_config(tmp_path / "c.toml", "http://127.0.0.1:9", mirror, free_port())
+    folder = tmp_path / "backups"
+    result = run_cli("backup", "--config", str(config), f"{folder}/")
+    assert result.returncode == 0, result.stderr
+    assert folder.is_dir()
+    assert (folder / mirror.name).is_file()
+    assert str(folder / mirror.name) in result.stdout
+    # A file where the folder should be, or no folder above it: one line, nothing made.
+    for where, why in ((f"{mirror}/", "not a folder"), (f"{tmp_path}/a/b/", "no such folder")):
+        result = run_cli("backup", "--config", str(config), where)
+        assert result.returncode == 1
+        assert why in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "a").exists()
