@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,8 @@ class Config:
     sync: SyncConfig = SyncConfig()
     #: "text" or "json" (one JSON object a line).
     log_format: str = "text"
+    #: What was understood otherwise than written, logged at start.
+    warnings: tuple[str, ...] = ()
 
 
 _KNOWN = {
@@ -167,6 +170,24 @@ def _http_url(section: str, key: str, value: str) -> str:
     return value.rstrip("/")
 
 
+#: An API path after an instance's origin, as git-pw's ``pw.server`` has it.
+_API_PATH = re.compile(r"/api(?:/[0-9]+(?:\.[0-9]+)*)?/?$")
+
+
+def _upstream_origin(url: str) -> tuple[str, str | None]:
+    """The instance ``url`` names (``https://pw.example.com/api/1.2/`` is
+    ``https://pw.example.com``), and a warning when a path was dropped."""
+    path = urlsplit(url).path
+    match = _API_PATH.search(path)
+    if not match:
+        return url.rstrip("/"), None
+    origin = url[: len(url) - len(path) + match.start()].rstrip("/")
+    return origin, (
+        f"[upstream] url: using {origin}, without {path[match.start() :]!r}: the gateway "
+        "mirrors the whole instance and serves every API version itself"
+    )
+
+
 def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     for section, table in data.items():
         if section not in _KNOWN:
@@ -178,7 +199,10 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
                 raise ConfigError(f"[{section}] {key}: unknown setting")
 
     up = data.get("upstream", {})
-    url = _http_url("upstream", "url", _get(up, "upstream", "url", str, "").strip())
+    written = _get(up, "upstream", "url", str, "").strip()
+    url = _http_url("upstream", "url", written)
+    url, dropped = _upstream_origin(written) if url else ("", None)
+    warnings = (dropped,) if dropped else ()
     token = os.environ.get(TOKEN_ENV) or _get(up, "upstream", "token", str, "")
     concurrency = _get(up, "upstream", "concurrency", int, 4)
     if not 1 <= concurrency <= 64:
@@ -280,6 +304,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         source=source,
         sync=SyncConfig(**seconds, webhook_secret=secret),
         log_format=log_format,
+        warnings=warnings,
     )
 
 
@@ -313,18 +338,24 @@ def default_hosts(listen: str) -> list[str]:
     return [name]
 
 
-def load(path: str | Path | None) -> Config:
-    """Read and validate the TOML file at ``path`` (``None``: all defaults)."""
-    if path is None:
-        return parse({})
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return parse(data, source=path.resolve())
+def load(path: str | Path | None, overrides: dict[str, dict[str, Any]] | None = None) -> Config:
+    """Read and validate the TOML file at ``path`` (``None``: all defaults),
+    with ``overrides`` (from the command line: ``{"server": {"port": 8081}}``)
+    in place of what it says."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such file") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    for section, values in (overrides or {}).items():
+        table = data.setdefault(section, {})
+        if isinstance(table, dict):  # (else parse names the broken section)
+            table.update(values)
+    return parse(data, source=None if path is None else path.resolve())

@@ -162,6 +162,42 @@ def test_check_needs_an_upstream_and_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("written", "origin", "dropped"),
+    [
+        ("https://pw.example.com/api/1.2/", "https://pw.example.com", "/api/1.2/"),
+        ("https://pw.example.com/api/", "https://pw.example.com", "/api/"),
+        ("https://pw.example.com/api", "https://pw.example.com", "/api"),
+        ("http://127.0.0.1:8000/api/1.4", "http://127.0.0.1:8000", "/api/1.4"),
+        ("https://example.com/patchwork/api/1.1/", "https://example.com/patchwork", "/api/1.1/"),
+    ],
+)
+def test_an_api_url_is_the_instance_with_a_warning(written, origin, dropped):
+    from gateway.config import parse
+
+    config = parse({"upstream": {"url": written}})
+    assert config.upstream.url == origin
+    (warning,) = config.warnings
+    assert warning.startswith(f"[upstream] url: using {origin}, without {dropped!r}")
+
+
+def test_an_origin_needs_no_warning():
+    from gateway.config import parse
+
+    for url in ("https://pw.example.com", "https://pw.example.com/", "https://x.org/apis/"):
+        assert parse({"upstream": {"url": url}}).warnings == ()
+
+
+def test_command_line_settings_win_and_are_checked_alike(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[server]\nhost = "10.0.0.5"\nport = 8080\n')
+    config = load(cfg, {"server": {"host": "127.0.0.1", "port": 9090}})
+    assert (config.server.host, config.server.port) == ("127.0.0.1", 9090)
+    # The Host names answered follow the address listened on.
+    assert config.server.allowed_hosts == ("127.0.0.1", "localhost", "::1")
+    assert load(None, {"server": {"port": 9091}}).server.port == 9091
+
+
+@pytest.mark.parametrize(
     ("text", "secret"),
     [
         ("[upstream]\ntoken = 1234567890\n", "1234567890"),
