@@ -26,10 +26,10 @@ from aiohttp import web
 
 from gateway import api, browsable, limits, metrics, openapi, readback
 from gateway.cache import Key, ResponseCache
-from gateway.clients import ClientAddresses, in_networks
+from gateway.clients import ClientAddresses, PerClient, client_key, in_networks
 from gateway.config import LOOPBACK, Config
 from gateway.delivery import Delivery, Prepared
-from gateway.downloads import Downloads
+from gateway.downloads import Downloads, Missing
 from gateway.identity import (
     ANONYMOUS,
     THROTTLED,
@@ -108,6 +108,8 @@ class GatewayState:
         )
         self.cache = ResponseCache(config.server.cache_bytes)
         self.clients = ClientAddresses(config.server.trusted_proxies)
+        #: Downloads fetching what the mirror lacks, per client at once.
+        self.fetching = PerClient(2)
         self.not_found = NotFoundPage()
         #: Resources the sync identity may not list (people, users when it
         #: is anonymous): the mirror cannot answer them for anyone.
@@ -517,38 +519,30 @@ async def _site(
         location = await _location_by_id(site, state.reader)
         answer = redirect(302, location) if location else state.not_found.answer(request.path)
         return _respond(request, answer, state, "mirror")
-    bundle = site.kind == "download" and site.resource == "bundles"
-    if bundle and request.method in READ_METHODS and state.proxy is not None:
-        known = state.downloads.public_bundle(site.project or "", site.msgid or "")
-        # Upstream's own bytes while it answers, their order remembered for
-        # when it does not (see gateway.downloads).  A bundle not known
-        # public here (a private one, for its owner) only upstream may
-        # show: forwarded with the caller's credentials, never redirected
-        # (clients drop Authorization on a redirect to another origin);
-        # without credentials, redirected there (below).
-        if known is not None or has_credentials(request):
-            answer = await state.proxy.forward(request, origin, state.clients.address(request))
-            if known is None or answer.status < 500:
-                if known is not None and answer.status == 200:
-                    state.downloads.bundle_orders.learn(known["id"], answer.body)
-                return _respond(request, answer, state, "upstream")
     if site.kind in ("download", "page") and request.method in READ_METHODS:
         generation = state.reader.generation
         try:
-            built = await _build(request, site, state, origin)
+            built = await _build_or_fetch(request, site, state, origin)
         except sqlite3.Error as exc:
             log.warning("%s: the mirror cannot answer: %s", request.path, exc)
             built = None
+        identified = has_credentials(request)
+        bundle = site.resource in ("bundles", "bundle")
+        if built is None and bundle and not identified:
+            built = Answer(404)  # anonymous callers never see a bundle not public
+        if built is None and bundle and site.kind == "download" and state.proxy is not None:
+            # Perhaps the caller's own private bundle: only upstream knows.
+            # Forwarded with the credentials, never redirected (clients drop
+            # Authorization on a redirect to another origin).
+            client = state.clients.address(request)
+            answer = await state.proxy.forward(request, origin, client)
+            return _respond(request, answer, state, "upstream")
         if built is not None:
             if built.status == 404:
                 built = state.not_found.answer(request.path)
-            # The same for every caller: kept like an anonymous API answer,
-            # except a bundle's (its order may be stale).
+            # The same for every caller: kept like an anonymous API answer.
             key = (origin, request.rel_url.raw_path_qs)
-            private = has_credentials(request)
-            return _keep_and_deliver(
-                request, built, state, private, key, generation, keep=not bundle
-            )
+            return _keep_and_deliver(request, built, state, identified, key, generation)
     # A page only the upstream serves (logins, settings, administration),
     # or a download the mirror lacks a part of.
     if not state.upstream:
@@ -564,10 +558,45 @@ async def _site(
     return _respond(request, redirect(status, target), state, "mirror")
 
 
+#: Details one download may read upstream at once, when the mirror lacks them.
+MAX_FETCHED = 64
+
+
+async def _build_or_fetch(
+    request: web.Request, site: SiteRoute, state: GatewayState, origin: str
+) -> Answer | None:
+    """A download or page from the mirror.  What it lacks (a detail never
+    fetched) is read upstream into the mirror once, then it is built again;
+    ``None`` when it still cannot be (it is then sent upstream)."""
+    try:
+        return await _build(request, site, state, origin)
+    except Missing as missing:
+        if state.readback is None:
+            return None
+        client = client_key(state.clients.address(request))
+        if not state.fetching.enter(client):
+            return None  # this client has enough under way
+        try:
+            started = time.perf_counter()
+            done = await state.readback.details(missing.refs[:MAX_FETCHED])
+            outcome = "skipped" if done is None else "done" if done else "failed"
+            state.counts.upstream_call("readback", outcome, time.perf_counter() - started)
+        finally:
+            state.fetching.leave(client)
+        if not done:
+            return None
+        state.reader.check_changes()  # (the caches hold what was missing)
+    try:
+        return await _build(request, site, state, origin)
+    except Missing:
+        return None
+
+
 async def _build(
     request: web.Request, site: SiteRoute, state: GatewayState, origin: str
 ) -> Answer | None:
-    """A download or page from the mirror (``None``: it lacks what is needed)."""
+    """A download or page from the mirror (``None``: only upstream may
+    answer; :class:`Missing`: the mirror lacks a part of it)."""
     if site.kind == "download":
         series = request.query.getall("series", [""])[-1] if site.suffix == "mbox" else None
         return state.downloads.answer(site, series)

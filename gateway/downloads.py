@@ -7,8 +7,10 @@ headers, the original headers (the list address in ``From`` replaced by
 the submitter's, as Patchwork does against DMARC munging), and Python's
 ``email`` package writing it all, so that the bytes are upstream's.
 
-``None`` means the mirror lacks something the download needs (a detail not
-fetched, an unknown submitter): the caller then sends the client upstream.
+When the mirror lacks something a download needs (a detail never fetched,
+a submitter without an address), :class:`Missing` names the objects whose
+details to read again (the caller fetches them, and builds the download
+once more).
 
 A bundle's mbox lists its patches in the bundle's own order, which the API
 does not show: the sync reads it from upstream's mbox into the mirror
@@ -116,6 +118,15 @@ def _attachment(text: str, content_type: str, name: str) -> Answer:
     )
 
 
+class Missing(Exception):
+    """The mirror lacks part of a download: the details of these objects
+    (``("patches", 7)``...) bring what is missing."""
+
+    def __init__(self, *refs: tuple[str, int]) -> None:
+        super().__init__(", ".join(f"{table} {obj_id}" for table, obj_id in refs))
+        self.refs = refs
+
+
 def in_bundle_order(order: list[int], patches: list[int]) -> list[int]:
     """A bundle's patches in its order as last read upstream; patches it did
     not list then (added since) come after, in the API's order."""
@@ -134,10 +145,6 @@ class BundleOrders:
     def order(self, bundle_id: int, patches: list[int]) -> list[int]:
         """The bundle's ``patches`` (as the API lists them) in its own order."""
         return in_bundle_order(self.reader.bundle_order(bundle_id), patches)
-
-    def learn(self, bundle_id: int, mbox: bytes) -> None:
-        """Nothing: the sync reads each order into the mirror.  (Called by
-        ``gateway.app`` when it forwards a bundle's mbox; to go with that.)"""
 
 
 class Downloads:
@@ -162,9 +169,11 @@ class Downloads:
         )
 
     def answer(self, site: SiteRoute, series_param: str | None) -> Answer | None:
-        """The download ``site`` names, ``None`` if the mirror cannot build it,
-        or a 404 answer (``Answer(404)`` with an empty body: the caller
-        renders its 404 page)."""
+        """The download ``site`` names, or a 404 answer (``Answer(404)`` with
+        an empty body: the caller renders its 404 page); ``None`` for a
+        bundle not known public here (only upstream may show it).
+
+        Raises :class:`Missing` when the mirror lacks a part of it."""
         if site.resource == "series":
             return self._series(site.obj_id)
         if site.resource == "bundles":
@@ -176,19 +185,22 @@ class Downloads:
             return self._cover(project, site.msgid or "")
         return self._patch(project, site.msgid or "", site.suffix == "raw", series_param)
 
-    def _mbox_of(self, sub: Doc, project: Doc, is_patch: bool) -> str | None:
+    def _mbox_of(self, sub: Doc, project: Doc, is_patch: bool) -> str:
+        # (A submission's detail carries all it needs: its submitter and
+        # delegate come embedded in it, with their addresses.)
+        again = Missing(("patches" if is_patch else "covers", sub["id"]))
         if "content" not in sub or "headers" not in sub or (is_patch and "diff" not in sub):
-            return None  # the detail was never fetched
+            raise again  # the detail was never fetched
         people = self.reader.docs([("people", sub["submitter"])])
         submitter = people.get(("people", sub["submitter"]))
         if submitter is None or not submitter.get("email"):
-            return None
+            raise again
         delegate_email = None
         if is_patch and sub.get("delegate") is not None:
             users = self.reader.docs([("users", sub["delegate"])])
             delegate = users.get(("users", sub["delegate"]))
             if delegate is None or "email" not in delegate:
-                return None
+                raise again
             delegate_email = str(delegate["email"])
         if is_patch:
             comments = self.reader.children("patch_comments", "patch_id", sub["id"])
@@ -199,50 +211,48 @@ class Downloads:
 
     # -- downloads --------------------------------------------------------
 
-    def _patch(
-        self, project: Doc, msgid: str, raw: bool, series_param: str | None
-    ) -> Answer | None:
+    def _patch(self, project: Doc, msgid: str, raw: bool, series_param: str | None) -> Answer:
         patch = self.reader.by_msgid("patches", project["id"], msgid)
         if patch is None:
             return Answer(404)
         name = filename(patch.get("name") or "")
         if raw:
             if "diff" not in patch:
-                return None
+                raise Missing(("patches", patch["id"]))
             diff = patch["diff"]
             text = "None" if diff is None else diff  # (as Django writes None)
             return _attachment(text, "text/x-patch", f"{name}.diff")
         patches = [patch]
         if series_param:
             chain = self._dependencies(patch, series_param)
-            if chain is None or isinstance(chain, Answer):
+            if isinstance(chain, Answer):
                 return chain
             patches = chain
         text = self._mboxes([each["id"] for each in patches], patches)
-        return (
-            None
-            if text is None
-            else _attachment(text, "text/plain; charset=utf-8", f"{name}.patch")
-        )
+        return _attachment(text, "text/plain; charset=utf-8", f"{name}.patch")
 
-    def _mboxes(self, ids: list[int], known: list[Doc] | None = None) -> str | None:
+    def _mboxes(self, ids: list[int], known: list[Doc] | None = None) -> str:
         """The mboxes of these patches, one after the other (as upstream
-        joins them); ``None`` if the mirror lacks any part of one."""
+        joins them)."""
         found = {doc["id"]: doc for doc in known or ()}
         texts = []
+        missing: list[tuple[str, int]] = []
         for obj_id in ids:
             patch = found.get(obj_id) or self.reader.full("patches", obj_id)
-            if patch is None:
-                return None
-            ref = ("projects", patch["project"])
-            project = self.reader.docs([ref]).get(ref)
-            text = self._mbox_of(patch, project, True) if project is not None else None
-            if text is None:
-                return None
-            texts.append(text)
+            ref = ("projects", patch["project"]) if patch is not None else None
+            project = self.reader.docs([ref]).get(ref) if ref is not None else None
+            if patch is None or project is None:
+                missing.append(("patches", obj_id))
+                continue
+            try:
+                texts.append(self._mbox_of(patch, project, True))
+            except Missing as exc:
+                missing.extend(exc.refs)
+        if missing:
+            raise Missing(*missing)  # (all of them: one fetch brings them all)
         return "\n".join(texts)
 
-    def _dependencies(self, patch: Doc, series_param: str) -> list[Doc] | Answer | None:
+    def _dependencies(self, patch: Doc, series_param: str) -> list[Doc] | Answer:
         """The patch after those before it in its series (``?series=``)."""
         series_ids = patch.get("series") or []
         if series_param != "*":
@@ -255,24 +265,21 @@ class Downloads:
         elif not series_ids:
             return Answer(404)
         series = self.reader.docs([("series", series_ids[0])]).get(("series", series_ids[0]))
-        if series is None:
-            return None
-        members = list(series.get("patches") or [])
+        members = list(series.get("patches") or []) if series is not None else []
         if patch["id"] not in members:
-            return None
+            raise Missing(("series", series_ids[0]))
         before = members[: members.index(patch["id"])]
         found = [self.reader.full("patches", obj_id) for obj_id in before]
-        if any(doc is None for doc in found):
-            return None
+        absent = [("patches", i) for i, doc in zip(before, found, strict=True) if doc is None]
+        if absent:
+            raise Missing(*absent)
         return [doc for doc in found if doc is not None] + [patch]
 
-    def _cover(self, project: Doc, msgid: str) -> Answer | None:
+    def _cover(self, project: Doc, msgid: str) -> Answer:
         cover = self.reader.by_msgid("covers", project["id"], msgid)
         if cover is None:
             return Answer(404)
         text = self._mbox_of(cover, project, False)
-        if text is None:
-            return None
         return _attachment(text, "text/plain", f"{filename(cover.get('name') or '')}.mbox")
 
     def bundle(self, owner: str, name: str) -> Answer | None:
@@ -283,14 +290,13 @@ class Downloads:
         text = self._mboxes(
             self.bundle_orders.order(bundle["id"], list(bundle.get("patches") or []))
         )
-        name = f"bundle-{bundle['id']}-{bundle['name']}.mbox"
-        return None if text is None else _attachment(text, "text/plain", name)
+        return _attachment(text, "text/plain", f"bundle-{bundle['id']}-{bundle['name']}.mbox")
 
-    def _series(self, series_id: int | None) -> Answer | None:
+    def _series(self, series_id: int | None) -> Answer:
         docs = self.reader.docs([("series", series_id or 0)])
         series = docs.get(("series", series_id or 0))
         if series is None:
             return Answer(404)
         title = series.get("name") or f"Untitled series #{series['id']}"
         text = self._mboxes(list(series.get("patches") or []))
-        return None if text is None else _attachment(text, "text/plain", f"{filename(title)}.patch")
+        return _attachment(text, "text/plain", f"{filename(title)}.patch")

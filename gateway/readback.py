@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import xmlrpc.client
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
@@ -133,6 +134,11 @@ class ReadBack:
             return await self._refresh(want, events)
         finally:
             self._pending -= 1
+
+    async def details(self, refs: Iterable[tuple[str, int]]) -> bool | None:
+        """Read these objects' details into the mirror now (a download needs
+        them); as :meth:`refresh`."""
+        return await self.refresh(Wanted(details=set(refs)), {})
 
     async def _refresh(self, want: Wanted, events: dict[str, int]) -> bool:
         try:

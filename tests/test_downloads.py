@@ -13,8 +13,7 @@ import pytest
 from gateway.app import STATE, create_app
 from gateway.config import parse
 from gateway.reader import Reader
-from gateway.responses import Answer
-from tests.support import CRAWL, auth_header, copy_mirror
+from tests.support import CRAWL, auth_header, copy_mirror, tokens
 
 
 def _recorded() -> list[dict]:
@@ -104,52 +103,67 @@ def _bundle_mboxes() -> dict[str, dict]:
 
 @pytest.fixture
 async def bundles(deployment, tmp_path, aiohttp_client):
-    """An in-process gateway on a copy of the mirror, upstream answering."""
+    """An in-process gateway on a copy of the mirror, upstream answering (the
+    sync identity's token set, for what it reads back)."""
     mirror = copy_mirror(deployment.storage, tmp_path / "mirror.sqlite3")
-    config = parse(
-        {"upstream": {"url": deployment.upstream, "timeout": 5}, "storage": {"path": str(mirror)}}
-    )
+    upstream = {"url": deployment.upstream, "token": tokens()["cibot"], "timeout": 5}
+    config = parse({"upstream": upstream, "storage": {"path": str(mirror)}})
     reader = Reader(mirror)
     await reader.open()
     yield await aiohttp_client(create_app(config, reader))
     await reader.close()
 
 
-async def test_bundle_mboxes_come_from_upstream_then_from_the_mirror(
-    bundles, deployment, monkeypatch
+async def test_bundle_mboxes_from_the_mirror_and_private_ones_only_for_their_owner(
+    bundles, deployment
 ):
-    """Upstream's bytes while it answers; the same bytes, built from the
-    mirror in the order upstream showed, once it does not."""
+    """A public bundle's mbox is built from the mirror (upstream's bytes, in
+    the order the sync read); one not known public is Patchwork's 404 to an
+    anonymous caller, and upstream's own answer, fetched with the caller's
+    credentials, to anyone else."""
     recorded = _bundle_mboxes()
-    public, private = [], []
+    state = bundles.app[STATE]
+    private = _private_bundle_paths(state.reader.path)
+    assert private and len(recorded) - len(private) >= 3
     for path, record in recorded.items():
         reply = await bundles.get(path, allow_redirects=False)
-        if reply.status == 302:  # not public here: upstream decides, for its owner
-            assert reply.headers["Location"] == deployment.upstream + path
-            private.append(path)
+        if path in private:
+            assert reply.status == 404
+            assert reply.headers["X-Patchwork-Gateway"] == "mirror"
             continue
-        assert reply.headers["X-Patchwork-Gateway"] == "upstream"
-        assert reply.status == 200
+        assert (reply.status, reply.headers["X-Patchwork-Gateway"]) == (200, "mirror")
         assert await reply.text() == record["body"]
-        public.append(path)
-    assert len(public) >= 3 and private
+        assert reply.headers["Content-Disposition"] == record["headers"]["Content-Disposition"]
     for path in private:  # forwarded with the owner's token, not redirected
         reply = await bundles.get(path, headers=auth_header("cibot"), allow_redirects=False)
         assert reply.status == 200, path
         assert reply.headers["X-Patchwork-Gateway"] == "upstream"
         assert await reply.text() == recorded[path]["body"]
 
-    async def down(*_):
-        return Answer(502, b"{}", (("Content-Type", "application/json"),))
 
-    monkeypatch.setattr(bundles.app[STATE].proxy, "forward", down)
-    for path in public:
-        reply = await bundles.get(path)
-        assert reply.status == 200
-        assert reply.headers["X-Patchwork-Gateway"] == "mirror"
-        assert await reply.text() == recorded[path]["body"], "upstream's order, from the mirror"
-        disposition = recorded[path]["headers"]["Content-Disposition"]
-        assert reply.headers["Content-Disposition"] == disposition
+async def test_a_download_whose_detail_the_mirror_lacks_is_fetched_kept_and_answered(
+    bundles,
+):
+    """Read upstream into the mirror once, then built: the next one (and one
+    with upstream gone) is the mirror's."""
+    record = MBOXES[0]
+    state = bundles.app[STATE]
+    msgid_path = record["path"]
+    with sqlite3.connect(state.reader.path) as db:
+        patch_ids = [
+            row[0]
+            for row in db.execute("SELECT id, doc FROM patches")
+            if json.loads(row[1])["mbox"].endswith(msgid_path)
+        ]
+        (patch_id,) = patch_ids
+        db.execute("UPDATE patches SET detail = NULL, synced = 0 WHERE id = ?", (patch_id,))
+    state.reader.check_changes()
+    reply = await bundles.get(msgid_path, allow_redirects=False)
+    assert (reply.status, reply.headers["X-Patchwork-Gateway"]) == (200, "mirror")
+    assert await reply.text() == record["body"]
+    with sqlite3.connect(state.reader.path) as db:
+        (detail,) = db.execute("SELECT detail FROM patches WHERE id = ?", (patch_id,)).fetchone()
+    assert detail is not None and "diff" in json.loads(detail)
 
 
 def _private_bundle_paths(mirror) -> set[str]:
@@ -168,9 +182,8 @@ async def test_bundle_mboxes_built_offline_are_upstreams_bytes(gateway):
     built = 0
     for path, record in _bundle_mboxes().items():
         reply = await gateway.get(path, allow_redirects=False)
-        if reply.status == 302:  # private: upstream alone may show it
-            assert reply.headers["Location"] == gateway.upstream + path
-            assert record["path"] in _private_bundle_paths(gateway.mirror)
+        if record["path"] in _private_bundle_paths(gateway.mirror):
+            assert reply.status == 404  # (to anonymous callers)
             continue
         assert reply.status == 200, path
         assert reply.headers["X-Patchwork-Gateway"] == "mirror"

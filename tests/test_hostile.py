@@ -21,7 +21,6 @@ from hypothesis import strategies as st
 from gateway import limits
 from gateway.app import STATE
 from gateway.cache import ResponseCache
-from gateway.downloads import BundleOrders
 from gateway.proxy import Proxy
 from tests.test_gateway import ENDPOINTS, NASTY, PARAMS
 
@@ -289,13 +288,3 @@ async def test_remembered_hosts_and_accept_headers_stay_bounded(gateway):
     assert len(state.origins) <= 256 and len(state.choices) <= 256
     assert all(len(host) <= 300 for _, host in state.origins)
     assert all(len(fmt or "") + len(accept or "") <= 300 for fmt, accept in state.choices)
-
-
-def test_remembered_bundle_orders_stay_within_their_bytes():
-    orders = BundleOrders(max_bytes=64 << 10)
-    mbox = "".join(f"X-Patchwork-Id: {n}\n" for n in range(500)).encode()
-    for bundle_id in range(1000):
-        orders.learn(bundle_id, mbox)
-        assert orders.held <= 64 << 10
-    assert orders.order(999, [3, 2, 1, 9999]) == [1, 2, 3, 9999], "upstream's order, then new"
-    assert orders.order(0, [3, 2, 1]) == [3, 2, 1], "forgotten: the API's order"
