@@ -87,7 +87,8 @@ def sync_process(config: Path) -> ChildProcess:
     return ChildProcess("sync worker", ["sync", "--config", str(config)])
 
 
-def server_process(config: Path | None, number: int, port: int) -> ChildProcess:
-    """Server process ``number`` (from 2), on the port the first one bound."""
-    args = ["serve"] + (["--config", str(config)] if config else [])
+def server_process(config: Path | None, number: int, host: str, port: int) -> ChildProcess:
+    """Server process ``number`` (from 2), on the address the first one bound
+    (which ``--host`` may have chosen)."""
+    args = ["serve", *(["--config", str(config)] if config else []), "--host", host]
     return ChildProcess(f"server process {number}", args, {PORT_ENV: str(port)})

@@ -10,7 +10,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import parse
 from gateway.reader import Reader
-from tests.support import copy_mirror, run_cli
+from tests.support import GatewayProcess, copy_mirror, free_port, request, run_cli
 
 
 async def _client(aiohttp_client, mirror, max_lag: float):
@@ -67,3 +67,19 @@ def test_the_status_command(deployment):
     assert document["counts"]["patches"] == 767
     assert document["mirror"]["bytes"] > 1_000_000
     assert document["cursor"]
+
+
+def test_the_demo_is_ready_and_reports_no_growing_lag(tmp_path):
+    """Built once from a recording, the demo does not fall behind anything."""
+    port = free_port()
+    config = tmp_path / "demo.toml"
+    config.write_text(f'[storage]\npath = "{tmp_path / "m.sqlite3"}"\n[server]\nport = {port}\n')
+    with GatewayProcess(config, port) as gateway:
+        assert request("GET", gateway.url + "/_gateway/health/ready").status == 200
+        scraped = request("GET", gateway.url + "/metrics").body.decode()
+    assert "patchwork_gateway_initial_sync_complete 1.0" in scraped
+    assert "patchwork_gateway_sync_lag_seconds" not in scraped
+    assert "patchwork_gateway_sync_cursor_age_seconds" not in scraped
+    document = json.loads(run_cli("status", "--config", str(config), "--json").stdout)
+    assert document["mode"] == "demo"
+    assert document["sync"]["lag_seconds"] is None

@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import pytest
 
 from tests.fake_patchwork import FakePatchwork
 from tests.mirroring import TOKEN, fake_upstream, serve
-from tests.support import GatewayProcess, Reply, free_port, request, write_config
+from tests.support import GatewayProcess, Reply, free_port, request, run_cli, write_config
 
 POLL = 1.0
 SECRET = "webhook-secret"
@@ -220,3 +221,27 @@ def test_a_gateway_mirrors_a_gateway(running: Running, tmp_path: Path) -> None:
 
         fake.set_state(400, "superseded")
         wait_for(lambda: downstream.json("/api/1.4/patches/400/")["state"] == "superseded", 10)
+
+
+def test_a_taken_port_is_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    """Bound before anything starts: no "serving" line, no sync worker, no
+    mirror made for nothing."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = write_config(
+            tmp_path / "c.toml",
+            f"http://127.0.0.1:{free_port()}",
+            tmp_path / "m.sqlite3",
+            port,
+            level="info",
+        )
+        result = run_cli("run", "--config", str(config), timeout=60)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()  # (logging at info: "serving", "started"...)
+    assert len(lines) == 1, result.stderr
+    assert lines[0].endswith(
+        f" ERROR patchwork-gateway: cannot serve on 127.0.0.1:{port}: Address already in use"
+    )
+    assert not list(tmp_path.glob("m.sqlite3*"))
