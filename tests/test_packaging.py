@@ -9,7 +9,17 @@ import sys
 import time
 from pathlib import Path
 
-from tests.support import free_port, request
+import pytest
+
+from tests.support import (
+    GatewayProcess,
+    free_port,
+    replay_upstream,
+    request,
+    run_cli,
+    tokens,
+    write_config,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -70,3 +80,26 @@ def test_an_installed_wheel_serves_its_demo(tmp_path):
     errors = [line for line in failed.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and "demo's recorded data is missing" in errors[0], failed.stderr
     assert not list(tmp_path.glob("n*.sqlite3*"))
+
+
+def test_gitignore_covers_what_the_demo_a_sync_and_a_backup_leave(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    port = free_port()
+    demo = tmp_path / "demo.toml"
+    demo.write_text(f'[storage]\npath = "{tmp_path / "mirror.sqlite3"}"\n[server]\nport = {port}\n')
+    with GatewayProcess(demo, port):
+        pass
+    with replay_upstream() as upstream:
+        config = write_config(
+            tmp_path / "c.toml", upstream.url, tmp_path / "m.sqlite3", port, token=tokens()["cibot"]
+        )
+        synced = run_cli("sync", "--config", str(config), "--once")
+        assert synced.returncode == 0, synced.stderr
+    assert run_cli("backup", "--config", str(config), f"{tmp_path}/backups/").returncode == 0
+    left = {path.name for path in tmp_path.rglob("*")}
+    assert {"mirror-demo.sqlite3-control", "m.sqlite3-sync.lock", "m.sqlite3"} <= left, left
+    shutil.copy(ROOT / ".gitignore", tmp_path)
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    shown = _run(["git", "status", "--porcelain", "--untracked-files=all"], tmp_path).stdout
+    assert sorted(shown.splitlines()) == ["?? .gitignore", "?? c.toml", "?? demo.toml"]
