@@ -252,10 +252,12 @@ class Output:
 
 
 def environment(home: Path, **more: str) -> dict[str, str]:
-    """A clean environment: no user configuration, pagers, proxies."""
+    """A clean environment: no user configuration, pagers, proxies; temporary
+    files (git-pw's downloads) in ``home``, which pytest removes."""
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": str(home),
+        "TMPDIR": str(home),
         "LANG": "C.UTF-8",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_PAGER": "cat",

@@ -55,7 +55,7 @@ def repo(tmp_path: Path, setup: Setup) -> Path:
 
 
 def _git_pw(repo: Path, *args: str) -> str:
-    return _run([str(BIN / "git-pw"), *args], repo)
+    return _run([str(BIN / "git-pw"), *args], repo, TMPDIR=str(repo))
 
 
 def test_git_pw_updates_a_patch_and_shows_it_at_once(repo, setup):
@@ -95,7 +95,7 @@ def _pwclient(tmp: Path, setup: Setup, *args: str) -> str:
         f"[patchwork]\nbackend = rest\nurl = {setup.gateway}/api/1.2\n"
         f"token = {tokens()['stephen']}\n"
     )
-    return _run([str(BIN / "pwclient"), *args], tmp, PWCLIENTRC=str(rc))
+    return _run([str(BIN / "pwclient"), *args], tmp, PWCLIENTRC=str(rc), TMPDIR=str(tmp))
 
 
 def test_pwclient_updates_and_creates_checks_through_the_gateway(tmp_path, setup):
@@ -122,7 +122,7 @@ def test_pwclient_over_xmlrpc_through_the_gateway(tmp_path, setup):
         "username = stephen\npassword = pw-stephen\n"
     )
     pwclient = str(BIN / "pwclient")
-    env = {"PWCLIENTRC": str(rc)}
+    env = {"PWCLIENTRC": str(rc), "TMPDIR": str(tmp_path)}
     assert "patchwork" in _run([pwclient, "projects"], tmp_path, **env)
     _run([pwclient, "update", "-s", "rejected", "33"], tmp_path, **env)
     assert setup.fake.render("patches", 33)["state"] == "rejected"
