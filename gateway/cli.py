@@ -307,21 +307,27 @@ def _status_text(document: dict[str, Any]) -> str:
 def _show_status(config: Config, mirror: Path, as_json: bool) -> int:
     is_demo = not config.upstream.url
     if not mirror.exists():
-        if as_json:  # (scripts get JSON whatever happens)
-            missing = {
-                "mirror": {"path": str(mirror), "exists": False},
-                "upstream": config.upstream.url or None,
-                "mode": "demo" if is_demo else "mirror",
-            }
-            print(json.dumps(missing, indent=2))
-        elif is_demo:
-            print(f"{mirror}: no demo mirror yet (`serve` builds it)", file=sys.stderr)
+        problem = (
+            "no demo mirror yet (`serve` builds it)" if is_demo else "no mirror yet (run `sync`)"
+        )
+    else:
+        try:
+            document = asyncio.run(_status(config, mirror))
+        except (schema.SchemaTooNew, schema.LayoutMismatch, sqlite3.DatabaseError) as exc:
+            problem = str(exc)
         else:
-            print(f"{mirror}: no mirror yet (run `sync`)", file=sys.stderr)
-        return 1
-    document = asyncio.run(_status(config, mirror))
-    print(json.dumps(document, indent=2) if as_json else _status_text(document))
-    return 0
+            print(json.dumps(document, indent=2) if as_json else _status_text(document))
+            return 0
+    if as_json:  # (scripts get JSON whatever happens)
+        unknown = {
+            "mirror": {"path": str(mirror), "exists": mirror.exists(), "problem": problem},
+            "upstream": config.upstream.url or None,
+            "mode": "demo" if is_demo else "mirror",
+        }
+        print(json.dumps(unknown, indent=2))
+    else:
+        print(f"{mirror}: {problem}", file=sys.stderr)
+    return 1
 
 
 def _served_mirror(config: Config) -> Path:

@@ -64,12 +64,25 @@ def test_status_json_is_json_even_without_a_mirror(tmp_path):
     shown = run_cli("status", "--config", str(config), "--json")
     assert shown.returncode == 1
     document = json.loads(shown.stdout)
-    assert document["mirror"] == {"path": str(tmp_path / "m"), "exists": False}
+    assert document["mirror"] == {
+        "path": str(tmp_path / "m"),
+        "exists": False,
+        "problem": "no mirror yet (run `sync`)",
+    }
     assert document["upstream"] == "http://127.0.0.1:9"
     assert _files(tmp_path) == []  # (looking made nothing)
     text = run_cli("status", "--config", str(config))
     assert text.returncode == 1
     assert text.stderr.strip() == f"{tmp_path / 'm'}: no mirror yet (run `sync`)"
+
+    # Not a mirror: one line, or JSON saying so; no traceback.
+    (tmp_path / "m").write_bytes(b"not a database, but long enough to be read as one" * 100)
+    shown = run_cli("status", "--config", str(config), "--json")
+    assert shown.returncode == 1
+    assert json.loads(shown.stdout)["mirror"]["problem"] == "file is not a database"
+    text = run_cli("status", "--config", str(config))
+    assert text.returncode == 1
+    assert text.stderr.strip() == f"{tmp_path / 'm'}: file is not a database"
 
 
 def test_status_check_and_backup_work_on_the_demo(demo_config, tmp_path):
