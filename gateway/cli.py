@@ -33,7 +33,7 @@ from gateway.status import SyncStatus, mirror_bytes
 from gateway.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
 from mirror import schema
 from mirror.backup import BackupError, backup
-from mirror.control import Busy, Control, claim, control_path, lock_path, sync_running
+from mirror.control import Busy, Control, claim, control_path, lock_path
 from mirror.files import remove_created
 from mirror.resources import RESOURCES
 from sync.events import CURSOR
@@ -259,16 +259,6 @@ async def _status(config: Config, mirror: Path) -> dict[str, Any]:
         await reader.close()
         if control is not None:
             control.close()
-    sync = document["sync"]
-    sync["running"] = running = sync_running(mirror)
-    if not running:
-        # The control file keeps the last words of a worker gone.
-        if "state" in sync:
-            sync["state"] = "stopped"
-        if document["initial_sync"] == "running":
-            document["initial_sync"] = "interrupted"
-    if is_demo:
-        sync["lag_seconds"] = None  # built from a recording: there is nothing to lag behind
     document["mirror"] = {"path": str(mirror), "exists": True, "bytes": mirror_bytes(mirror)}
     return document
 

@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.reader import Reader
-from mirror.control import Control
+from mirror.control import Control, sync_running
 from mirror.resources import RESOURCES
 
 SYNCED_HEADER = "X-Patchwork-Gateway-Synced"
@@ -77,6 +77,7 @@ class SyncStatus:
         self.control = control
         self.reader = reader
         self._read_at = -1e9
+        self._read_generation = -1
         self._status: dict[str, Any] = {}
         self._counts_at = -1e9
         self._counts: dict[str, int] = {}
@@ -89,8 +90,10 @@ class SyncStatus:
     def current(self) -> dict[str, Any]:
         """The worker's status, re-read at most once a second."""
         now = time.monotonic()
-        if now - self._read_at >= STATUS_TTL:
-            self._read_at = now
+        generation = self.reader.generation
+        if now - self._read_at >= STATUS_TTL or generation != self._read_generation:
+            # (Also as soon as the mirror moved: the sync may just have finished.)
+            self._read_at, self._read_generation = now, generation
             # A locked or damaged control file: keep what was read last.
             with contextlib.suppress(sqlite3.Error, ValueError):
                 self._status = self.control.status() if self.control else {}
@@ -154,10 +157,20 @@ class SyncStatus:
         when = self.last_success()
         sync["last_success"] = self.header()
         sync["lag_seconds"] = round((datetime.now(UTC) - when).total_seconds(), 1) if when else None
+        initial = self.reader.meta("sync.state") or "not started"
+        sync["running"] = sync_running(self.reader.path)
+        if not sync["running"]:
+            # The control file keeps the last words of a worker gone.
+            if "state" in sync:
+                sync["state"] = "stopped"
+            if initial == "running":
+                initial = "interrupted"
+        if mode == "demo":
+            sync["lag_seconds"] = None  # built from a recording: nothing to lag behind
         return {
             "upstream": upstream or None,
             "mode": mode,
-            "initial_sync": self.reader.meta("sync.state") or "not started",
+            "initial_sync": initial,
             "sync": sync,
             "counts": visible_counts(await self.counts(), details),
         }

@@ -73,6 +73,7 @@ def run(
         tmp / "mirror.sqlite3",
         port,
         sync="\n".join(f"{k} = {json.dumps(v)}" for k, v in settings.items()),
+        server="status_details = true",  # (every count: the tests compare them all)
         token=token,
         level="info",
     )
@@ -126,6 +127,7 @@ def test_every_answer_says_when_the_mirror_last_synced(running: Running) -> None
     status = running.json("/_gateway/status")
     assert status["upstream"] == running.upstream
     assert status["sync"]["state"] == "following"
+    assert status["sync"]["running"] is True
     assert status["sync"]["lag_seconds"] < POLL + 5
     assert status["sync"]["last_error"] is None
     assert status["sync"]["cursor"]
