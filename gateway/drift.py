@@ -908,6 +908,7 @@ async def check(
         timeout=config.upstream.timeout,
         attempts=4,
         max_backoff=30.0,
+        say_retries=True,  # (a check waits on upstream: say why, once)
     )
     try:
         known = reader.meta("upstream.url")

@@ -27,7 +27,8 @@ def _run(args: list[str], cwd: Path, stdin_path: str | None = None, **env: str) 
             capture_output=True,
             text=True,
             timeout=60,
-            env={**os.environ, "GIT_PAGER": "cat", "PAGER": "cat", **env},
+            # (TMPDIR: git-pw's temporary folders go with the test's.)
+            env={**os.environ, "GIT_PAGER": "cat", "PAGER": "cat", "TMPDIR": str(cwd), **env},
             check=False,
         )
     finally:

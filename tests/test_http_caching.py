@@ -194,7 +194,9 @@ def test_several_server_processes_share_the_port_and_follow_the_mirror(deploymen
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
     config = write_config(tmp_path / "c.toml", "", mirror, port, server="workers = 2")
     config.write_text(config.read_text().replace('url = ""', 'url = "http://127.0.0.1:9"'))
-    with GatewayProcess(config, port) as gateway:
+    # (Its metrics folder in the test's: the server is killed at the end.)
+    metrics_folder = {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics")}
+    with GatewayProcess(config, port, env=metrics_folder) as gateway:
         assert gateway.proc is not None
         deadline = time.monotonic() + 30
         while _listening(port) < 2 and time.monotonic() < deadline:
