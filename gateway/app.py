@@ -529,7 +529,8 @@ async def _site(
         identified = has_credentials(request)
         bundle = site.resource in ("bundles", "bundle")
         if built is None and bundle and not identified:
-            built = Answer(404)  # anonymous callers never see a bundle not public
+            # Anonymous callers never see a bundle that is not public.
+            built = state.downloads.hidden_bundle(site.project or "", site.msgid or "")
         if built is None and bundle and site.kind == "download" and state.proxy is not None:
             # Perhaps the caller's own private bundle: only upstream knows.
             # Forwarded with the credentials, never redirected (clients drop
@@ -538,7 +539,7 @@ async def _site(
             answer = await state.proxy.forward(request, origin, client)
             return _respond(request, answer, state, "upstream")
         if built is not None:
-            if built.status == 404:
+            if built.status == 404 and not built.headers:
                 built = state.not_found.answer(request.path)
             # The same for every caller: kept like an anonymous API answer.
             key = (origin, request.rel_url.raw_path_qs)
@@ -608,12 +609,10 @@ async def _build(
         return state.pages.project(site.project or "")
     if site.resource == "bundle":
         bundle = state.downloads.public_bundle(site.project or "", site.msgid or "")
-        if bundle is None and has_credentials(request):
-            return None  # perhaps the caller's own private bundle: only upstream knows
-        order = None
-        if bundle is not None:
-            patches = list(bundle.get("patches") or [])
-            order = state.downloads.bundle_orders.order(bundle["id"], patches)
+        if bundle is None:
+            return None  # not public: perhaps the caller's own, only upstream knows
+        patches = list(bundle.get("patches") or [])
+        order = state.downloads.bundle_orders.order(bundle["id"], patches)
         return state.pages.bundle(site.project or "", site.msgid or "", order)
     return state.pages.submission(site.project or "", site.msgid or "", site.resource == "patches")
 

@@ -28,7 +28,7 @@ from email.mime.nonmultipart import MIMENonMultipart
 
 from gateway.reader import Reader
 from gateway.render import Doc
-from gateway.responses import Answer
+from gateway.responses import HTML, Answer
 from gateway.routing import SiteRoute
 
 #: Reviewers' tags a comment adds to the mbox, as Patchwork's models list them.
@@ -167,6 +167,16 @@ class Downloads:
             if rows
             else None
         )
+
+    def hidden_bundle(self, owner: str, name: str) -> Answer:
+        """What Patchwork answers an anonymous caller for a bundle not public:
+        an empty 404 for a bundle that exists, its 404 page for one that does
+        not.  The mirror holds the sync identity's private bundles; another
+        user's is taken to exist when the user does (a name made up for a
+        known user gets the empty 404 too)."""
+        if self.reader.user_named(owner) is None:
+            return Answer(404)  # (the caller renders the 404 page)
+        return Answer(404, b"", (("Content-Type", HTML),))
 
     def answer(self, site: SiteRoute, series_param: str | None) -> Answer | None:
         """The download ``site`` names, or a 404 answer (``Answer(404)`` with

@@ -269,11 +269,9 @@ class Pages:
         )
         return _page(project.get("name") or linkname, body)
 
-    def bundle(self, owner: str, name: str, patch_ids: list[int] | None) -> Answer:
+    def bundle(self, owner: str, name: str, patch_ids: list[int]) -> Answer:
         """``/bundle/<owner>/<name>/``: a public bundle's patches, in the
-        bundle's order (``patch_ids``; ``None``: no such public bundle)."""
-        if patch_ids is None:
-            return Answer(404)
+        bundle's order (``patch_ids``)."""
         patches = self.reader.docs([("patches", obj_id) for obj_id in patch_ids])
         rows = []
         for obj_id in patch_ids:
