@@ -12,6 +12,7 @@ import pytest
 from gateway.app import create_app
 from gateway.config import parse
 from gateway.reader import Reader
+from mirror.control import Control
 from tests.support import (
     CONFORMANCE,
     CRAWL,
@@ -90,6 +91,35 @@ async def gateway(deployment, tmp_path, aiohttp_client):
     client.upstream = dead
     yield client
     await reader.close()
+
+
+@pytest.fixture
+async def make_gateway(deployment, tmp_path, aiohttp_client):
+    """``await make(upstream_url, token="", control=False, **server)``: an
+    in-process gateway on a private copy of the mirror, with these
+    ``[server]`` settings (and the mirror's control file, with ``control``)."""
+    readers: list[Reader] = []
+
+    async def make(upstream: str, token: str = "", control: bool = False, **server: object):
+        mirror = copy_mirror(deployment.storage, tmp_path / f"m{len(readers)}.sqlite3")
+        config = parse(
+            {
+                "upstream": {"url": upstream, "token": token, "timeout": 10},
+                "storage": {"path": str(mirror)},
+                "server": {"refresh_interval": 0.05, **server},
+            }
+        )
+        reader = Reader(mirror)
+        await reader.open(config.server.refresh_interval)
+        readers.append(reader)
+        app = create_app(config, reader, control=Control(mirror) if control else None)
+        client = await aiohttp_client(app)
+        client.mirror = mirror
+        return client
+
+    yield make
+    for reader in readers:
+        await reader.close()
 
 
 @pytest.fixture

@@ -10,13 +10,10 @@ import pytest
 from aiohttp import web
 
 from gateway import identity, readback
-from gateway.app import STATE, create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from gateway.app import STATE
 from tests.support import (
     ThreadedServer,
     auth_header,
-    copy_mirror,
     replay_upstream,
     session_of,
     tokens,
@@ -65,34 +62,20 @@ class Scripted:
 
 
 @pytest.fixture
-async def scripted(deployment, tmp_path, aiohttp_client):
+async def scripted(make_gateway):
     """``make(answer, **server)``: an in-process gateway on a copy of the
     mirror, with the sync's token, in front of a :class:`Scripted` upstream."""
     servers: list[ThreadedServer] = []
-    readers: list[Reader] = []
 
     async def make(answer: Answerer, **server: object):
         upstream = Scripted(answer)
         thread = ThreadedServer(upstream.app)
         servers.append(thread.__enter__())
-        mirror = copy_mirror(deployment.storage, tmp_path / f"m{len(servers)}.sqlite3")
-        config = parse(
-            {
-                "upstream": {"url": thread.url, "token": tokens()["cibot"], "timeout": 10},
-                "storage": {"path": str(mirror)},
-                "server": {"refresh_interval": 0.05, **server},
-            }
-        )
-        reader = Reader(mirror)
-        await reader.open(0.05)
-        readers.append(reader)
-        client = await aiohttp_client(create_app(config, reader))
+        client = await make_gateway(thread.url, token=tokens()["cibot"], **server)
         client.upstream = upstream
         return client
 
     yield make
-    for reader in readers:
-        await reader.close()
     for thread in servers:
         thread.__exit__(None, None, None)
 
@@ -152,25 +135,15 @@ async def test_cookies_other_than_the_session_are_answered_from_the_mirror(scrip
 
 
 @pytest.fixture
-async def live(deployment, tmp_path, aiohttp_client):
+async def live(make_gateway):
     """An in-process gateway whose upstream is the replay (tokens, Basic and
-    session cookies); ``client.seen[0]``: requests upstream received."""
+    session cookies), behind a trusted proxy; ``client.seen[0]``: requests
+    upstream received."""
     seen = [0]
     with replay_upstream(seen) as upstream:
-        mirror = copy_mirror(deployment.storage, tmp_path / "mirror.sqlite3")
-        config = parse(
-            {
-                "upstream": {"url": upstream.url},
-                "storage": {"path": str(mirror)},
-                "server": {"trusted_proxies": ["127.0.0.1"]},
-            }
-        )
-        reader = Reader(mirror)
-        await reader.open(0.05)
-        client = await aiohttp_client(create_app(config, reader))
+        client = await make_gateway(upstream.url, trusted_proxies=["127.0.0.1"])
         client.seen = seen
         yield client
-        await reader.close()
 
 
 async def test_a_made_up_session_is_checked_once_then_anonymous(live):

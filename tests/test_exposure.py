@@ -9,34 +9,17 @@ import sqlite3
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
-from mirror.control import Control
-from tests.support import copy_mirror
-
 OWN = ("/metrics", "/_gateway/status", "/_gateway/health/live", "/_gateway/health/ready")
 
 
 @pytest.fixture
-async def served(deployment, tmp_path, aiohttp_client):
+async def served(make_gateway, deployment):
     """``make(**server)``: an in-process gateway on a copy of the mirror."""
-    readers: list[Reader] = []
 
     async def make(**server: object):
-        mirror = copy_mirror(deployment.storage, tmp_path / f"m{len(readers)}.sqlite3")
-        config = parse(
-            {"upstream": {"url": deployment.upstream}, "storage": {"path": str(mirror)}}
-            | {"server": server}
-        )
-        reader = Reader(mirror)
-        await reader.open(0.05)
-        readers.append(reader)
-        return await aiohttp_client(create_app(config, reader, control=Control(mirror)))
+        return await make_gateway(deployment.upstream, control=True, **server)
 
-    yield make
-    for reader in readers:
-        await reader.close()
+    return make
 
 
 async def test_own_endpoints_answer_only_the_apis_host_names(served):

@@ -13,23 +13,18 @@ from gateway.config import parse
 from gateway.identity import PROBE
 from gateway.reader import Reader
 from tests.mirroring import fake_upstream, serve, worker
-from tests.support import auth_header, copy_mirror, replay_upstream
+from tests.support import auth_header, replay_upstream
 
 
 @pytest.fixture
-async def live(deployment, tmp_path, aiohttp_client):
+async def live(make_gateway):
     """An in-process gateway on a copy of the mirror, the replay as upstream;
-    ``live.upstream_requests`` lists what reached upstream."""
+    ``live.seen[0]``: the requests upstream received."""
     seen: list[int] = [0]
     with replay_upstream(seen) as upstream:
-        mirror = copy_mirror(deployment.storage, tmp_path / "mirror.sqlite3")
-        config = parse({"upstream": {"url": upstream.url}, "storage": {"path": str(mirror)}})
-        reader = Reader(mirror)
-        await reader.open(0.05)
-        client = await aiohttp_client(create_app(config, reader))
+        client = await make_gateway(upstream.url)
         client.seen = seen
         yield client
-        await reader.close()
 
 
 async def _get(client, path: str, who: str | None = None):
