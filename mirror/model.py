@@ -5,7 +5,7 @@ need to know about one Patchwork API resource: the JSON fields of its list,
 detail and embedded representations (with the API version each field
 appeared in), the SQL columns it is stored and queried by, its filters,
 search fields, orderings, nesting and permissions.  Generic code in
-``mirror.store`` (writing) and ``gateway.query``/``gateway.render``
+``mirror.store`` (writing) and ``mirror.query``/``gateway.api.render``
 (reading) serves every resource from these descriptions.
 
 Stored documents
@@ -28,6 +28,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+#: A stored document (see above), and a reference to one: (table, id).
+Doc = dict[str, Any]
+Ref = tuple[str, int]
 
 # --------------------------------------------------------------------------
 # Representation fields

@@ -34,7 +34,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway import limits
+from gateway.http import limits
 from tests.soak import rss_mb
 from tests.support import GatewayProcess, copy_mirror, free_port
 

@@ -59,7 +59,7 @@ BARE = textwrap.dedent(
     """
 )
 
-#: Stands in for upstream's identity check (gateway.identity): every token
+#: Stands in for upstream's identity check (gateway.upstream.identity): every token
 #: is accepted, so identified reads come from the mirror.
 ACCEPTING_UPSTREAM = textwrap.dedent(
     """
@@ -172,7 +172,7 @@ def gateway(
         f'[server]\nhost = "127.0.0.1"\nport = {port}\ncache_bytes = {cache_bytes}\n'
         f'workers = {workers}\n[logging]\nlevel = "warning"\n'
     )
-    return Server([sys.executable, "-m", "gateway.cli", "serve", "--config", str(config)], port)
+    return Server([sys.executable, "-m", "cli.main", "serve", "--config", str(config)], port)
 
 
 # -- wrk -----------------------------------------------------------------------

@@ -343,10 +343,10 @@ def url_lists(m: Mirror, n: int) -> dict[str, list[str]]:
 # -- the gateway -------------------------------------------------------------------
 
 
-#: ``python -m gateway.cli`` without that string on the command line, so
-#: that a broad ``pkill -f gateway.cli`` by another job on the machine does
+#: ``python -m cli.main`` without that string on the command line, so
+#: that a broad ``pkill -f cli.main`` by another job on the machine does
 #: not take this server down mid-run (it happened).
-LAUNCH = "import sys; from gateway import cli; sys.exit(cli.main())"
+LAUNCH = "import sys; from cli import main; sys.exit(main.main())"
 
 
 class Gateway:

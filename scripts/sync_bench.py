@@ -99,9 +99,7 @@ def _answers(url: str) -> bool:
 
 
 def gateway(command: str, config: Path, port: int, log: Path) -> Any:
-    return process(
-        [sys.executable, "-m", "gateway.cli", command, "--config", str(config)], port, log
-    )
+    return process([sys.executable, "-m", "cli.main", command, "--config", str(config)], port, log)
 
 
 # -- 1. the initial sync of the recorded crawl ---------------------------------
@@ -119,7 +117,7 @@ def initial_sync(directory: Path) -> None:
         )
         started = time.monotonic()
         subprocess.run(
-            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config), "--once"],
+            [sys.executable, "-m", "cli.main", "sync", "--config", str(config), "--once"],
             check=True,
         )
         seconds = time.monotonic() - started
@@ -351,7 +349,7 @@ def rates(directory: Path, config: Path, args: argparse.Namespace, changes: Chan
                 if syncing:
                     stack.enter_context(
                         process(
-                            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(busy)],
+                            [sys.executable, "-m", "cli.main", "sync", "--config", str(busy)],
                             None,
                             directory / "busy-sync.log",
                         )

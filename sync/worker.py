@@ -4,7 +4,7 @@
 side by side, sharing one lock so their writes keep upstream's order:
 
 * the follower, polling events every ``poll_interval`` seconds (at once
-  when a webhook arrives, see ``gateway.webhooks``) and applying them;
+  when a webhook arrives, see ``gateway.ops.webhooks``) and applying them;
 * the sweeper, reading lists within a request budget (``sync.sweep``).
 
 Upstream down, slow or failing: each loop records the error, backs off
@@ -102,7 +102,7 @@ class Worker:
         #: The unresolved failure of each part (event poll, sweep...).
         self._errors: dict[str, dict[str, str]] = {}
         self.crawl_requests = 0
-        #: Failures of the parts, each retried (gateway.metrics shows it).
+        #: Failures of the parts, each retried (gateway.ops.metrics shows it).
         self.failures = 0
         #: The failure last logged: its line, the line saying it is over,
         #: and since when (monotonic) the sync has been failing.

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import create_app
 from mirror.control import Control
+from mirror.reader import Reader
 from tests.support import (
     CONFORMANCE,
     CRAWL,
@@ -86,7 +86,7 @@ async def gateway(deployment, tmp_path, aiohttp_client):
     )
     reader = Reader(mirror)
     await reader.open(config.server.refresh_interval)
-    client = await aiohttp_client(create_app(config, reader))
+    client = await aiohttp_client(create_app(config.gateway, reader))
     client.mirror = mirror
     client.upstream = dead
     yield client
@@ -112,7 +112,7 @@ async def make_gateway(deployment, tmp_path, aiohttp_client):
         reader = Reader(mirror)
         await reader.open(config.server.refresh_interval)
         readers.append(reader)
-        app = create_app(config, reader, control=Control(mirror) if control else None)
+        app = create_app(config.gateway, reader, control=Control(mirror) if control else None)
         client = await aiohttp_client(app)
         client.mirror = mirror
         return client

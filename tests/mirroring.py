@@ -15,12 +15,12 @@ from typing import Any
 
 import orjson
 
-from gateway.query import Query
-from gateway.reader import Reader
-from gateway.render import Context, Embeds, embedded_refs, renderer
-from gateway.responses import json_body
+from gateway.api.render import Context, Embeds, embedded_refs, renderer
+from gateway.http.responses import json_body
 from mirror import schema
 from mirror.control import Control
+from mirror.query import Query
+from mirror.reader import Reader
 from mirror.resources import RESOURCES
 from mirror.versions import LATEST
 from sync.progress import Progress

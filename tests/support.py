@@ -29,7 +29,7 @@ from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 
-from gateway.identity import PROBE
+from gateway.upstream.identity import PROBE
 from sync.recorded import Recording, read_records
 
 if TYPE_CHECKING:
@@ -310,7 +310,7 @@ def run_cli(
     *args: str, timeout: float = 300, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "gateway.cli", *args],
+        [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -340,7 +340,7 @@ class GatewayProcess:
         # Logs go to a file: a pipe nobody reads would fill up and block it.
         self.log = tempfile.NamedTemporaryFile("w+", suffix=".log")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", self.command, "--config", str(self.config)],
+            [sys.executable, "-m", "cli.main", self.command, "--config", str(self.config)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
             text=True,

@@ -9,8 +9,8 @@ from collections.abc import Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from gateway import identity, readback
-from gateway.app import STATE
+from gateway.http.app import STATE
+from gateway.upstream import identity, readback
 from tests.support import (
     ThreadedServer,
     auth_header,

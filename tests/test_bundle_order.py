@@ -135,7 +135,7 @@ async def test_the_sync_reads_each_order_once_and_again_when_the_patches_change(
 
 
 async def test_a_bundle_read_back_after_a_write_has_its_order_read_too(tmp_path):
-    """What the gateway's read-back of a bundle write does (gateway.readback)."""
+    """What the gateway's read-back of a bundle write does (gateway.upstream.readback)."""
     fake = fake_upstream()
     mirror = tmp_path / "m.sqlite3"
     with serve(fake) as url:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from gateway import demo
+from cli import demo
 from mirror import schema
 from mirror.control import Control, claim
 from tests.support import ThreadedServer, free_port, request, run_cli
@@ -110,7 +110,7 @@ def test_status_check_and_backup_work_on_the_demo(demo_config, tmp_path):
 def test_a_closed_pipe_ends_quietly(demo_config):
     """``status | head -1``: no traceback, no "cannot serve"."""
     with subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "status", "--config", str(demo_config)],
+        [sys.executable, "-m", "cli.main", "status", "--config", str(demo_config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -126,7 +126,7 @@ def test_host_and_port_on_the_command_line_win(demo_config):
     port = free_port()
     overridden = ["--host", "127.0.0.1", "--port", str(port)]
     with subprocess.Popen(
-        [sys.executable, "-m", "gateway.cli", "serve", "--config", str(demo_config), *overridden],
+        [sys.executable, "-m", "cli.main", "serve", "--config", str(demo_config), *overridden],
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import TOKEN_ENV, ConfigError, SyncConfig, load
+from cli.config import TOKEN_ENV, ConfigError, SyncConfig, load
 from tests.support import run_cli
 
 
@@ -118,7 +118,7 @@ def test_the_example_config_documents_every_sync_setting():
 
 
 def test_default_hosts_are_the_listen_address_and_localhost_on_loopback():
-    from gateway.config import parse
+    from cli.config import parse
 
     assert parse({}).server.allowed_hosts == ("127.0.0.1", "localhost", "::1")
     assert parse({"server": {"host": "10.0.0.5"}}).server.allowed_hosts == ("10.0.0.5",)
@@ -134,7 +134,7 @@ def test_default_hosts_are_the_listen_address_and_localhost_on_loopback():
 
 
 def _every_setting() -> list[tuple[str, str]]:
-    from gateway.config import _KNOWN
+    from cli.config import _KNOWN
 
     return [(section, key) for section, keys in sorted(_KNOWN.items()) for key in sorted(keys)]
 
@@ -143,7 +143,7 @@ def _every_setting() -> list[tuple[str, str]]:
 def test_every_setting_names_itself_the_file_and_what_it_expects(
     tmp_path, capsys, monkeypatch, section, key
 ):
-    from gateway.cli import main
+    from cli.main import main
 
     monkeypatch.delenv(TOKEN_ENV, raising=False)
     monkeypatch.delenv("PATCHWORK_GATEWAY_WEBHOOK_SECRET", raising=False)
@@ -175,7 +175,7 @@ def test_check_needs_an_upstream_and_names_the_file(tmp_path):
     ],
 )
 def test_an_api_url_is_the_instance_with_a_warning(written, origin, dropped):
-    from gateway.config import parse
+    from cli.config import parse
 
     config = parse({"upstream": {"url": written}})
     assert config.upstream.url == origin
@@ -184,7 +184,7 @@ def test_an_api_url_is_the_instance_with_a_warning(written, origin, dropped):
 
 
 def test_an_origin_needs_no_warning():
-    from gateway.config import parse
+    from cli.config import parse
 
     for url in ("https://pw.example.com", "https://pw.example.com/", "https://x.org/apis/"):
         assert parse({"upstream": {"url": url}}).warnings == ()

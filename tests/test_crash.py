@@ -47,7 +47,7 @@ async def test_killed_at_random_points_the_sync_ends_complete(tmp_path) -> None:
         config = write_config(
             tmp_path / "c.toml", upstream, mirror, free_port(), "sweep_budget = 100000", token=TOKEN
         )
-        command = [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config)]
+        command = [sys.executable, "-m", "cli.main", "sync", "--config", str(config)]
         kills = 0
         for attempt in range(16):
             # --once (crawl, or catch up) or following: either may be killed.
@@ -80,7 +80,7 @@ def test_one_sync_worker_per_mirror_and_none_outlives_its_server(tmp_path) -> No
     with serve(fake) as upstream:
         config = write_config(tmp_path / "c.toml", upstream, mirror, port, token=TOKEN)
         server = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "run", "--config", str(config)],
+            [sys.executable, "-m", "cli.main", "run", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

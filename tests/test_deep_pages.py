@@ -1,11 +1,11 @@
-"""Deep pages are cut from a list's ordered ids (gateway.reader): they must
+"""Deep pages are cut from a list's ordered ids (mirror.reader): they must
 be exactly the pages OFFSET gives, and follow the mirror as it changes."""
 
 from __future__ import annotations
 
 import pytest
 
-from gateway import reader as reader_module
+from mirror import reader as reader_module
 from mirror import schema, store
 from mirror.store import Batch
 from tests.test_gateway import _settled

@@ -136,7 +136,7 @@ def test_the_command_line_is_the_cli_s():
     argv = exec_start()
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert Path(argv[0]).is_absolute() and Path(argv[0]).name in scripts
-    assert scripts[Path(argv[0]).name] == "gateway.cli:main"
+    assert scripts[Path(argv[0]).name] == "cli.main:main"
     args = argv[1:]
     assert args[0] == "run" and "--config" in args
     config = args[args.index("--config") + 1]

@@ -10,9 +10,9 @@ import sqlite3
 
 import pytest
 
-from gateway.app import STATE, create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import STATE, create_app
+from mirror.reader import Reader
 from tests.support import CRAWL, auth_header, copy_mirror, tokens
 
 
@@ -110,7 +110,7 @@ async def bundles(deployment, tmp_path, aiohttp_client):
     config = parse({"upstream": upstream, "storage": {"path": str(mirror)}})
     reader = Reader(mirror)
     await reader.open()
-    yield await aiohttp_client(create_app(config, reader))
+    yield await aiohttp_client(create_app(config.gateway, reader))
     await reader.close()
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from gateway.drift import ABSENT, ORDER, brief, diff, field_of
+from cli.check import ABSENT, ORDER, brief, diff, field_of
 from mirror import schema
 from tests.mirroring import TOKEN, fake_upstream, serve, worker
 from tests.support import free_port, replay_upstream, run_cli, tokens, write_config

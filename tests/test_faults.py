@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from gateway.reader import Reader
+from mirror.reader import Reader
 from tests.mirroring import (
     assert_mirror_equals,
     fake_upstream,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway import demo
+from cli import demo
 from mirror import schema
 from mirror.backup import backup
 from mirror.control import Control, claim, control_path

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import create_app
 from mirror import schema, store
+from mirror.reader import Reader
 from mirror.store import Batch
 from tests.support import (
     GatewayProcess,
@@ -342,7 +342,7 @@ async def test_null_characters_in_q_are_refused_on_lists_and_details(gateway):
 
 
 async def test_a_query_running_too_long_is_stopped_with_a_503(gateway, monkeypatch):
-    from gateway import reader as reader_module
+    from mirror import reader as reader_module
 
     monkeypatch.setattr(reader_module, "INLINE_BUDGET", 100)
     monkeypatch.setattr(reader_module, "QUERY_SECONDS", 0.0)
@@ -357,7 +357,7 @@ async def test_only_allowed_hosts_are_answered(deployment, tmp_path, aiohttp_cli
     reader = Reader(mirror)
     await reader.open()
     try:
-        client = await aiohttp_client(create_app(config, reader))
+        client = await aiohttp_client(create_app(config.gateway, reader))
         refused = await client.get("/api/1.4/", headers={"Host": "evil.example"})
         assert refused.status == 400
         ok = await client.get("/api/1.4/", headers={"Host": "PW.example:8080"})
@@ -398,7 +398,7 @@ async def echoed(deployment, tmp_path, aiohttp_client):
         reader = Reader(mirror)
         await reader.open()
         try:
-            client = await aiohttp_client(create_app(config, reader))
+            client = await aiohttp_client(create_app(config.gateway, reader))
             client.seen = seen
             yield client
         finally:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import create_app
+from mirror.reader import Reader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 
@@ -25,7 +25,7 @@ async def synthetic(tmp_path, aiohttp_client):
     config = parse({"upstream": {"url": "http://127.0.0.1:9"}, "storage": {"path": str(mirror)}})
     reader = Reader(mirror)
     await reader.open()
-    client = await aiohttp_client(create_app(config, reader))
+    client = await aiohttp_client(create_app(config.gateway, reader))
     client.counts = counts
     yield client
     await reader.close()

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import create_app
+from mirror.reader import Reader
 from tests.support import GatewayProcess, copy_mirror, free_port, request, run_cli
 
 
@@ -23,7 +23,7 @@ async def _client(aiohttp_client, mirror, max_lag: float):
     )
     reader = Reader(mirror)
     await reader.open()
-    client = await aiohttp_client(create_app(config, reader))
+    client = await aiohttp_client(create_app(config.gateway, reader))
     return client, reader
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.delivery import accepts_gzip
+from gateway.http.delivery import accepts_gzip
 from tests.support import (
     GatewayProcess,
     auth_header,

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from gateway.app import STATE, create_app
-from gateway.config import parse
-from gateway.identity import PROBE
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import STATE, create_app
+from gateway.upstream.identity import PROBE
+from mirror.reader import Reader
 from tests.mirroring import fake_upstream, serve, worker
 from tests.support import auth_header, replay_upstream
 
@@ -124,7 +124,7 @@ async def test_lists_the_sync_identity_may_not_see_come_from_upstream(tmp_path, 
         reader = Reader(mirror)
         await reader.open(0.05)
         try:
-            client = await aiohttp_client(create_app(config, reader))
+            client = await aiohttp_client(create_app(config.gateway, reader))
             status, source, _ = await _get(client, "/api/1.4/people/", "stephen")
             assert (status, source) == (200, "upstream")
             status, source, _ = await _get(client, "/api/1.4/patches/?per_page=1", "stephen")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.metrics import BUCKETS
+from gateway.ops.metrics import BUCKETS
 from mirror.resources import RESOURCES
 from tests.support import GatewayProcess, copy_mirror, free_port, request, write_config
 
@@ -223,16 +223,16 @@ async def test_a_client_error_raised_deep_down_is_counted_as_itself(gateway):
 
 
 async def test_metrics_still_answer_when_the_mirror_cannot_be_read(gateway, monkeypatch):
-    from gateway.app import STATE
+    from gateway.http.app import STATE
 
     assert (await gateway.get(PAGE)).status == 200
-    reader = gateway.app[STATE].reader
+    reader = gateway.http.app[STATE].reader
 
     def locked(*args, **kwargs):
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(reader, "meta", locked)
-    monkeypatch.setattr(gateway.app[STATE].sync, "_read_at", -1e9)  # read again now
+    monkeypatch.setattr(gateway.http.app[STATE].sync, "_read_at", -1e9)  # read again now
     samples = await _scrape(gateway)
     assert _value(samples, "patchwork_gateway_mirror_readable") == 0
     assert _value(samples, REQUESTS, **PAGE_READ) >= 1

@@ -67,7 +67,7 @@ def test_an_installed_wheel_serves_its_demo(tmp_path):
             server.wait(30)
 
     # Without its data, one line says so, and no empty mirror is left.
-    (package,) = venv.glob("lib/python*/site-packages/gateway")
+    (package,) = venv.glob("lib/python*/site-packages/cli")
     shutil.rmtree(package / "demo_data")
     second = tmp_path / "second.toml"
     second.write_text(

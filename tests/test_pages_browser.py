@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)"
 )
 
-#: Background colours of the diff's lines and the check states (gateway.pages).
+#: Background colours of the diff's lines and the check states (gateway.site.pages).
 ADDED = (230, 255, 236)
 REMOVED = (255, 235, 233)
 HUNK = (221, 244, 255)

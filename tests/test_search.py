@@ -7,8 +7,8 @@ import sqlite3
 
 import pytest
 
-from gateway.query import like_escape, search_terms
 from mirror import schema, store
+from mirror.query import like_escape, search_terms
 from mirror.store import Batch
 from tests.test_gateway import _settled
 

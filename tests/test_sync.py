@@ -70,7 +70,7 @@ def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
     with replay_upstream(counter) as upstream:
         storage, config = _config(tmp_path, upstream.url)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config), "--once"],
+            [sys.executable, "-m", "cli.main", "sync", "--config", str(config), "--once"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -32,7 +32,7 @@ def test_an_unreachable_or_failing_upstream_is_said_once_and_its_return_too(tmp_
     with (
         log.open("w") as output,
         subprocess.Popen(
-            [sys.executable, "-m", "gateway.cli", "sync", "--config", str(config)],
+            [sys.executable, "-m", "cli.main", "sync", "--config", str(config)],
             stderr=output,
         ) as proc,
     ):

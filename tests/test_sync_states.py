@@ -9,10 +9,10 @@ import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import create_app
 from mirror import schema
+from mirror.reader import Reader
 from sync.crawler import Crawler
 from sync.progress import Progress
 from sync.recorded import Recording, RecordingSource
@@ -88,7 +88,7 @@ async def test_state_ids_and_ordering_are_learnt_from_upstream(tmp_path, aiohttp
     reader = Reader(mirror)
     await reader.open(config.server.refresh_interval)
     try:
-        client = await aiohttp_client(create_app(config, reader))
+        client = await aiohttp_client(create_app(config.gateway, reader))
         counts: dict[str, int] = {}
         for p in source.patches:
             counts[p["state"]] = counts.get(p["state"], 0) + 1

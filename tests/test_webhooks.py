@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from gateway.app import create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import create_app
 from mirror.control import Control
+from mirror.reader import Reader
 from tests.support import copy_mirror
 
 SECRET = "webhook-secret"
@@ -33,7 +33,7 @@ async def hooked(deployment, tmp_path, aiohttp_server):
     reader = Reader(mirror)
     await reader.open(0.05)
     control = Control(mirror)
-    server = await aiohttp_server(create_app(config, reader, control=control))
+    server = await aiohttp_server(create_app(config.gateway, reader, control=control))
     server.control = control
     yield server
     await reader.close()

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from gateway.app import STATE, create_app
-from gateway.config import parse
-from gateway.reader import Reader
+from cli.config import parse
+from gateway.http.app import STATE, create_app
+from mirror.reader import Reader
 from sync.recorded import PLACEHOLDER, read_records
 from tests.fake_patchwork import FakePatchwork
 from tests.mirroring import worker
@@ -50,7 +50,7 @@ async def through(tmp_path, aiohttp_client):
         )
         reader = Reader(mirror)
         await reader.open(3600)  # no polling: only read-back may make it fresh
-        client = await aiohttp_client(create_app(config, reader))
+        client = await aiohttp_client(create_app(config.gateway, reader))
         yield fake, client
         await reader.close()
 

@@ -2,7 +2,7 @@
 
 Keyed by the origin and the raw path with query, so every distinct URL a
 client uses is cached as sent; cleared whenever the mirror changes.  An
-entry is an answer prepared for delivery (see gateway.delivery): its
+entry is an answer prepared for delivery (see gateway.http.delivery): its
 validator, its headers and, once a client asked, its gzip bytes.  An
 entry costs what it holds: its key, its headers and its body, plus a
 fixed overhead for the objects around them, so that a flood of distinct
@@ -11,15 +11,13 @@ small answers is bounded as surely as a few large ones.
 
 from __future__ import annotations
 
-from typing import Generic, NamedTuple, TypeVar
+from typing import NamedTuple
 
 from cachetools import LRUCache
 
-from gateway.delivery import Prepared
+from gateway.http.delivery import Prepared
 
 Key = tuple[str, str]
-K = TypeVar("K")
-V = TypeVar("V")
 
 #: Answers bigger than this share of the cache are not kept.
 _MAX_SHARE = 8
@@ -48,7 +46,7 @@ class ResponseCache:
             maxsize=max(max_bytes, 1), getsizeof=lambda entry: entry.cost
         )
 
-        #: Look-ups that found an answer, and that did not (gateway.metrics).
+        #: Look-ups that found an answer, and that did not (gateway.ops.metrics).
         self.hits = 0
         self.misses = 0
 
@@ -77,40 +75,3 @@ class ResponseCache:
 
     def clear(self) -> None:
         self._lru.clear()
-
-
-class FifoCache(Generic[K, V]):
-    """A byte-bounded cache that drops its oldest entries first.
-
-    For the hottest look-ups (dozens per request), where an LRU's
-    bookkeeping in Python costs more than the look-up itself: a plain dict,
-    kept in insertion order.
-    """
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self.bytes = 0
-        self._data: dict[K, tuple[V, int]] = {}
-
-    def get(self, key: K) -> V | None:
-        entry = self._data.get(key)
-        return None if entry is None else entry[0]
-
-    def put(self, key: K, value: V, cost: int) -> None:
-        if cost > self.max_bytes // _MAX_SHARE:
-            return
-        old = self._data.pop(key, None)
-        if old is not None:
-            self.bytes -= old[1]
-        while self.bytes + cost > self.max_bytes and self._data:
-            oldest = next(iter(self._data))
-            self.bytes -= self._data.pop(oldest)[1]
-        self._data[key] = (value, cost)
-        self.bytes += cost
-
-    def clear(self) -> None:
-        self._data.clear()
-        self.bytes = 0
-
-    def __len__(self) -> int:
-        return len(self._data)

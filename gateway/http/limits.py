@@ -25,8 +25,8 @@ from aiohttp import web, web_protocol
 from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiMapping
 
-from gateway.query import search_terms
-from gateway.responses import Answer, detail
+from gateway.http.responses import Answer, detail
+from mirror.query import search_terms
 
 #: Methods Patchwork's views serve; any other is refused here.
 METHODS = frozenset(("GET", "HEAD", "OPTIONS", "POST", "PUT", "PATCH", "DELETE"))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import xxhash
 from aiohttp import web
 
-from gateway.responses import Answer
+from gateway.http.responses import Answer
 
 #: Bodies smaller than this are sent as they are (gzip would save little).
 MIN_COMPRESS = 1024
@@ -56,12 +56,12 @@ class Prepared:
     #: Whether a caller with credentials gets ``private`` instead.
     shareable: bool
     gzipped: bytes | None = field(default=None)
-    #: The route template it answers (a metrics label: gateway.metrics).
+    #: The route template it answers (a metrics label: gateway.ops.metrics).
     route: str = "unmatched"
 
     @property
     def cost(self) -> int:
-        """Bytes kept beyond the answer itself (see gateway.cache)."""
+        """Bytes kept beyond the answer itself (see gateway.http.cache)."""
         extra = sum(len(k) + len(v) for k, v in self.headers.items())
         return extra + (len(self.gzipped) if self.gzipped is not None else 0)
 

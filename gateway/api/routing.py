@@ -47,7 +47,7 @@ _API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | No
 ]
 
 
-#: The route template a request took, set as it is routed (gateway.app):
+#: The route template a request took, set as it is routed (gateway.http.app):
 #: the label of its metrics and of its access log line.
 ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
 #: The label of a request no route claimed (unknown paths, bad Hosts).
@@ -102,7 +102,7 @@ def resolve_api(path: str) -> ApiRoute | None:
 @dataclass(frozen=True)
 class SiteRoute:
     #: "redirect-by-id", "download" and "page" routes are answered from
-    #: the mirror (see gateway.downloads, gateway.pages); "upstream"
+    #: the mirror (see gateway.site.downloads, gateway.site.pages); "upstream"
     #: routes are pages and downloads only the upstream serves for now
     #: (redirected there); "forward" routes are forwarded as they are
     #: (XML-RPC: Python's xmlrpc.client follows no redirect).
@@ -132,7 +132,7 @@ _DOWNLOADS = [
 ]
 _SERIES_MBOX = re.compile(r"^/series/([0-9]+)/mbox/$")
 _BUNDLE_MBOX = re.compile(r"^/bundle/([^/]+)/([^/]+)/mbox/$")
-#: Pages built from the mirror (see gateway.pages).
+#: Pages built from the mirror (see gateway.site.pages).
 _PAGES = [
     (re.compile(r"^/()()$"), "index"),
     (re.compile(r"^/project/([^/]+)/()$"), "project"),

@@ -35,10 +35,10 @@ import aiosqlite
 import orjson
 from cachetools import LRUCache
 
-from gateway.cache import FifoCache
-from gateway.query import Query
-from gateway.render import Doc, Ref
 from mirror import schema
+from mirror.fifo import FifoCache
+from mirror.model import Doc, Ref
+from mirror.query import Query
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +384,7 @@ class Reader:
         return found
 
     def item(self, key: tuple[Any, ...]) -> bytes | None:
-        """A list item encoded earlier (see gateway.api)."""
+        """A list item encoded earlier (see gateway.api.endpoints)."""
         return self._items.get(key)
 
     def keep_item(self, key: tuple[Any, ...], item: bytes, generation: int) -> None:

@@ -2,12 +2,12 @@
 
 GET and HEAD requests for the API are answered from the mirror (and
 cached until the mirror changes), for callers with credentials once
-upstream has accepted them (gateway.identity); what only upstream can
+upstream has accepted them (gateway.upstream.identity); what only upstream can
 answer for a caller, and every write, is forwarded with the caller's own
-credentials, and a write's effects are read back (gateway.readback).
-Every answer leaves through gateway.delivery (validators, caching
+credentials, and a write's effects are read back (gateway.upstream.readback).
+Every answer leaves through gateway.http.delivery (validators, caching
 headers, compression).  Downloads (mboxes, raw diffs, see
-gateway.downloads) and the legacy by-id redirects are answered from the
+gateway.site.downloads) and the legacy by-id redirects are answered from the
 mirror; site pages, and what the mirror cannot build, are redirected to
 the upstream.
 """
@@ -24,27 +24,9 @@ from collections.abc import Awaitable, Callable
 import orjson
 from aiohttp import web
 
-from gateway import api, browsable, limits, metrics, openapi, readback
-from gateway.cache import Key, ResponseCache
-from gateway.clients import ClientAddresses, PerClient, client_key, in_networks
-from gateway.config import LOOPBACK, Config
-from gateway.delivery import Delivery, Prepared
-from gateway.downloads import Downloads, Missing
-from gateway.identity import (
-    ANONYMOUS,
-    THROTTLED,
-    UNKNOWN,
-    Caller,
-    Identities,
-    credentials,
-    has_credentials,
-)
-from gateway.negotiation import Choice, negotiate
-from gateway.pages import Pages
-from gateway.proxy import Proxy
-from gateway.reader import QueryTooSlow, Reader, ReaderBusy
-from gateway.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
-from gateway.routing import (
+from gateway.api import browsable, openapi
+from gateway.api import endpoints as api
+from gateway.api.routing import (
     ROUTE,
     UNMATCHED,
     ApiRoute,
@@ -55,9 +37,31 @@ from gateway.routing import (
     resolves,
     site_template,
 )
-from gateway.status import SYNCED_HEADER, SyncStatus, health_handlers, status_handler
-from gateway.webhooks import webhook_handler
+from gateway.http import limits
+from gateway.http.cache import Key, ResponseCache
+from gateway.http.delivery import Delivery, Prepared
+from gateway.http.negotiation import Choice, negotiate
+from gateway.http.responses import Answer, NotFoundPage, detail, escape_uri_path, redirect
+from gateway.ops import metrics
+from gateway.ops.status import SYNCED_HEADER, SyncStatus, health_handlers, status_handler
+from gateway.ops.webhooks import webhook_handler
+from gateway.settings import LOOPBACK, GatewaySettings
+from gateway.site.downloads import Downloads, Missing
+from gateway.site.pages import Pages
+from gateway.upstream import readback
+from gateway.upstream.clients import ClientAddresses, PerClient, client_key, in_networks
+from gateway.upstream.identity import (
+    ANONYMOUS,
+    THROTTLED,
+    UNKNOWN,
+    Caller,
+    Identities,
+    credentials,
+    has_credentials,
+)
+from gateway.upstream.proxy import Proxy
 from mirror.control import Control
+from mirror.reader import QueryTooSlow, Reader, ReaderBusy
 from mirror.resources import RESOURCES
 from mirror.store import REFUSED
 from mirror.versions import has_version
@@ -84,30 +88,37 @@ class GatewayState:
     """Everything the handler needs, built at start-up."""
 
     def __init__(
-        self, config: Config, reader: Reader, *, demo: bool = False, control: Control | None = None
+        self,
+        settings: GatewaySettings,
+        reader: Reader,
+        *,
+        demo: bool = False,
+        control: Control | None = None,
     ) -> None:
-        self.config = config
+        self.settings = settings
         self.reader = reader
         self.control = control
         self.sync = SyncStatus(control, reader)
-        self.upstream = config.upstream.url
-        #: What this process counted for /metrics (gateway.metrics).
+        self.upstream = settings.upstream
+        #: What this process counted for /metrics (gateway.ops.metrics).
         self.counts = metrics.Counts()
         self.proxy = (
-            Proxy(self.upstream, timeout=config.upstream.timeout, record=self.counts.upstream_call)
+            Proxy(
+                self.upstream, timeout=settings.upstream_timeout, record=self.counts.upstream_call
+            )
             if self.upstream
             else None
         )
         self.identities = Identities(self.proxy, reader) if self.proxy else None
         self.readback = (
             readback.ReadBack(
-                config.storage.path, self.upstream, config.upstream.token, config.upstream.timeout
+                settings.mirror, self.upstream, settings.token, settings.upstream_timeout
             )
             if self.upstream
             else None
         )
-        self.cache = ResponseCache(config.server.cache_bytes)
-        self.clients = ClientAddresses(config.server.trusted_proxies)
+        self.cache = ResponseCache(settings.server.cache_bytes)
+        self.clients = ClientAddresses(settings.server.trusted_proxies)
         #: Downloads fetching what the mirror lacks, per client at once.
         self.fetching = PerClient(2)
         self.not_found = NotFoundPage()
@@ -119,7 +130,7 @@ class GatewayState:
             if demo
             else "mirror"
         )
-        self.delivery = Delivery(config.server.cache_max_age, mode_header)
+        self.delivery = Delivery(settings.server.cache_max_age, mode_header)
         self.downloads = Downloads(reader)
         self.pages = Pages(reader)
         self.origins: dict[tuple[str, str], str | None] = {}
@@ -155,12 +166,12 @@ def _origin(request: web.Request, state: GatewayState) -> str | None:
 def _origin_of(host: str, scheme: str, state: GatewayState) -> str | None:
     if len(host) > limits.MAX_HOST or not _HOST.match(host):
         return None
-    allowed = state.config.server.allowed_hosts
+    allowed = state.settings.server.allowed_hosts
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     if allowed and name.strip("[]").lower() not in allowed:
         return None
-    if state.config.server.public_url:
-        return state.config.server.public_url
+    if state.settings.server.public_url:
+        return state.settings.server.public_url
     return f"{scheme}://{host}"
 
 
@@ -184,14 +195,14 @@ def _is_loopback(request: web.Request) -> bool:
 
 def _may_see_details(request: web.Request, state: GatewayState) -> bool:
     """Whether the request may see every count (``[server] status_details``)."""
-    details = state.config.server.status_details
+    details = state.settings.server.status_details
     if isinstance(details, bool):
         return details
     return in_networks(state.clients.address(request), details)
 
 
 def _negotiate(request: web.Request, state: GatewayState) -> Choice:
-    """What to answer with (see gateway.negotiation), remembered per header."""
+    """What to answer with (see gateway.http.negotiation), remembered per header."""
     fmt = None
     if "format" in request.rel_url.raw_query_string:  # (parse the query only then)
         formats = request.query.getall("format", [])
@@ -221,7 +232,7 @@ def _deliver(
     private: bool,
     key: Key | None = None,
 ) -> web.Response:
-    """Send a prepared answer (see gateway.delivery); ``key``: where it is
+    """Send a prepared answer (see gateway.http.delivery); ``key``: where it is
     cached, to account for its gzip bytes once they exist."""
     synced = state.sync.header()
     had_gzip = prepared.gzipped is not None
@@ -321,7 +332,7 @@ _THROTTLED = "Too many new credentials to check at once; retry in a few seconds.
 
 
 async def _who(request: web.Request, state: GatewayState, route: ApiRoute) -> Caller:
-    """The caller, as upstream knows them (see gateway.identity)."""
+    """The caller, as upstream knows them (see gateway.upstream.identity)."""
     creds = credentials(request)
     if creds is None:
         return ANONYMOUS
@@ -363,7 +374,7 @@ async def _mirror(
     An answer for an authenticated caller is the anonymous one, except
     for people and users, which only authenticated callers see: those
     are kept apart (and alike for every authenticated caller).
-    ``page``: the browsable API's page of the answer (gateway.browsable).
+    ``page``: the browsable API's page of the answer (gateway.api.browsable).
     """
     res = route.resource
     key: Key = (origin, request.rel_url.raw_path_qs)
@@ -447,7 +458,7 @@ async def _upstream(
 async def _read_back(
     request: web.Request, route: ApiRoute | None, state: GatewayState, answer: Answer
 ) -> None:
-    """Before answering a write, refresh what it changed (gateway.readback)."""
+    """Before answering a write, refresh what it changed (gateway.upstream.readback)."""
     assert state.readback is not None
     if route is None:  # XML-RPC
         want, events = readback.xmlrpc_wanted(await request.read())
@@ -644,12 +655,16 @@ async def _location_by_id(site: SiteRoute, reader: Reader) -> str | None:
 
 
 def create_app(
-    config: Config, reader: Reader, *, demo: bool = False, control: Control | None = None
+    settings: GatewaySettings,
+    reader: Reader,
+    *,
+    demo: bool = False,
+    control: Control | None = None,
 ) -> web.Application:
     """The gateway; ``control`` is the sync worker's control file, if any."""
     limits.quiet_protocol_errors()
     app = web.Application(client_max_size=limits.MAX_BODY)
-    state = GatewayState(config, reader, demo=demo, control=control)
+    state = GatewayState(settings, reader, demo=demo, control=control)
     app[STATE] = state
 
     publisher = metrics.Publisher(state.counts, state.cache)
@@ -681,12 +696,12 @@ def create_app(
         return _may_see_details(request, state)
 
     add("GET", "/_gateway/status", status_handler(state.sync, state.upstream, mode, details))
-    live, ready = health_handlers(state.sync, config.server.ready_max_lag, demo)
+    live, ready = health_handlers(state.sync, settings.server.ready_max_lag, demo)
     add("GET", "/_gateway/health/live", live, loopback=True)
     add("GET", "/_gateway/health/ready", ready, loopback=True)
-    # Prometheus (gateway.metrics): every process's counts.
+    # Prometheus (gateway.ops.metrics): every process's counts.
     add("GET", "/metrics", metrics.metrics_handler(publisher, state.sync, reader.path, details))
-    add("POST", "/_gateway/webhook", webhook_handler(config.sync.webhook_secret, control))
+    add("POST", "/_gateway/webhook", webhook_handler(settings.webhook_secret, control))
     # The API's description (Patchwork 4.0 serves one at /api/docs too).
     add("GET", "/api/docs", openapi.page_handler)
     add("GET", "/api/docs/", openapi.page_handler)

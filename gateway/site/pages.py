@@ -6,7 +6,7 @@ the mirror as plain, read-only HTML: no script, no asset from anywhere,
 so they work without network.  A patch page shows its title, submitter,
 date, state, delegate, tags, checks, the other patches of its series,
 the comments and the diff, coloured, with links to the mbox and raw
-downloads.  The list reads the API's own answer (gateway.api), so its
+downloads.  The list reads the API's own answer (gateway.api.endpoints), so its
 filters are the API's: ``state``, ``submitter``, ``delegate``,
 ``archived``, ``series`` and ``q``.
 """
@@ -20,11 +20,11 @@ from typing import Any
 import orjson
 from multidict import MultiDict, MultiMapping
 
-from gateway import api
-from gateway.reader import Reader
-from gateway.render import Doc
-from gateway.responses import HTML, Answer
-from gateway.routing import resolve_api
+from gateway.api import endpoints as api
+from gateway.api.routing import resolve_api
+from gateway.http.responses import HTML, Answer
+from mirror.model import Doc
+from mirror.reader import Reader
 
 _STYLE = """
 body{font:15px/1.5 system-ui,sans-serif;margin:0;color:#222;background:#fafafa}

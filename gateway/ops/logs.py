@@ -20,8 +20,8 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from gateway.identity import has_credentials
-from gateway.routing import ROUTE, UNMATCHED
+from gateway.api.routing import ROUTE, UNMATCHED
+from gateway.upstream.identity import has_credentials
 
 #: Attributes every LogRecord has; anything else was passed as ``extra``.
 _STANDARD = frozenset(

@@ -26,10 +26,10 @@ from email.encoders import encode_7or8bit
 from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
 
-from gateway.reader import Reader
-from gateway.render import Doc
-from gateway.responses import HTML, Answer
-from gateway.routing import SiteRoute
+from gateway.api.routing import SiteRoute
+from gateway.http.responses import HTML, Answer
+from mirror.model import Doc
+from mirror.reader import Reader
 
 #: Reviewers' tags a comment adds to the mbox, as Patchwork's models list them.
 _TAG_LINE = re.compile(r"^(Tested|Reviewed|Acked|Signed-off|Nacked|Reported)-by:.*$", re.M | re.I)

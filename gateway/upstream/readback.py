@@ -28,7 +28,7 @@ from xml.parsers.expat import ExpatError
 import aiosqlite
 import orjson
 
-from gateway.routing import ApiRoute
+from gateway.api.routing import ApiRoute
 from mirror import schema, store
 from sync.events import Follower
 from sync.fetch import RECOVERABLE, Fetcher, list_url

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway.settings import LOOPBACK, GatewaySettings, ServerSettings
+
 TOKEN_ENV = "PATCHWORK_GATEWAY_TOKEN"
 WEBHOOK_SECRET_ENV = "PATCHWORK_GATEWAY_WEBHOOK_SECRET"
 
@@ -38,38 +40,6 @@ class StorageConfig:
 
 
 @dataclass(frozen=True)
-class ServerConfig:
-    host: str
-    port: int
-    #: Origin the gateway is reached at (``https://pw.example.com``); empty
-    #: means the origin of each request.
-    public_url: str
-    cache_bytes: int
-    #: How often the server looks for sync writes to drop stale caches.
-    refresh_interval: float
-    #: Host names the gateway answers to (empty: any well-formed Host).
-    allowed_hosts: tuple[str, ...]
-    #: Bytes of parsed objects, rendered list items and counts kept.
-    mirror_cache_bytes: int = 128 * 1024 * 1024
-    #: Seconds shared HTTP caches may keep an anonymous answer.
-    cache_max_age: int = 5
-    #: Server processes sharing the port (SO_REUSEPORT) and the mirror.
-    workers: int = 1
-    #: One log line per request (aiohttp's access log).
-    access_log: bool = False
-    #: Seconds since the mirror last matched upstream beyond which the
-    #: readiness check fails (0: never for lag).
-    ready_max_lag: float = 600.0
-    #: Addresses of reverse proxies in front (nginx): from them, the
-    #: client's address is read from ``X-Forwarded-For``.
-    trusted_proxies: tuple[str, ...] = ()
-    #: Who sees every count in /_gateway/status and /metrics (people,
-    #: users, private bundles): nobody (False), everybody (True), or the
-    #: clients in these networks.
-    status_details: bool | tuple[str, ...] = False
-
-
-@dataclass(frozen=True)
 class SyncConfig:
     #: Seconds between polls of upstream's events.
     poll_interval: float = 10.0
@@ -89,7 +59,7 @@ class SyncConfig:
 class Config:
     upstream: UpstreamConfig
     storage: StorageConfig
-    server: ServerConfig
+    server: ServerSettings
     log_level: str
     source: Path | None = None
     sync: SyncConfig = SyncConfig()
@@ -97,6 +67,18 @@ class Config:
     log_format: str = "text"
     #: What was understood otherwise than written, logged at start.
     warnings: tuple[str, ...] = ()
+
+    @property
+    def gateway(self) -> GatewaySettings:
+        """What the server is told (gateway.settings)."""
+        return GatewaySettings(
+            server=self.server,
+            mirror=self.storage.path,
+            upstream=self.upstream.url,
+            token=self.upstream.token,
+            upstream_timeout=self.upstream.timeout,
+            webhook_secret=self.sync.webhook_secret,
+        )
 
 
 _KNOWN = {
@@ -285,7 +267,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     return Config(
         upstream=UpstreamConfig(url, token, concurrency, timeout),
         storage=StorageConfig(path),
-        server=ServerConfig(
+        server=ServerSettings(
             host,
             port,
             public_url,
@@ -322,7 +304,6 @@ def _networks(table: dict[str, Any], key: str, default: list[str]) -> list[str]:
     return values
 
 
-LOOPBACK = ("localhost", "127.0.0.1", "::1")
 WILDCARD = ("0.0.0.0", "::", "")
 
 

@@ -11,7 +11,7 @@ called by the first process before any of them imports
 ``prometheus_client``).
 
 What the sync worker does is read at scrape time from the mirror and its
-control file (gateway.status): last success and lag, the events cursor's
+control file (gateway.ops.status): last success and lag, the events cursor's
 age, its upstream requests and failures, objects per resource.
 
 Labels are bounded: routes are URL templates (``/api/{version}/patches/
@@ -36,9 +36,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from gateway.cache import ResponseCache
-from gateway.reader import QueryTooSlow, ReaderBusy
-from gateway.status import SyncStatus, mirror_bytes, parse_time, visible_counts
+from gateway.http.cache import ResponseCache
+from gateway.ops.status import SyncStatus, mirror_bytes, parse_time, visible_counts
+from mirror.reader import QueryTooSlow, ReaderBusy
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry

@@ -3,7 +3,7 @@
 For each (resource, shape, version) the field descriptions are compiled
 once into a list of small functions; rendering an object is then a single
 pass over that list.  Embedded objects come from the ``embeds`` mapping
-the reader fills with one batched lookup per page (see ``gateway.reader``).
+the reader fills with one batched lookup per page (see ``mirror.reader``).
 """
 
 from __future__ import annotations
@@ -13,11 +13,13 @@ from functools import cache
 from typing import Any
 
 from mirror.model import (
+    Doc,
     Embed,
     EmbedList,
     Field,
     ListLink,
     Payload,
+    Ref,
     Resource,
     SelfUrl,
     SiteUrl,
@@ -26,9 +28,6 @@ from mirror.model import (
 )
 from mirror.resources import RESOURCES
 from mirror.versions import VERSIONS, has_version
-
-Doc = dict[str, Any]
-Ref = tuple[str, int]  # (table, id)
 
 
 class Embeds:

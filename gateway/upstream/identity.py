@@ -17,7 +17,7 @@ upstream ignores (a made-up session, a scheme it does not read) make an
 anonymous caller.
 
 New credentials may be checked at most ``per_minute`` times a minute (in
-a burst of a tenth of that), and one client (see gateway.clients) may
+a burst of a tenth of that), and one client (see gateway.upstream.clients) may
 spend only its ``share`` of that: beyond, a 503 rather than an upstream
 request, so a flood of made-up tokens can neither flood upstream nor lock
 other clients' new credentials out.
@@ -31,7 +31,7 @@ Which *user* the credentials belong to matters only for what upstream
 shows that user alone.  Basic credentials name the user; a token does
 not, until an upstream answer says so (a user's own detail carries its
 ``settings``, see :meth:`Identities.learn`).  See ``needs_upstream`` in
-``gateway.app`` for what is forwarded meanwhile.
+``gateway.http.app`` for what is forwarded meanwhile.
 """
 
 from __future__ import annotations
@@ -51,10 +51,10 @@ import orjson
 from aiohttp import web
 from cachetools import TLRUCache
 
-from gateway.clients import SharedRate
-from gateway.proxy import Proxy
-from gateway.reader import Reader
-from gateway.responses import Answer
+from gateway.http.responses import Answer
+from gateway.upstream.clients import SharedRate
+from gateway.upstream.proxy import Proxy
+from mirror.reader import Reader
 from mirror.versions import LATEST
 
 log = logging.getLogger(__name__)

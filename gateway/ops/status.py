@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway.reader import Reader
 from mirror.control import Control, sync_running
+from mirror.reader import Reader
 from mirror.resources import RESOURCES
 
 SYNCED_HEADER = "X-Patchwork-Gateway-Synced"

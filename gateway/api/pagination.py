@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlencode
 
 from multidict import MultiMapping
 
-from gateway.query import last_value
+from mirror.query import last_value
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 250

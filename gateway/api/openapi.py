@@ -17,8 +17,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.delivery import HTML_SAFETY
-from gateway.routing import resolve_api
+from gateway.api.routing import resolve_api
+from gateway.http.delivery import HTML_SAFETY
 from mirror.model import (
     BoolFilter,
     ChoiceFilter,

@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 from multidict import MultiMapping
 
-from gateway import pagination, query
-from gateway.reader import Reader
-from gateway.render import STATEFUL, Context, Embeds, effective_version, embedded_refs, renderer
-from gateway.responses import (
+from gateway.api import pagination
+from gateway.api.render import STATEFUL, Context, Embeds, effective_version, embedded_refs, renderer
+from gateway.api.routing import ApiRoute
+from gateway.http.responses import (
     Answer,
     detail,
     escape_uri_path,
@@ -22,8 +22,9 @@ from gateway.responses import (
     json_body,
     json_bytes_answer,
 )
-from gateway.routing import ApiRoute
+from mirror import query
 from mirror.model import Resource
+from mirror.reader import Reader
 from mirror.resources import INDEX, RESOURCES
 
 NOT_AUTHENTICATED = "Authentication credentials were not provided."

@@ -22,13 +22,13 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway import metrics
+from gateway.ops import metrics
 
 log = logging.getLogger(__name__)
 
 #: Seconds a stopping worker gets before it is killed.
 STOP_GRACE = 15.0
-#: Tells a child which process to outlive not (see gateway.cli).
+#: Tells a child which process to outlive not (see cli.main).
 SUPERVISOR_ENV = "PATCHWORK_GATEWAY_SUPERVISOR"
 #: Tells an extra server process the port the first one bound.
 PORT_ENV = "PATCHWORK_GATEWAY_PORT"
@@ -54,7 +54,7 @@ class ChildProcess:
             self._proc = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
-                "gateway.cli",
+                "cli.main",
                 *self.args,
                 env={**os.environ, **self.env, SUPERVISOR_ENV: str(os.getpid())},
             )

@@ -4,7 +4,7 @@
 reads upstream's API (version 1.4, with the sync's token, through the same
 polite client as the sync: its concurrency, time-outs and retries) and
 compares every object it reads with the gateway's rendering of the
-mirrored object: the gateway's own code (``gateway.render``), at the
+mirrored object: the gateway's own code (``gateway.api.render``), at the
 latest version, with upstream's origin (learnt from its API index) in
 place of the gateway's, so a field compares equal exactly when a client
 of the gateway sees what a client of upstream sees, the origin aside.
@@ -89,12 +89,12 @@ from typing import Any
 import aiosqlite
 import orjson
 
-from gateway.config import Config
-from gateway.reader import Reader
-from gateway.render import Context, Doc, Embeds, embedded_refs, renderer
-from gateway.responses import json_body
+from cli.config import Config
+from gateway.api.render import Context, Embeds, embedded_refs, renderer
+from gateway.http.responses import json_body
 from mirror import schema
-from mirror.model import Embed, Payload
+from mirror.model import Doc, Embed, Payload
+from mirror.reader import Reader
 from mirror.resources import RESOURCES
 from mirror.store import REFUSED
 from mirror.versions import LATEST

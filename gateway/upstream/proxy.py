@@ -23,14 +23,14 @@ import orjson
 from aiohttp import web
 from yarl import URL
 
-from gateway.clients import PerClient, client_key
-from gateway.responses import Answer, detail, json_body
+from gateway.http.responses import Answer, detail, json_body
+from gateway.upstream.clients import PerClient, client_key
 
 log = logging.getLogger(__name__)
 
 #: Request headers passed upstream.  Everything else (Host, the client's
 #: own X-Forwarded-*, hop-by-hop headers) stays here; upstream is told the
-#: client's address as the gateway sees it (gateway.clients).
+#: client's address as the gateway sees it (gateway.upstream.clients).
 FORWARD_REQUEST = ("Authorization", "Content-Type", "Accept", "Cookie", "X-CSRFToken", "Referer")
 #: Response headers passed back.
 FORWARD_RESPONSE = (
@@ -89,7 +89,7 @@ class Proxy:
         record: Callable[[str, str, float], None] | None = None,
     ) -> None:
         self.base = base_url.rstrip("/")
-        #: Told of each request: its kind, outcome and seconds (gateway.metrics).
+        #: Told of each request: its kind, outcome and seconds (gateway.ops.metrics).
         self._record = record or (lambda kind, outcome, seconds: None)
         self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 15.0))
         self._max_bytes = max_bytes

@@ -4,7 +4,7 @@
 ``run`` serves the mirror and keeps it in sync (the sync worker in a child
 process); ``sync`` only syncs (``--once``: bring the mirror up to date and
 exit); ``serve`` only serves; ``status`` says how big and fresh it is;
-``check`` compares the mirror with upstream (see ``gateway.drift``);
+``check`` compares the mirror with upstream (see ``cli.check``);
 ``backup`` copies it consistently while it serves and syncs.
 """
 
@@ -25,16 +25,18 @@ from typing import Any
 
 from aiohttp import web
 
-from gateway import demo, drift, logs, metrics
-from gateway.app import create_app
-from gateway.config import WILDCARD, Config, ConfigError, load
-from gateway.reader import Reader
-from gateway.status import SyncStatus, mirror_bytes
-from gateway.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
+from cli import check as drift
+from cli import demo
+from cli.config import WILDCARD, Config, ConfigError, load
+from cli.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
+from gateway.http.app import create_app
+from gateway.ops import logs, metrics
+from gateway.ops.status import SyncStatus, mirror_bytes
 from mirror import schema
 from mirror.backup import BackupError, backup
 from mirror.control import Busy, Control, claim, control_path, lock_path
 from mirror.files import remove_created
+from mirror.reader import Reader
 from mirror.resources import RESOURCES
 from sync.events import CURSOR
 from sync.fetch import SyncError
@@ -184,7 +186,7 @@ def _serve(config: Config, with_sync: bool = False) -> None:
         reader = Reader(path, cache_bytes=config.server.mirror_cache_bytes)
         await reader.open(config.server.refresh_interval)
         control = Control(path)
-        app = create_app(config, reader, demo=is_demo, control=control)
+        app = create_app(config.gateway, reader, demo=is_demo, control=control)
         children = []
         if not is_extra:
             if with_sync and config.source:

@@ -1,0 +1,2 @@
+"""How the program starts: the ``patchwork-gateway`` command, its configuration,
+its processes, the demo and ``check``."""

@@ -1,0 +1,2 @@
+"""The HTTP pipeline: the application, its middlewares, delivery,
+negotiation, bounds, the cache of answers."""

@@ -1,0 +1,1 @@
+"""The gateway's own endpoints for operators: status, health, metrics, logs, webhooks."""

@@ -1,0 +1,1 @@
+"""Patchwork's site from the mirror: downloads (mboxes, diffs) and pages to read patches."""

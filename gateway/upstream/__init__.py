@@ -1,0 +1,1 @@
+"""What goes upstream: forwarding, who a caller is, read-backs after writes, each client's share."""
