@@ -168,7 +168,7 @@ def test_a_long_host_header_is_refused(deployment):
 async def test_caches_stay_within_their_byte_budgets_under_a_flood(gateway):
     """Distinct long URLs each answering ``[]``: the cache counts keys and
     headers, not only bodies, so it stays within its budget."""
-    state = gateway.http.app[STATE]
+    state = gateway.app[STATE]
     budget = 2 << 20
     state.cache = ResponseCache(budget)  # as configured with cache_bytes = 2 MiB
     filler = "z" * 1900
@@ -217,7 +217,7 @@ async def test_forwarding_has_slots_and_a_queue_then_a_503(gateway, aiohttp_serv
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", slow)
     server = await aiohttp_server(app)
-    state = gateway.http.app[STATE]
+    state = gateway.app[STATE]
     state.proxy = Proxy(str(server.make_url("")), in_flight=2, waiting=3)
     headers = {"Authorization": "Token " + "f" * 40}
 
@@ -276,7 +276,7 @@ async def test_only_the_default_hosts_are_answered(gateway):
 async def test_remembered_hosts_and_accept_headers_stay_bounded(gateway):
     """Verdicts on Host and Accept are remembered for speed, but a client
     sending ever new or huge values cannot grow them."""
-    state = gateway.http.app[STATE]
+    state = gateway.app[STATE]
     for i in range(400):
         resp = await gateway.get("/api/1.4/projects/", headers={"Host": f"h{i}.example"})
         assert resp.status == 400

@@ -226,13 +226,13 @@ async def test_metrics_still_answer_when_the_mirror_cannot_be_read(gateway, monk
     from gateway.http.app import STATE
 
     assert (await gateway.get(PAGE)).status == 200
-    reader = gateway.http.app[STATE].reader
+    reader = gateway.app[STATE].reader
 
     def locked(*args, **kwargs):
         raise sqlite3.OperationalError("database is locked")
 
     monkeypatch.setattr(reader, "meta", locked)
-    monkeypatch.setattr(gateway.http.app[STATE].sync, "_read_at", -1e9)  # read again now
+    monkeypatch.setattr(gateway.app[STATE].sync, "_read_at", -1e9)  # read again now
     samples = await _scrape(gateway)
     assert _value(samples, "patchwork_gateway_mirror_readable") == 0
     assert _value(samples, REQUESTS, **PAGE_READ) >= 1
