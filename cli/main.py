@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import importlib.metadata
 import json
 import logging
@@ -20,6 +21,7 @@ import signal
 import socket
 import sqlite3
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,7 @@ from cli import check as drift
 from cli import demo
 from cli.config import WILDCARD, Config, ConfigError, load
 from cli.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
+from gateway.http import protocol
 from gateway.http.app import create_app
 from gateway.ops import logs, metrics
 from gateway.ops.status import SyncStatus, mirror_bytes
@@ -183,33 +186,17 @@ def _serve(config: Config, with_sync: bool = False) -> None:
                 )
         elif not path.exists() and not is_extra:
             log.warning("mirror %s does not exist yet; serving it empty until a sync runs", path)
-        reader = Reader(path, cache_bytes=config.server.mirror_cache_bytes)
-        await reader.open(config.server.refresh_interval)
         control = Control(path)
-        app = create_app(config.gateway, reader, demo=is_demo, control=control)
+        settings = dataclasses.replace(config.gateway, mirror=path)
+        app = create_app(settings, demo=is_demo, control=control)
         children = []
         if not is_extra:
             if with_sync and config.source:
                 children.append(sync_process(config.source))
             for number in range(2, config.server.workers + 1):
                 children.append(server_process(config.source, number, host, port))
-        orphan_watch: list[asyncio.Task[None]] = []
 
-        async def start_children(app: web.Application) -> None:
-            for child in children:
-                child.start()
-            if is_extra:
-                orphan_watch.append(asyncio.create_task(_exit_when_orphaned()))
-
-        async def close_reader(app: web.Application) -> None:
-            for task in orphan_watch:
-                task.cancel()
-            for child in children:
-                await child.stop()
-            await reader.close()
-            control.close()
-
-        async def announce(app: web.Application) -> None:
+        def announce() -> None:
             if is_extra:
                 return
             workers = config.server.workers
@@ -223,12 +210,25 @@ def _serve(config: Config, with_sync: bool = False) -> None:
                     ", ".join(config.server.allowed_hosts),
                 )
 
-        app.on_cleanup.append(close_reader)
-        # Listening already: say so, then start the sync worker.
-        app.on_startup.append(announce)
-        app.on_startup.append(start_children)
+        async def processes(app: web.Application) -> AsyncIterator[None]:
+            """Listening already: say so, then start the sync worker and the
+            extra server processes (in one of those: watch the first); stop
+            them, and close the control file, on the way out."""
+            announce()
+            watch = asyncio.create_task(_exit_when_orphaned()) if is_extra else None
+            for child in children:
+                child.start()
+            yield
+            if watch is not None:
+                watch.cancel()
+            for child in children:
+                await child.stop()
+            control.close()
+
+        app.cleanup_ctx.append(processes)
         return app
 
+    protocol.install()  # (malformed HTTP: a short 400, one log line)
     access_log = logging.getLogger("aiohttp.access") if config.server.access_log else None
     try:
         web.run_app(

@@ -211,7 +211,7 @@ async def test_a_revoked_token_stops_reading_people(scripted, monkeypatch):
     assert reply.status == 200
     for _ in range(100):
         if client.upstream.paths.count("/api/1.4/users/") >= 2 and not (
-            client.app[STATE].identities._rechecks
+            client.app[STATE].upstream.identities._rechecks
         ):
             break
         await asyncio.sleep(0.02)

@@ -218,7 +218,7 @@ async def test_forwarding_has_slots_and_a_queue_then_a_503(gateway, aiohttp_serv
     app.router.add_route("*", "/{tail:.*}", slow)
     server = await aiohttp_server(app)
     state = gateway.app[STATE]
-    state.proxy = Proxy(str(server.make_url("")), in_flight=2, waiting=3)
+    state.upstream.proxy = Proxy(str(server.make_url("")), in_flight=2, waiting=3)
     headers = {"Authorization": "Token " + "f" * 40}
 
     async def write() -> tuple[int, str | None]:

@@ -39,7 +39,7 @@ async def test_credentials_are_checked_once_even_when_asked_at_once(live):
     )
     assert {(status, source) for status, source, _ in answers} == {(200, "mirror")}
     assert live.seen[0] - before == 1  # the one check
-    assert live.app[STATE].identities.checks == 1
+    assert live.app[STATE].upstream.identities.checks == 1
     # Later reads by the same caller ask upstream nothing...
     await _get(live, "/api/1.4/people/?per_page=3", "stephen")
     await _get(live, "/api/1.1/users/1/", "stephen")
@@ -55,11 +55,11 @@ async def test_refused_credentials_get_upstreams_answer_on_every_path(live):
         assert (status, body) == (403, b'{"detail":"Invalid token."}')
     status, _, body = await _get(live, "/api/1.4/patches/", "basicbad:stephen")
     assert (status, body) == (403, b'{"detail":"Invalid username/password."}')
-    assert live.app[STATE].identities.checks == 2
+    assert live.app[STATE].upstream.identities.checks == 2
 
 
 async def test_a_flood_of_made_up_tokens_makes_a_bounded_number_of_checks(live):
-    identities = live.app[STATE].identities
+    identities = live.app[STATE].upstream.identities
     before = live.seen[0]
     started = time.monotonic()
     statuses = []

@@ -128,8 +128,8 @@ async def test_upstream_unreachable_a_write_gets_a_clear_502(through, tmp_path):
     )
     assert resp.status == 503  # the fake's own outage answer, passed on
     fake.down = False
-    await state.proxy.close()
-    state.proxy.base = "http://127.0.0.1:9"  # nothing listens there
+    await state.upstream.proxy.close()
+    state.upstream.proxy.base = "http://127.0.0.1:9"  # nothing listens there
     resp = await client.patch(
         "/api/1.4/patches/28/", json={"state": "rejected"}, headers=auth_header("stephen")
     )

@@ -7,11 +7,14 @@ checks, filters, pagination with its ``Link`` header, rendering.
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from urllib.parse import urlencode
 
+from aiohttp import web
 from multidict import MultiMapping
 
-from gateway.api import pagination
+from gateway.api import browsable, pagination
 from gateway.api.render import STATEFUL, Context, Embeds, effective_version, embedded_refs, renderer
 from gateway.api.routing import ApiRoute
 from gateway.http.responses import (
@@ -21,11 +24,14 @@ from gateway.http.responses import (
     json_answer,
     json_body,
     json_bytes_answer,
+    retry_later,
 )
 from mirror import query
 from mirror.model import Resource
-from mirror.reader import Reader
+from mirror.reader import QueryTooSlow, Reader, ReaderBusy
 from mirror.resources import INDEX, RESOURCES
+
+log = logging.getLogger(__name__)
 
 NOT_AUTHENTICATED = "Authentication credentials were not provided."
 
@@ -35,6 +41,35 @@ def allowed(route: ApiRoute) -> str:
     if route.resource is None:
         return "GET, HEAD, OPTIONS"
     return route.resource.allow_list if route.kind == "list" else route.resource.allow_detail
+
+
+async def from_mirror(
+    route: ApiRoute,
+    request: web.Request,
+    origin: str,
+    reader: Reader,
+    authenticated: bool,
+    page: bool,
+) -> Answer:
+    """The API's answer to ``request`` from the mirror, whatever happens:
+    a query too slow, too many waiting, a mirror that cannot be read give
+    a clean 503 to retry (and one log line); ``page``: the browsable API's
+    page of the answer (gateway.api.browsable)."""
+    path, raw_query = request.path, request.rel_url.raw_query_string
+    try:
+        answer = await serve(route, request.query, raw_query, path, origin, reader, authenticated)
+    except QueryTooSlow:
+        answer = detail(503, "This query takes too long; narrow it down.", allowed(route))
+    except ReaderBusy:
+        answer = retry_later("Too many slow queries are waiting; retry in a few seconds.")
+    except sqlite3.Error as exc:  # locked, damaged or vanished
+        log.warning("%s %s: the mirror cannot answer: %s", request.method, path, exc)
+        answer = retry_later("The mirror cannot answer right now; retry in a few seconds.")
+    if page:
+        res = route.resource
+        title = "Api Root" if res is None else f"{res.model} {route.kind.title()}"
+        answer = browsable.page(answer, request.method, request.rel_url.raw_path_qs, title)
+    return answer
 
 
 def _no_match(model: str) -> str:

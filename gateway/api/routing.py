@@ -13,8 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aiohttp import web
-
 from mirror.model import Resource
 from mirror.resources import INDEX, RESOURCES
 
@@ -47,9 +45,6 @@ _API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | No
 ]
 
 
-#: The route template a request took, set as it is routed (gateway.http.app):
-#: the label of its metrics and of its access log line.
-ROUTE: web.RequestKey[str] = web.RequestKey("route", str)
 #: The label of a request no route claimed (unknown paths, bad Hosts).
 UNMATCHED = "unmatched"
 

@@ -17,7 +17,8 @@ from cachetools import LRUCache
 
 from gateway.http.delivery import Prepared
 
-Key = tuple[str, str]
+#: (origin, raw path and query, view: see gateway.http.context.View).
+Key = tuple[str, str, int]
 
 #: Answers bigger than this share of the cache are not kept.
 _MAX_SHARE = 8

@@ -10,19 +10,12 @@ unbounded SQL statement, hold the event loop, or put an unbounded key
 in a cache.
 
 aiohttp itself bounds the request line and each header (8 KiB) and
-answers malformed HTTP with a 400; :func:`quiet_protocol_errors` keeps
-those answers and log lines short, without echoing the bad bytes or a
-traceback.
+answers malformed HTTP with a 400 (kept short: gateway.http.protocol).
 """
 
 from __future__ import annotations
 
-import logging
-from http import HTTPStatus
-from typing import Any
-
-from aiohttp import web, web_protocol
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 from multidict import MultiMapping
 
 from gateway.http.responses import Answer, detail
@@ -73,43 +66,3 @@ def check(request: web.Request, allow: str | None) -> Answer | None:
                 f"Search too long (at most {MAX_SEARCH} characters and {MAX_SEARCH_TERMS} words).",
             )
     return None
-
-
-class _ShortProtocolErrors(logging.Filter):
-    """One line, no traceback, for HTTP that does not parse."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if isinstance(exc, HttpProcessingError):
-            record.msg = "malformed request from %s: %s"
-            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
-            record.args = (remote, type(exc).__name__)
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-_original_handle_error = web_protocol.RequestHandler.handle_error
-
-
-def _handle_error(
-    self: web_protocol.RequestHandler,
-    request: Any,
-    status: int = 500,
-    exc: BaseException | None = None,
-    message: str | None = None,
-) -> web.StreamResponse:
-    # aiohttp's message for a malformed request quotes the bytes received;
-    # answer with the status alone.
-    if status != 500:
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
-        message = f"{status} {phrase}".strip()
-    return _original_handle_error(self, request, status, exc, message)
-
-
-def quiet_protocol_errors() -> None:
-    """Install the two above (idempotent)."""
-    server_log = logging.getLogger("aiohttp.server")
-    if not any(isinstance(f, _ShortProtocolErrors) for f in server_log.filters):
-        server_log.addFilter(_ShortProtocolErrors())
-    web_protocol.RequestHandler.handle_error = _handle_error  # type: ignore[method-assign]

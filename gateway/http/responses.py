@@ -26,6 +26,17 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
 
+#: "No such thing here": the caller answers with the site's 404 page (the
+#: one upstream serves, which names the path).
+NOT_FOUND = Answer(404)
+
+
+def retry_later(message: str) -> Answer:
+    """A 503 that says when to try again."""
+    answer = detail(503, message)
+    return Answer(answer.status, answer.body, (*answer.headers, ("Retry-After", "5")))
+
+
 def json_body(data: Any) -> bytes:
     """Compact UTF-8 JSON, as DRF's renderer writes it.
 

@@ -20,7 +20,8 @@ import orjson
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
-from gateway.api.routing import ROUTE, UNMATCHED
+from gateway.api.routing import UNMATCHED
+from gateway.http.context import CONTEXT
 from gateway.upstream.identity import has_credentials
 
 #: Attributes every LogRecord has; anything else was passed as ``extra``.
@@ -70,6 +71,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(
         self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float
     ) -> None:
+        ctx = request.get(CONTEXT)
         self.logger.info(
             '%s "%s %s" %d %d %.2fms',
             request.remote,
@@ -85,9 +87,9 @@ class AccessLogger(AbstractAccessLogger):
                 "status": response.status,
                 "bytes": response.body_length,
                 "ms": round(time_taken * 1000, 3),
-                "route": request.get(ROUTE, UNMATCHED),
+                "route": ctx.label if ctx is not None else UNMATCHED,
                 "user_agent": request.headers.get("User-Agent", ""),
                 # Whether credentials came (never what they were).
-                "identified": has_credentials(request),
+                "identified": has_credentials(request) if ctx is None else ctx.private,
             },
         )

@@ -27,7 +27,7 @@ from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
 
 from gateway.api.routing import SiteRoute
-from gateway.http.responses import HTML, Answer
+from gateway.http.responses import HTML, NOT_FOUND, Answer
 from mirror.model import Doc
 from mirror.reader import Reader
 
@@ -175,12 +175,12 @@ class Downloads:
         user's is taken to exist when the user does (a name made up for a
         known user gets the empty 404 too)."""
         if self.reader.user_named(owner) is None:
-            return Answer(404)  # (the caller renders the 404 page)
+            return NOT_FOUND
         return Answer(404, b"", (("Content-Type", HTML),))
 
     def answer(self, site: SiteRoute, series_param: str | None) -> Answer | None:
-        """The download ``site`` names, or a 404 answer (``Answer(404)`` with
-        an empty body: the caller renders its 404 page); ``None`` for a
+        """The download ``site`` names, or ``NOT_FOUND`` (the caller renders
+        the 404 page); ``None`` for a
         bundle not known public here (only upstream may show it).
 
         Raises :class:`Missing` when the mirror lacks a part of it."""
@@ -190,7 +190,7 @@ class Downloads:
             return self.bundle(site.project or "", site.msgid or "")
         project = self.reader.project_named(site.project or "")
         if project is None:
-            return Answer(404)
+            return NOT_FOUND
         if site.resource == "covers":
             return self._cover(project, site.msgid or "")
         return self._patch(project, site.msgid or "", site.suffix == "raw", series_param)
@@ -224,7 +224,7 @@ class Downloads:
     def _patch(self, project: Doc, msgid: str, raw: bool, series_param: str | None) -> Answer:
         patch = self.reader.by_msgid("patches", project["id"], msgid)
         if patch is None:
-            return Answer(404)
+            return NOT_FOUND
         name = filename(patch.get("name") or "")
         if raw:
             if "diff" not in patch:
@@ -269,11 +269,11 @@ class Downloads:
             try:
                 wanted = int(series_param)
             except ValueError:
-                return Answer(404)
+                return NOT_FOUND
             if not series_ids or series_ids[0] != wanted:
-                return Answer(404)
+                return NOT_FOUND
         elif not series_ids:
-            return Answer(404)
+            return NOT_FOUND
         series = self.reader.docs([("series", series_ids[0])]).get(("series", series_ids[0]))
         members = list(series.get("patches") or []) if series is not None else []
         if patch["id"] not in members:
@@ -288,7 +288,7 @@ class Downloads:
     def _cover(self, project: Doc, msgid: str) -> Answer:
         cover = self.reader.by_msgid("covers", project["id"], msgid)
         if cover is None:
-            return Answer(404)
+            return NOT_FOUND
         text = self._mbox_of(cover, project, False)
         return _attachment(text, "text/plain", f"{filename(cover.get('name') or '')}.mbox")
 
@@ -306,7 +306,7 @@ class Downloads:
         docs = self.reader.docs([("series", series_id or 0)])
         series = docs.get(("series", series_id or 0))
         if series is None:
-            return Answer(404)
+            return NOT_FOUND
         title = series.get("name") or f"Untitled series #{series['id']}"
         text = self._mboxes(list(series.get("patches") or []))
         return _attachment(text, "text/plain", f"{filename(title)}.patch")

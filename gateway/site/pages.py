@@ -22,7 +22,7 @@ from multidict import MultiDict, MultiMapping
 
 from gateway.api import endpoints as api
 from gateway.api.routing import resolve_api
-from gateway.http.responses import HTML, Answer
+from gateway.http.responses import HTML, NOT_FOUND, Answer
 from mirror.model import Doc
 from mirror.reader import Reader
 
@@ -97,14 +97,14 @@ class Pages:
 
     def submission(self, linkname: str, msgid: str, is_patch: bool) -> Answer | None:
         """The page of a patch or cover; ``None`` when the mirror lacks it
-        (an ``Answer(404)`` when there is no such thing)."""
+        (``NOT_FOUND`` when there is no such thing)."""
         project = self.reader.project_named(linkname)
         if project is None:
-            return Answer(404)
+            return NOT_FOUND
         table = "patches" if is_patch else "covers"
         sub = self.reader.by_msgid(table, project["id"], msgid)
         if sub is None:
-            return Answer(404)
+            return NOT_FOUND
         if "content" not in sub:
             return None
         base = f"/project/{html.escape(linkname)}/{'patch' if is_patch else 'cover'}/"
@@ -245,7 +245,7 @@ class Pages:
         """``/project/<name>/``: what the mirror knows of a project."""
         project = self.reader.project_named(linkname)
         if project is None:
-            return Answer(404)
+            return NOT_FOUND
         link = html.escape(linkname)
         rows = [("Name", html.escape(project.get("name") or ""))]
         for label, key in (
@@ -301,7 +301,7 @@ class Pages:
     ) -> Answer | None:
         project = self.reader.project_named(linkname)
         if project is None:
-            return Answer(404)
+            return NOT_FOUND
         query: MultiDict[str] = MultiDict(project=linkname, per_page="50", order="-date")
         for name in ("state", "submitter", "delegate", "archived", "series", "q", "page"):
             for value in params.getall(name, []):

@@ -26,57 +26,61 @@ MAX_CLIENTS = 10_000
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An address as text, an IPv4-mapped IPv6 one as IPv4 (a server
+    listening on ``::`` sees nginx at 127.0.0.1 as ``::ffff:127.0.0.1``)."""
+    try:
+        ip = ipaddress.ip_address(text.strip().strip("[]"))
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+class Networks:
+    """Addresses or networks (``10.0.0.0/8``), parsed once."""
+
+    def __init__(self, networks: Iterable[str] = ()) -> None:
+        self._networks: tuple[Network, ...] = tuple(
+            ipaddress.ip_network(net, strict=False) for net in networks
+        )
+
+    def __contains__(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        ip = _address(address)
+        return ip is not None and any(ip in net for net in self._networks)
+
+
 class ClientAddresses:
     """The client address of a request, through trusted proxies."""
 
     def __init__(self, trusted: Iterable[str] = ()) -> None:
-        self._trusted: tuple[Network, ...] = tuple(
-            ipaddress.ip_network(net, strict=False) for net in trusted
-        )
-
-    def _is_trusted(self, address: str) -> bool:
-        if not self._trusted:
-            return False
-        try:
-            ip = ipaddress.ip_address(address.strip().strip("[]"))
-        except ValueError:
-            return False
-        return any(ip in net for net in self._trusted)
+        self._trusted = Networks(trusted)
 
     def address(self, request: web.BaseRequest) -> str:
         """The client's address ("" when unknown: a Unix socket, say)."""
         peer = request.remote or ""
-        if not self._is_trusted(peer):
+        if peer not in self._trusted:
             return peer
         hops: list[str] = []
         for header in request.headers.getall("X-Forwarded-For", []):
             hops.extend(hop.strip() for hop in header.split(","))
         for hop in reversed(hops):
-            if not self._is_trusted(hop):
+            if hop not in self._trusted:
                 return hop[:64]
         return peer
 
 
 def client_key(address: str) -> str:
     """What one client is, for its shares: an IPv4 address, or an IPv6 /64."""
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
+    ip = _address(address)
+    if ip is None:
         return address[:64]
     if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
         return str(ipaddress.ip_network(f"{ip}/64", strict=False))
     return str(ip)
-
-
-def in_networks(address: str, networks: Iterable[str]) -> bool:
-    """Whether ``address`` lies in one of ``networks`` (CIDR strings)."""
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return False
-    return any(ip in ipaddress.ip_network(net, strict=False) for net in networks)
 
 
 class TokenBucket:

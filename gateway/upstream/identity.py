@@ -25,7 +25,9 @@ other clients' new credentials out.
 An accepted verdict is kept five minutes, but one that opens what only
 authenticated callers see (people, users) is checked again in the
 background once it is a minute old, without holding the request: a
-revoked token reads those for at most a minute and one request more.
+revoked token reads those for a minute, plus the time upstream takes to
+answer the check (requests meanwhile are served); when upstream cannot
+answer it, the verdict stands until its five minutes end.
 
 Which *user* the credentials belong to matters only for what upstream
 shows that user alone.  Basic credentials name the user; a token does
@@ -52,7 +54,7 @@ from aiohttp import web
 from cachetools import TLRUCache
 
 from gateway.http.responses import Answer
-from gateway.upstream.clients import SharedRate
+from gateway.upstream.clients import SharedRate, client_key
 from gateway.upstream.proxy import Proxy
 from mirror.reader import Reader
 from mirror.versions import LATEST
@@ -214,7 +216,7 @@ class Identities:
         pending = self._pending.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
-        if not self._new_credentials.take(client):
+        if not self._new_credentials.take(client_key(client)):
             return THROTTLED
         future: asyncio.Future[Caller] = asyncio.get_running_loop().create_future()
         self._pending[key] = future
@@ -252,8 +254,12 @@ class Identities:
     async def _recheck(self, key: bytes, creds: Credentials, known: _Verdict) -> None:
         with contextlib.suppress(Exception):  # (upstream trouble: the verdict stands)
             caller = await self._check(creds)
+            current = self._verdicts.get(key)
+            if current is None or current.caller is not known.caller:
+                return  # forgotten, or learnt more, meanwhile: that stands
             if caller is UNKNOWN:
-                # Upstream could not say: ask again after another while.
+                # Upstream could not say: ask again after another while (the
+                # verdict still ends when it was to).
                 self._verdicts[key] = _Verdict(known.caller, known.expires, self._clock())
             elif caller.authenticated:
                 kept = Caller(True, known.caller.user_id or caller.user_id)
@@ -262,6 +268,13 @@ class Identities:
             else:
                 log.info("credentials accepted before are refused now; forgotten")
                 self._keep(key, caller)
+
+    async def close(self) -> None:
+        """Stop the checks under way in the background."""
+        tasks = list(self._rechecks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _check(self, creds: Credentials) -> Caller:
         self.checks += 1

@@ -22,18 +22,12 @@ import logging
 import xmlrpc.client
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 from xml.parsers.expat import ExpatError
 
-import aiosqlite
 import orjson
 
 from gateway.api.routing import ApiRoute
-from mirror import schema, store
-from sync.events import Follower
-from sync.fetch import RECOVERABLE, Fetcher, list_url
-from sync.refresh import Wanted
-from sync.upstream import Upstream
+from sync.now import FAILURES, RefreshNow, Wanted
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +36,6 @@ READBACK_SECONDS = 10.0
 #: Read-backs under way or waiting at once (they spend the sync identity's
 #: upstream budget, one at a time); beyond, a write is left to the sync.
 MAX_PENDING = 4
-#: Events of a changed object read back (the newest ones).
-EVENTS = 20
-FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *RECOVERABLE)
 
 
 def wanted(method: str, route: ApiRoute, answer_body: bytes) -> tuple[Wanted, dict[str, int]]:
@@ -106,20 +97,16 @@ def xmlrpc_wanted(body: bytes) -> tuple[Wanted, dict[str, int]]:
 
 
 class ReadBack:
-    """Refreshes the mirror after writes, from the server's process."""
+    """Refreshes the mirror after writes (and for downloads lacking a
+    detail), bounded: one at a time, a few waiting, each within a time."""
 
     def __init__(self, path: Path, upstream_url: str, token: str, timeout: float) -> None:
-        self.path = path
-        self.upstream = Upstream(upstream_url, token, concurrency=2, timeout=timeout, attempts=2)
-        self.fetcher = Fetcher(self.upstream, upstream_url, concurrency=2)
-        self._db: aiosqlite.Connection | None = None
+        self.now = RefreshNow(path, upstream_url, token, timeout)
         self._lock = asyncio.Lock()
         self._pending = 0
 
     async def close(self) -> None:
-        await self.upstream.close()
-        if self._db is not None:
-            await self._db.close()
+        await self.now.close()
 
     async def refresh(self, want: Wanted, events: dict[str, int]) -> bool | None:
         """Read back ``want`` and the newest events it names; whether done
@@ -131,7 +118,12 @@ class ReadBack:
             return None
         self._pending += 1
         try:
-            return await self._refresh(want, events)
+            async with asyncio.timeout(READBACK_SECONDS), self._lock:
+                await self.now.refresh(want, events)
+            return True
+        except FAILURES as exc:
+            log.warning("reading back a write failed (%s); the sync will catch up", exc)
+            return False
         finally:
             self._pending -= 1
 
@@ -139,25 +131,3 @@ class ReadBack:
         """Read these objects' details into the mirror now (a download needs
         them); as :meth:`refresh`."""
         return await self.refresh(Wanted(details=set(refs)), {})
-
-    async def _refresh(self, want: Wanted, events: dict[str, int]) -> bool:
-        try:
-            async with asyncio.timeout(READBACK_SECONDS), self._lock:
-                if self._db is None:
-                    self._db = await schema.connect(self.path)
-                follower = Follower(self._db, self.fetcher)
-                latest = await self._events(events)
-                batch, _ = await follower.apply(latest)
-                await follower.refresher.collect(want, batch)
-                await store.write(self._db, batch)
-            return True
-        except FAILURES as exc:
-            log.warning("reading back a write failed (%s); the sync will catch up", exc)
-            return False
-
-    async def _events(self, filters: dict[str, int]) -> list[Any]:
-        if not filters:
-            return []
-        query = "&".join(f"{k}={v}" for k, v in filters.items())
-        got = await self.fetcher.get(f"{list_url('events')}?{query}&per_page={EVENTS}", list)
-        return got[0] if got else []

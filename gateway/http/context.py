@@ -1,0 +1,107 @@
+"""What one request is, worked out once and shared by every step.
+
+The middlewares (gateway.http.middlewares) fill it in as the request
+goes down the pipeline: the Host's origin, what to answer with, the
+credentials; then the route; then, for API reads, who is asking.  The
+step that answers (gateway.http.app) reads it, and so does every step
+after: the cache of answers by :meth:`RequestContext.key`, the metrics
+by :attr:`RequestContext.label`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+from aiohttp import web
+
+from gateway.api.routing import UNMATCHED, ApiRoute, SiteRoute
+from gateway.http.cache import Key
+from gateway.http.delivery import Prepared
+from gateway.http.negotiation import Choice
+from gateway.http.responses import Answer
+from gateway.upstream.clients import ClientAddresses
+from gateway.upstream.identity import ANONYMOUS, Caller, Credentials
+
+READ_METHODS = ("GET", "HEAD")
+
+
+class View(IntEnum):
+    """Which of the answers to one URL a cached answer is."""
+
+    #: The anonymous answer (the same for every caller who may read it).
+    PUBLIC = 0
+    #: People and users: only authenticated callers see them (alike).
+    AUTHENTICATED = 1
+    #: The browsable API's page of the answer.
+    PAGE = 2
+    AUTHENTICATED_PAGE = 3
+
+
+@dataclass(slots=True, eq=False)
+class RequestContext:
+    request: web.Request
+    #: The origin URLs in the answer point at (from the Host, or public_url).
+    origin: str
+    #: GET or HEAD.
+    read: bool
+    #: What the client accepts (JSON, the browsable page, neither).
+    choice: Choice
+    #: What upstream would authenticate the request by (None: anonymous).
+    credentials: Credentials | None
+    clients: ClientAddresses
+    #: A Patchwork path (not one of the gateway's own endpoints).
+    patchwork: bool = False
+    #: The API route or site route the path names (none: neither).
+    route: ApiRoute | None = None
+    site: SiteRoute | None = None
+    #: The route's template: the label of its metrics and access log line.
+    label: str = UNMATCHED
+    #: Who is asking, once upstream has said (API reads with credentials).
+    caller: Caller = ANONYMOUS
+    #: The mirror's generation when the request began: an answer built
+    #: from an older one is not kept.
+    generation: int = 0
+    _client: str | None = None
+
+    @property
+    def private(self) -> bool:
+        """Whether the answer may depend on who asks (credentials came)."""
+        return self.credentials is not None
+
+    @property
+    def client(self) -> str:
+        """The client's address (through trusted proxies)."""
+        if self._client is None:
+            self._client = self.clients.address(self.request)
+        return self._client
+
+    def key(self, view: View = View.PUBLIC) -> Key:
+        """Where this request's answer (in ``view``) is kept."""
+        return (self.origin, self.request.rel_url.raw_path_qs, view)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer, where it comes from, and whether to keep it."""
+
+    answer: Answer
+    #: "mirror" or "upstream".
+    source: str
+    #: Kept in the cache of answers under the request's key in ``view``
+    #: (answers built from the mirror alike for every caller who may see them).
+    keep: bool = False
+    view: View = View.PUBLIC
+    #: An answer from the cache of answers, ready to send (under ``view``).
+    prepared: Prepared | None = None
+
+    @classmethod
+    def mirror(cls, answer: Answer, keep: bool = False, view: View = View.PUBLIC) -> Reply:
+        return cls(answer, "mirror", keep, view)
+
+    @classmethod
+    def upstream(cls, answer: Answer) -> Reply:
+        return cls(answer, "upstream")
+
+
+CONTEXT: web.RequestKey[RequestContext] = web.RequestKey("context", RequestContext)

@@ -1,0 +1,138 @@
+"""What the server holds for its whole life, built at start-up: the reader,
+the cache of answers, the delivery rules, the upstream side and the site,
+and the verdicts it remembers (Host names, Accept headers)."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+from aiohttp import web
+
+from gateway.http import limits
+from gateway.http.cache import ResponseCache
+from gateway.http.delivery import Delivery
+from gateway.http.negotiation import Choice, negotiate
+from gateway.http.responses import NotFoundPage
+from gateway.ops import metrics
+from gateway.ops.status import SyncStatus
+from gateway.settings import LOOPBACK, GatewaySettings
+from gateway.site.answers import Site
+from gateway.upstream.clients import ClientAddresses, Networks
+from gateway.upstream.forwarding import Forwarding
+from mirror.control import Control
+from mirror.reader import Reader
+from mirror.store import REFUSED
+
+#: Host headers and Accept/format pairs whose verdicts are remembered, and
+#: the longest remembered (longer ones are judged anew each time): at most
+#: 256 x 2 x 300 characters, whatever clients send.
+_REMEMBERED = 256
+_REMEMBERED_CHARS = 300
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+DEMO_HEADER = "demo mirror built from a recorded instance (no upstream configured)"
+
+
+class GatewayState:
+    """Everything the pipeline needs, built at start-up."""
+
+    def __init__(
+        self,
+        settings: GatewaySettings,
+        reader: Reader,
+        *,
+        demo: bool = False,
+        control: Control | None = None,
+    ) -> None:
+        self.settings = settings
+        self.reader = reader
+        self.control = control
+        self.demo = demo
+        self.sync = SyncStatus(control, reader)
+        #: What this process counted for /metrics (gateway.ops.metrics).
+        self.counts = metrics.Counts()
+        self.clients = ClientAddresses(settings.server.trusted_proxies)
+        details = settings.server.status_details
+        self._details = details if isinstance(details, bool) else Networks(details)
+        #: Forwarding, credential checks, read-backs (None: no upstream).
+        self.upstream = Forwarding(settings, reader, self.counts) if settings.upstream else None
+        self.cache = ResponseCache(settings.server.cache_bytes)
+        self.delivery = Delivery(settings.server.cache_max_age, DEMO_HEADER if demo else "mirror")
+        self.not_found = NotFoundPage()
+        self.site = Site(reader, settings.upstream)
+        #: Resources the sync identity may not list (people, users when it
+        #: is anonymous): the mirror cannot answer them for anyone.
+        self.unmirrored: frozenset[str] = frozenset()
+        #: Verdicts on Host headers and on Accept/format pairs, bounded.
+        self.origins: dict[tuple[str, str], str | None] = {}
+        self.choices: dict[tuple[str | None, str | None], Choice] = {}
+        reader.on_change(self._changed)
+
+    def _changed(self) -> None:
+        self.cache.clear()
+        self.load_meta()  # the first sync may just have learnt them
+
+    def load_meta(self) -> None:
+        """What the sync learnt: upstream's 404 page, lists it may not see."""
+        raw = self.reader.meta("upstream.404")
+        if raw:
+            before, after = orjson.loads(raw)
+            self.not_found = NotFoundPage((before, after))
+            self.site.not_found = self.not_found
+        refused = self.reader.meta(REFUSED)
+        self.unmirrored = frozenset(orjson.loads(refused)) if refused else frozenset()
+
+    # -- verdicts remembered per header ---------------------------------------
+
+    def origin(self, request: web.Request) -> str | None:
+        """The origin URLs point at, or ``None`` for a Host we do not serve."""
+        host = request.headers.get("Host", "")
+        key = (request.scheme, host)
+        if key in self.origins:
+            return self.origins[key]
+        origin = self._origin_of(host, request.scheme)
+        if len(self.origins) < _REMEMBERED and len(host) <= _REMEMBERED_CHARS:
+            self.origins[key] = origin  # (bounded: Host is the client's)
+        return origin
+
+    def _origin_of(self, host: str, scheme: str) -> str | None:
+        if len(host) > limits.MAX_HOST or not _HOST.match(host):
+            return None
+        allowed = self.settings.server.allowed_hosts
+        if allowed and _host_name(host) not in allowed:
+            return None
+        if self.settings.server.public_url:
+            return self.settings.server.public_url
+        return f"{scheme}://{host}"
+
+    def choice(self, request: web.Request) -> Choice:
+        """What to answer with (gateway.http.negotiation), remembered per header."""
+        fmt = None
+        if "format" in request.rel_url.raw_query_string:  # (parse the query only then)
+            formats = request.query.getall("format", [])
+            fmt = formats[-1] if formats else None
+        key = (fmt, request.headers.get("Accept"))
+        choice = self.choices.get(key)
+        if choice is None:
+            choice = negotiate(*key)
+            size = len(key[0] or "") + len(key[1] or "")
+            if len(self.choices) < _REMEMBERED and size <= _REMEMBERED_CHARS:
+                self.choices[key] = choice
+        return choice
+
+    def may_see_details(self, request: web.Request) -> bool:
+        """Whether the request may see every count (``[server] status_details``)."""
+        if isinstance(self._details, bool):
+            return self._details
+        return self.clients.address(request) in self._details
+
+
+def _host_name(host: str) -> str:
+    """A Host header's name, without port or brackets, lower case."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name.strip("[]").lower()
+
+
+def is_loopback(request: web.Request) -> bool:
+    """Whether the request names the machine itself (localhost, 127.0.0.1, [::1])."""
+    return _host_name(request.headers.get("Host", "")) in LOOPBACK
