@@ -27,7 +27,7 @@ from sync.progress import Progress
 from sync.recorded import read_records
 from sync.upstream import Upstream
 from sync.worker import Settings, Worker
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.support import CRAWL, ThreadedServer, free_port
 
 #: The fake's resource names -> the mirror's.

@@ -32,7 +32,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.mirroring import TOKEN, fake_upstream, serve
 from tests.support import GatewayProcess, every, free_port, write_config
 

@@ -33,7 +33,7 @@ from gateway.upstream.identity import PROBE
 from sync.recorded import Recording, read_records
 
 if TYPE_CHECKING:
-    from tests.fake_patchwork import FakePatchwork
+    from tests.fake import FakePatchwork
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CRAWL = FIXTURES / "crawl.jsonl.xz"

@@ -14,7 +14,7 @@ from mirror import schema, store
 from mirror.store import Batch
 from sync.fetch import mbox_patch_ids
 from sync.refresh import Wanted
-from tests.fake_patchwork import CIBOT, FakePatchwork
+from tests.fake import CIBOT, FakePatchwork
 from tests.mirroring import TOKEN, Writes, fake_upstream, serve, worker
 from tests.support import GatewayProcess, free_port, request, run_cli, write_config
 

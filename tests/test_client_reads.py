@@ -37,7 +37,7 @@ from urllib.parse import quote, urlsplit
 import pytest
 
 from sync.recorded import read_records
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.support import (
     FIXTURES,
     GatewayProcess,

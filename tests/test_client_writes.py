@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sync.recorded import read_records
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.support import (
     FIXTURES,
     gateway_on_fake,

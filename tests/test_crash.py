@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.mirroring import TOKEN, assert_mirror_equals, fake_upstream, serve
 from tests.support import free_port, run_cli, write_config
 

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from sync.recorded import PLACEHOLDER, read_records
-from tests.fake_patchwork import CIBOT, CRAWL, FakePatchwork
+from tests.fake import CIBOT, CRAWL, FakePatchwork
 from tests.support import (
     CONFORMANCE,
     FIXTURES,

@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 
 from sync.recorded import PLACEHOLDER, read_records
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.support import (
     CONFORMANCE,
     FIXTURES,

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from sync.recorded import read_records
-from tests.fake_patchwork import CRAWL, FakePatchwork
+from tests.fake import CRAWL, FakePatchwork
 from tests.support import ThreadedServer, request, tokens
 
 PWCLIENT = Path(sys.executable).parent / "pwclient"

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.mirroring import TOKEN, fake_upstream, serve
 from tests.support import GatewayProcess, Reply, free_port, request, run_cli, write_config
 

@@ -23,7 +23,7 @@ from cli.config import parse
 from gateway.http.app import STATE, create_app
 from mirror.reader import Reader
 from sync.recorded import PLACEHOLDER, read_records
-from tests.fake_patchwork import FakePatchwork
+from tests.fake import FakePatchwork
 from tests.mirroring import worker
 from tests.support import FIXTURES, ThreadedServer, auth_header, recorded_404, tokens
 from tests.test_fake_writes import COMPARED_HEADERS, WRITES, excuse_new_dates, hidden_bundles
