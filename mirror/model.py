@@ -275,6 +275,23 @@ class Parent:
 
 
 @dataclass(frozen=True)
+class Announced:
+    """How Patchwork's events announce the objects of a list under a parent
+    (the sync reads only the lists events say are not empty)."""
+
+    #: The event category creating the parent, and its column in events.
+    parent_created: str
+    parent_column: str
+    #: The event category announcing an item, and the item's key in it.
+    created: str
+    key: str
+    #: Whether the announcing events are as old as the creating ones (so a
+    #: parent with a creation event has every item announced).  Checks'
+    #: events came with Patchwork's first events; comments' later.
+    as_old_as_parent: bool
+
+
+@dataclass(frozen=True)
 class Resource:
     name: str
     table: str
@@ -299,9 +316,11 @@ class Resource:
     orderings: dict[str, Ordering] = field(default_factory=dict)
     default_order: str = "id"
     parent: Parent | None = None
-    #: API versions serving the list and the detail.
+    #: The API version that first serves the list, and the detail (None:
+    #: none does).  Routes, their version gates and the OpenAPI document
+    #: follow (gateway.api.routing).
     list_since: str = "1.0"
-    detail_since: str = "1.0"
+    detail_since: str | None = "1.0"
     #: Anonymous callers are refused (people, users).
     requires_auth: bool = False
     #: Column that must be true for anonymous callers (bundles).
@@ -313,6 +332,15 @@ class Resource:
     #: What upstream deletes along with an object of this resource (its
     #: foreign keys cascade): (resource, column holding this object's id).
     cascade: tuple[tuple[str, str], ...] = ()
+    # -- how the sync follows it ------------------------------------------
+    #: Its place in the initial crawl's lists: events first, referenced
+    #: objects before those referring to them (None: read under its parent).
+    crawl_rank: int | None = None
+    #: How events announce its objects (lists under a parent).
+    announced: Announced | None = None
+    #: A change to one reads its parent again (a check changes its patch's
+    #: combined ``check``).
+    rereads_parent: bool = False
     #: Composite indexes of the mirror (column names, optionally "DESC"),
     #: so that common orderings, with upstream's tie-breaking, read an
     #: index instead of sorting.
@@ -326,6 +354,18 @@ class Resource:
     scan_index_joins: tuple[str, ...] = ()
     scan_index_orders: frozenset[str] = frozenset()
     scan_index_excludes: frozenset[str] = frozenset()
+
+    @property
+    def field_names(self) -> frozenset[str]:
+        """Every field of its list and detail representations."""
+        return frozenset(f.name for f in (*self.fields, *self.detail_fields))
+
+    @property
+    def partial_when_embedded(self) -> bool:
+        """Whether its embedded shape lacks fields of its full shape: an
+        object first seen embedded must be fetched whole."""
+        embedded = {f.name for f in self.embedded}
+        return bool(embedded) and bool(self.field_names - embedded)
 
     def column(self, name: str) -> Column:
         for col in self.columns:

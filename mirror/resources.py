@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mirror.model import (
+    Announced,
     BoolFilter,
     ChoiceFilter,
     Column,
@@ -145,6 +146,7 @@ def _by_user(param: str, column: str) -> RefFilter:
 PROJECTS = Resource(
     name="projects",
     table="projects",
+    crawl_rank=1,
     model="Project",
     path="projects",
     fields=(
@@ -217,6 +219,7 @@ PROJECTS = Resource(
 PEOPLE = Resource(
     name="people",
     table="people",
+    crawl_rank=3,
     model="Person",
     path="people",
     fields=(
@@ -249,6 +252,7 @@ PEOPLE = Resource(
 USERS = Resource(
     name="users",
     table="users",
+    crawl_rank=2,
     model="User",
     path="users",
     fields=(
@@ -279,6 +283,7 @@ USERS = Resource(
 PATCHES = Resource(
     name="patches",
     table="patches",
+    crawl_rank=6,
     model="Patch",
     path="patches",
     fields=(
@@ -408,6 +413,7 @@ PATCHES = Resource(
 COVERS = Resource(
     name="covers",
     table="covers",
+    crawl_rank=5,
     model="Cover",
     path="covers",
     fields=(
@@ -476,6 +482,7 @@ COVERS = Resource(
 SERIES = Resource(
     name="series",
     table="series",
+    crawl_rank=4,
     model="Series",
     path="series",
     fields=(
@@ -540,6 +547,7 @@ SERIES = Resource(
 BUNDLES = Resource(
     name="bundles",
     table="bundles",
+    crawl_rank=7,
     model="Bundle",
     path="bundles",
     fields=(
@@ -623,6 +631,8 @@ CHECKS = Resource(
     parent=Parent("patches", "patch_id", "patch"),
     cascade=(("events", "check_id"),),
     allow_list="GET, POST, HEAD, OPTIONS",
+    announced=Announced("patch-created", "patch_id", "check-created", "created_check", True),
+    rereads_parent=True,
 )
 
 
@@ -676,6 +686,13 @@ def _comments(name: str, table: str, model: str, parent: str, parent_key: str) -
         list_since="1.1",
         detail_since="1.3",
         allow_detail="GET, PUT, PATCH, HEAD, OPTIONS",
+        announced=Announced(
+            f"{parent_key}-created",
+            f"{parent_key}_id",
+            f"{parent_key}-comment-created",
+            f"{parent_key}_comment",
+            False,
+        ),
     )
 
 
@@ -685,8 +702,10 @@ COVER_COMMENTS = _comments("cover_comments", "cover_comments", "CoverComment", "
 EVENTS = Resource(
     name="events",
     table="events",
+    crawl_rank=0,
     model="Event",
     path="events",
+    detail_since=None,  # (Patchwork lists events; it has no event detail)
     fields=(
         Value("id"),
         Value("category"),

@@ -74,13 +74,19 @@ log = logging.getLogger(__name__)
 PROBE_404 = f"{API}/patchwork-gateway-404-probe/"
 
 #: Top-level lists, in crawl order: events first (see above), then
-#: referenced objects before those referring to them.
-LISTS = ("events", "projects", "users", "people", "series", "covers", "patches", "bundles")
+#: referenced objects before those referring to them (the descriptions'
+#: ``crawl_rank``).
+LISTS = tuple(
+    name
+    for name, res in sorted(RESOURCES.items(), key=lambda item: item[1].crawl_rank or 0)
+    if res.crawl_rank is not None
+)
 
 
 @dataclass(frozen=True)
 class SubList:
-    """A per-parent list, and the events that announce its items."""
+    """A per-parent list, and the events that announce its items (from the
+    child's description: ``Resource.announced``)."""
 
     parent: str
     child: str
@@ -90,34 +96,28 @@ class SubList:
     #: The event category announcing an item, and the item's key in it.
     announced: str
     key: str
-    #: Whether the announcing events are as old as the creating ones (so a
-    #: parent with a creation event has every item announced).  Checks'
-    #: events came with Patchwork's first events; comments' later.
+    #: Whether the announcing events are as old as the creating ones.
     as_old_as_creation: bool
 
 
-SUBLISTS = (
+SUBLISTS = tuple(
     SubList(
-        "patches",
-        "patch_comments",
-        "patch-created",
-        "patch_id",
-        "patch-comment-created",
-        "patch_comment",
-        False,
-    ),
-    SubList(
-        "patches", "checks", "patch-created", "patch_id", "check-created", "created_check", True
-    ),
-    SubList(
-        "covers",
-        "cover_comments",
-        "cover-created",
-        "cover_id",
-        "cover-comment-created",
-        "cover_comment",
-        False,
-    ),
+        res.parent.resource,
+        name,
+        res.announced.parent_created,
+        res.announced.parent_column,
+        res.announced.created,
+        res.announced.key,
+        res.announced.as_old_as_parent,
+    )
+    # (The patches' lists first: they are most of the work.)
+    for name, res in sorted(
+        RESOURCES.items(),
+        key=lambda item: (
+            -(RESOURCES[item[1].parent.resource].crawl_rank or 0) if item[1].parent else 0
+        ),
+    )
+    if res.parent is not None and res.announced is not None
 )
 
 T = TypeVar("T")

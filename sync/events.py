@@ -28,52 +28,70 @@ from urllib.parse import urlencode
 import aiosqlite
 
 from mirror import store
+from mirror.resources import RESOURCES
 from mirror.store import Batch
 from sync.fetch import PER_PAGE, Fetcher, list_url
-from sync.refresh import Refresher, Wanted
+from sync.refresh import Change, Refresher, Wanted, event_filter, implied
 
 log = logging.getLogger(__name__)
 
 CURSOR = "events.cursor"
 
-#: What each category makes refresh, beyond the event itself: the keys of
-#: the payload naming a patch, a cover and a series.
-_PATCH_CHANGED = ("patch-state-changed", "patch-delegated")
-_CHECKS = ("check-created", "check-updated")
+#: What each of Patchwork's event categories says changed, and how; the
+#: categories announcing comments and checks come from their descriptions.
+_CHANGES: dict[str, tuple[str, str]] = {
+    "patch-created": ("patches", "created"),
+    "patch-completed": ("patches", "created"),
+    "cover-created": ("covers", "created"),
+    "patch-relation-changed": ("patches", "related"),
+    "patch-state-changed": ("patches", "changed"),
+    "patch-delegated": ("patches", "changed"),
+    "check-updated": ("checks", "changed"),
+    **{
+        res.announced.created: (name, "created")
+        for name, res in RESOURCES.items()
+        if res.announced is not None
+    },
+}
 
 
-def _id(payload: dict[str, Any], key: str) -> int | None:
-    obj = payload.get(key)
+def _id(payload: dict[str, Any], key: str | None) -> int | None:
+    obj = payload.get(key) if key else None
     if isinstance(obj, dict) and type(obj.get("id")) is int:
         return obj["id"]
     return None
 
 
+def change_of(event: dict[str, Any]) -> Change | None:
+    """The change an upstream event announces (None: one of a category this
+    program does not know, or without what it should name)."""
+    known = _CHANGES.get(event.get("category"))  # type: ignore[arg-type]
+    payload = event.get("payload")
+    if known is None or not isinstance(payload, dict):
+        return None
+    resource, how = known
+    named = _id(payload, event_filter(resource))
+    if RESOURCES[resource].parent is not None:
+        return Change(resource, None, named, how) if named is not None else None
+    return Change(resource, named, None, how) if named is not None else None
+
+
 def wanted(event: dict[str, Any]) -> Wanted:
     """What to refresh for one upstream event (as upstream lists it)."""
     want = Wanted()
-    category = event.get("category")
     payload = event.get("payload")
     if not isinstance(payload, dict):
         return want
-    patch, cover, series = _id(payload, "patch"), _id(payload, "cover"), _id(payload, "series")
-    if category in ("patch-created", "patch-completed") and patch is not None:
-        want.series_of.add(("patches", patch))
-    elif category == "cover-created" and cover is not None:
-        want.series_of.add(("covers", cover))
-    elif category == "patch-relation-changed" and patch is not None:
-        want.related_of.add(patch)
-    elif category in _CHECKS and patch is not None:
-        want.details.add(("patches", patch))
-        want.sublists.add(("checks", patch))
-    elif category == "patch-comment-created" and patch is not None:
-        want.sublists.add(("patch_comments", patch))
-    elif category == "cover-comment-created" and cover is not None:
-        want.sublists.add(("cover_comments", cover))
-    elif category in _PATCH_CHANGED and patch is not None:
-        want.details.add(("patches", patch))
-    else:  # a category of a newer Patchwork: refresh whatever it names
-        want.details |= {(r, i) for r, i in (("patches", patch), ("covers", cover)) if i}
+    change = change_of(event)
+    if change is not None:
+        want = implied(change)
+    elif event.get("category") not in _CHANGES:
+        # A category of a newer Patchwork: refresh whatever it names.
+        for resource in ("patches", "covers"):
+            named = _id(payload, event_filter(resource))
+            if named is not None:
+                want.details.add((resource, named))
+    series = _id(payload, event_filter("series"))
     if series is not None:
         want.details.add(("series", series))
     return want

@@ -29,8 +29,9 @@ log = logging.getLogger(__name__)
 
 API = f"/api/{LATEST}"
 PER_PAGE = 250
-#: Resources upstream may refuse to the sync identity (anonymous: people, users).
-MAY_BE_REFUSED = frozenset(("users", "people"))
+#: Resources upstream may refuse to the sync identity: those anonymous
+#: callers may not read (people, users).
+MAY_BE_REFUSED = frozenset(name for name, res in RESOURCES.items() if res.requires_auth)
 
 #: Where each message of an mbox starts (Patchwork's ``From patchwork
 #: <date>`` line; a body line starting with "From " is quoted ">From "),

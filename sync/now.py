@@ -20,7 +20,7 @@ import aiosqlite
 from mirror import schema, store
 from sync.events import Follower
 from sync.fetch import RECOVERABLE, Fetcher, list_url
-from sync.refresh import Wanted
+from sync.refresh import Change, Wanted, events_of, implied
 from sync.upstream import Upstream
 
 #: Events of a changed object read (the newest ones).
@@ -28,7 +28,7 @@ EVENTS = 20
 #: What a refresh may fail with (upstream down, slow, or answering nonsense).
 FAILURES: tuple[type[BaseException], ...] = (TimeoutError, *RECOVERABLE)
 
-__all__ = ["FAILURES", "RefreshNow", "Wanted"]
+__all__ = ["FAILURES", "Change", "RefreshNow", "Wanted", "events_of", "implied"]
 
 
 class RefreshNow:

@@ -28,13 +28,17 @@ import aiosqlite
 import orjson
 
 from mirror import store
+from mirror.model import Payload, RefFilter
 from mirror.resources import RESOURCES
 from mirror.store import Batch
 from sync.fetch import Fetcher, pool
 
 #: Resources whose embedded shape lacks fields of their full shape: an
-#: object first seen embedded is fetched whole (users are embedded whole).
-PARTIAL_WHEN_EMBEDDED = ("projects", "people", "patches", "covers", "series")
+#: object first seen embedded is fetched whole (users are embedded whole;
+#: comments and checks are read whole with their parent's list).
+PARTIAL_WHEN_EMBEDDED = tuple(
+    name for name, res in RESOURCES.items() if res.partial_when_embedded and res.parent is None
+)
 
 
 async def stale_bundle_orders(
@@ -74,6 +78,80 @@ class Wanted:
 
     def __bool__(self) -> bool:
         return bool(self.details or self.sublists or self.series_of or self.related_of)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One object that changed upstream, as an event or a write names it."""
+
+    resource: str
+    #: Its id (None: a comment or check known only by its parent).
+    id: int | None
+    #: Its parent's id (comments, checks).
+    parent: int | None = None
+    #: "created", "changed", "related" (its relations changed) or "written"
+    #: (a write through the gateway: anything of it may have changed).
+    how: str = "changed"
+
+
+def implied(change: Change) -> Wanted:
+    """What to read again when ``change`` happened: the one rule the event
+    follower and the server's read-back share, from the descriptions.
+
+    A comment or check is read again with its parent's whole list (which
+    also finds those deleted), and its parent too where the description
+    says so (a patch's combined ``check``); a new patch or cover with its
+    series; a patch whose relations changed (or that a write touched)
+    with its related patches; anything else, its own detail.
+    """
+    res = RESOURCES[change.resource]
+    want = Wanted()
+    if res.parent is not None:
+        if change.parent is not None:
+            want.sublists.add((res.name, change.parent))
+            if res.rereads_parent:
+                want.details.add((res.parent.resource, change.parent))
+    elif change.id is None:
+        pass
+    elif change.how == "created" and "series" in res.field_names:
+        want.series_of.add((res.name, change.id))
+    elif change.how == "related" or (change.how == "written" and "related" in res.field_names):
+        want.related_of.add(change.id)
+    else:
+        want.details.add((res.name, change.id))
+    return want
+
+
+def _payload_keys() -> frozenset[str]:
+    """The keys of objects events' payloads carry (``patch``, ``series``...)."""
+    keys = set()
+    for fld in RESOURCES["events"].fields:
+        if isinstance(fld, Payload):
+            keys |= {shown.name for fields in fld.categories.values() for shown in fields}
+    return frozenset(keys)
+
+
+_PAYLOAD_KEYS = _payload_keys()
+
+
+def event_filter(resource: str) -> str | None:
+    """The events' filter, and payload key, naming what an event is about
+    when it is about an object of ``resource``: ``patch`` for patches; a
+    comment's or check's events name its parent (None: events are never
+    about such objects: bundles, projects, users)."""
+    res = RESOURCES[resource]
+    target = res.parent.resource if res.parent is not None else resource
+    for flt in RESOURCES["events"].filters:
+        if isinstance(flt, RefFilter) and flt.target == target and flt.param in _PAYLOAD_KEYS:
+            return flt.param
+    return None
+
+
+def events_of(change: Change) -> dict[str, int]:
+    """The filters of the events ``change`` may have caused (``{"patch": 7}``)."""
+    param = event_filter(change.resource)
+    obj_id = change.parent if RESOURCES[change.resource].parent is not None else change.id
+    return {param: obj_id} if param is not None and obj_id is not None else {}
 
 
 class Refresher:

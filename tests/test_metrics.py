@@ -65,7 +65,7 @@ async def test_requests_are_counted_by_route_template_method_and_status(gateway)
     )
     assert details == 20
     assert delta(requests, route="unmatched", method="GET", status="404") == 1
-    comments = "/api/{version}/patches/{parent_id}/comments/"
+    comments = "/api/{version}/patches/{patch_id}/comments/"
     assert delta(requests, route=comments, method="GET", status="200") == 1
     routes = {dict(labels)["route"] for name, labels in after if name == requests}
     assert routes <= {

@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from gateway.api.routing import resolve_api
+from gateway.api.routing import API
 from gateway.http.delivery import HTML_SAFETY
 from mirror.model import (
     BoolFilter,
@@ -34,20 +34,7 @@ from mirror.model import (
     SiteUrl,
     UrlList,
 )
-from mirror.resources import INDEX, RESOURCES
 from mirror.versions import LATEST, VERSIONS, has_version
-
-#: (path template below /api/<version>/, resource, kind, path parameters)
-_ENDPOINTS: list[tuple[str, str, str, tuple[str, ...]]] = [
-    *((f"{name}/", name, "list", ()) for name in INDEX),
-    *((f"{name}/{{id}}/", name, "detail", ("id",)) for name in INDEX if name not in ("events",)),
-    ("patches/{patch_id}/checks/", "checks", "list", ("patch_id",)),
-    ("patches/{patch_id}/checks/{id}/", "checks", "detail", ("patch_id", "id")),
-    ("patches/{patch_id}/comments/", "patch_comments", "list", ("patch_id",)),
-    ("patches/{patch_id}/comments/{id}/", "patch_comments", "detail", ("patch_id", "id")),
-    ("covers/{cover_id}/comments/", "cover_comments", "list", ("cover_id",)),
-    ("covers/{cover_id}/comments/{id}/", "cover_comments", "detail", ("cover_id", "id")),
-]
 
 _DETAIL = {
     "type": "object",
@@ -206,12 +193,12 @@ def spec() -> dict[str, Any]:
                 },
             }
         }
-        for template, name, kind, path_params in _ENDPOINTS:
-            concrete = template.replace("{patch_id}", "1").replace("{cover_id}", "1")
-            if resolve_api(base + concrete.replace("{id}", "1")) is None:
-                continue  # not in this version
-            res = RESOURCES[name]
-            paths[base + template] = {"get": _operation(version, res, kind, path_params)}
+        for endpoint in API.endpoints:
+            if endpoint.served_at(version):
+                operation = _operation(
+                    version, endpoint.resource, endpoint.kind, endpoint.parameters
+                )
+                paths[base + endpoint.path] = {"get": operation}
     return {
         "openapi": "3.1.0",
         "info": {

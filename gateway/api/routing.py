@@ -1,24 +1,88 @@
 """Which Patchwork URL a path is, following ``patchwork/urls.py``.
 
-API paths are ``/api/[<version>/]<endpoint>``; the comment endpoints only
-exist from 1.1 (lists) and 1.3 (details).  Like Patchwork, the version
-pattern's dots match any character (``/api/1x4/`` is served).  Non-API
-paths are the site's pages and downloads.  Anything else is a 404; a path
-that would resolve with a trailing slash is redirected to it (Django's
-``APPEND_SLASH``).
+API paths are ``/api/[<version>/]<endpoint>``.  The endpoints, and the
+versions that serve each, come from the resource descriptions alone
+(``mirror.resources``): a top-level resource has its list and detail
+(``patches/``, ``patches/{id}/``), a nested one lives under its parent's
+(``patches/{patch_id}/checks/``), each from the version its description
+gives (the comment lists from 1.1, their details from 1.3).  Like
+Patchwork, the version patterns' dots match any character (``/api/1x4/``
+is served).  Non-API paths are the site's pages and downloads.  Anything
+else is a 404; a path that would resolve with a trailing slash is
+redirected to it (Django's ``APPEND_SLASH``).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from mirror.model import Resource
-from mirror.resources import INDEX, RESOURCES
+from mirror.resources import RESOURCES
+from mirror.versions import LATEST
 
 _API = re.compile(r"^/api/(?:(?P<version>1[^/][0-4])/)?(?P<rest>.*)$", re.S)
-_SINCE_1_1 = re.compile(r"1.[1-4]", re.S)
-_SINCE_1_3 = re.compile(r"1.[34]", re.S)
+#: How a detail's key is written in its path, by the description's lookup.
+_KEYS = {"int": "[0-9]+", "project": "[^/]+"}
+#: The label of a request no route claimed (unknown paths, bad Hosts).
+UNMATCHED = "unmatched"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One endpoint of the API, as the descriptions lay it out."""
+
+    resource: Resource
+    kind: str  # "list" or "detail"
+    #: The path below ``/api/<version>/``, with its parameters named
+    #: (``patches/{patch_id}/checks/{id}/``): OpenAPI's, and the metrics'.
+    path: str
+    #: The first version serving it.
+    since: str
+    #: The path below the version, as a pattern (group 1: the parent's id
+    #: or the detail's key; group 2: a nested detail's key).
+    pattern: re.Pattern[str]
+    #: Versions serving it, as Patchwork's URL patterns write them (dots
+    #: unescaped); None: every version.
+    gate: re.Pattern[str] | None
+
+    @property
+    def parameters(self) -> tuple[str, ...]:
+        return tuple(re.findall(r"\{(\w+)\}", self.path))
+
+    def served_at(self, version: str | None) -> bool:
+        """Whether ``version`` (None: the unversioned latest) serves it."""
+        return self.gate is None or version is None or bool(self.gate.fullmatch(version))
+
+
+def _gate(since: str) -> re.Pattern[str] | None:
+    """The versions from ``since`` on, as Patchwork's patterns match them."""
+    major, minor = since.split(".")
+    last = LATEST.split(".")[1]
+    return None if minor == "0" else re.compile(f"{major}.[{minor}-{last}]", re.S)
+
+
+def endpoints(resources: Iterable[Resource]) -> tuple[Endpoint, ...]:
+    """The API's endpoints for these resource descriptions."""
+    found = []
+    for res in resources:
+        if res.parent is None:
+            base, stem = f"{res.path}/", f"{re.escape(res.path)}/"
+        else:
+            parent = RESOURCES[res.parent.resource]
+            base = f"{parent.path}/{{{res.parent.url_key}_id}}/{res.path}/"
+            stem = f"{re.escape(parent.path)}/([0-9]+)/{re.escape(res.path)}/"
+        found.append(
+            Endpoint(
+                res, "list", base, res.list_since, re.compile(f"^{stem}$"), _gate(res.list_since)
+            )
+        )
+        if res.detail_since is not None:
+            detail = re.compile(f"^{stem}({_KEYS[res.lookup]})/$")
+            since = res.detail_since
+            found.append(Endpoint(res, "detail", base + "{id}/", since, detail, _gate(since)))
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -28,67 +92,47 @@ class ApiRoute:
     resource: Resource | None = None
     parent_id: int | None = None
     key: str | None = None  # the detail's id (a link name for projects)
+    #: The endpoint's template below the origin: a bounded metrics label.
+    template: str = "/api/{version}/"
 
 
-_TOP = "|".join(INDEX)
-_API_PATTERNS: list[tuple[re.Pattern[str], str, str | None, re.Pattern[str] | None]] = [
-    # (pattern, kind, resource name or None for group 1, version gate)
-    (re.compile(rf"^({_TOP})/$"), "list", None, None),
-    (re.compile(r"^(users|people|patches|covers|series|bundles)/([0-9]+)/$"), "detail", None, None),
-    (re.compile(r"^(projects)/([^/]+)/$"), "detail", None, None),
-    (re.compile(r"^patches/([0-9]+)/checks/$"), "list", "checks", None),
-    (re.compile(r"^patches/([0-9]+)/checks/([0-9]+)/$"), "detail", "checks", None),
-    (re.compile(r"^patches/([0-9]+)/comments/$"), "list", "patch_comments", _SINCE_1_1),
-    (re.compile(r"^covers/([0-9]+)/comments/$"), "list", "cover_comments", _SINCE_1_1),
-    (re.compile(r"^patches/([0-9]+)/comments/([0-9]+)/$"), "detail", "patch_comments", _SINCE_1_3),
-    (re.compile(r"^covers/([0-9]+)/comments/([0-9]+)/$"), "detail", "cover_comments", _SINCE_1_3),
-]
+class Router:
+    """Resolves API paths to the endpoints of some resource descriptions."""
+
+    def __init__(self, resources: Iterable[Resource]) -> None:
+        self.endpoints = endpoints(resources)
+
+    def resolve(self, path: str) -> ApiRoute | None:
+        match = _API.match(path)
+        if not match:
+            return None
+        version, rest = match.group("version"), match.group("rest")
+        if rest == "":
+            return ApiRoute("index", version)
+        for endpoint in self.endpoints:
+            m = endpoint.pattern.match(rest)
+            if m is None:
+                continue
+            if not endpoint.served_at(version):
+                return None
+            template = "/api/{version}/" + endpoint.path
+            res = endpoint.resource
+            if res.parent is None:
+                key = m.group(1) if endpoint.kind == "detail" else None
+                return ApiRoute(endpoint.kind, version, res, None, key, template)
+            key = m.group(2) if endpoint.kind == "detail" else None
+            return ApiRoute(endpoint.kind, version, res, int(m.group(1)), key, template)
+        return None
 
 
-#: The label of a request no route claimed (unknown paths, bad Hosts).
-UNMATCHED = "unmatched"
-
-_NESTED = {"checks": "patches", "patch_comments": "patches", "cover_comments": "covers"}
+#: The API as the descriptions in ``mirror.resources`` lay it out.
+API = Router(RESOURCES.values())
+resolve_api = API.resolve
 
 
 def api_template(route: ApiRoute) -> str:
     """The route's URL template: a bounded metrics label."""
-    res = route.resource
-    if res is None:
-        return "/api/{version}/"
-    name = res.name
-    parent = _NESTED.get(name)
-    if parent is not None:
-        leaf = "checks" if name == "checks" else "comments"
-        path = f"/api/{{version}}/{parent}/{{parent_id}}/{leaf}/"
-    else:
-        path = f"/api/{{version}}/{name}/"
-    return path + "{id}/" if route.kind == "detail" else path
-
-
-def resolve_api(path: str) -> ApiRoute | None:
-    match = _API.match(path)
-    if not match:
-        return None
-    version, rest = match.group("version"), match.group("rest")
-    if rest == "":
-        return ApiRoute("index", version)
-    for pattern, kind, name, gate in _API_PATTERNS:
-        m = pattern.match(rest)
-        if not m:
-            continue
-        if gate is not None and version is not None and not gate.fullmatch(version):
-            return None
-        if name is None:  # top-level resource named by the path
-            resource = RESOURCES[m.group(1)]
-            if kind == "detail" and resource.name == "events":
-                return None
-            key = m.group(2) if kind == "detail" else None
-            return ApiRoute(kind, version, resource, None, key)
-        parent_id = int(m.group(1))
-        key = m.group(2) if kind == "detail" else None
-        return ApiRoute(kind, version, RESOURCES[name], parent_id, key)
-    return None
+    return route.template
 
 
 # -- site (non-API) paths -------------------------------------------------------

@@ -27,7 +27,7 @@ from xml.parsers.expat import ExpatError
 import orjson
 
 from gateway.api.routing import ApiRoute
-from sync.now import FAILURES, RefreshNow, Wanted
+from sync.now import FAILURES, Change, RefreshNow, Wanted, events_of, implied
 
 log = logging.getLogger(__name__)
 
@@ -39,37 +39,24 @@ MAX_PENDING = 4
 
 
 def wanted(method: str, route: ApiRoute, answer_body: bytes) -> tuple[Wanted, dict[str, int]]:
-    """What a successful API write changed: objects to read again, and the
-    filters of the events it may have caused (``{"patch": 7}``)."""
-    want, events = Wanted(), dict[str, int]()
+    """What a successful API write changed (sync.refresh.implied): objects
+    to read again, and the filters of the events it may have caused."""
     res = route.resource
     if res is None:
-        return want, events
+        return Wanted(), {}
     key = int(route.key) if route.key and route.key.isdigit() else None
-    if res.name == "patches" and key is not None:
-        want.details.add(("patches", key))
-        want.related_of.add(key)
-        events["patch"] = key
-    elif res.name == "checks" and route.parent_id is not None:
-        want.details.add(("patches", route.parent_id))
-        want.sublists.add(("checks", route.parent_id))
-        events["patch"] = route.parent_id
-    elif res.parent is not None and route.parent_id is not None:  # a comment
-        want.sublists.add((res.name, route.parent_id))
-        events[res.parent.url_key] = route.parent_id
-    else:
-        # Bundles, users, projects: the id is in the path, or, for a new
-        # bundle (or a project named by link name), in upstream's answer.
-        if key is None:
-            try:
-                body = orjson.loads(answer_body) if answer_body else None
-            except orjson.JSONDecodeError:
-                body = None
-            key = body.get("id") if isinstance(body, dict) else None
-        if type(key) is int:
-            # (Deleted, or made private: upstream answers 404, and it goes.)
-            want.details.add((res.name, key))
-    return want, events
+    if key is None and res.parent is None:
+        # A new bundle (or a project named by link name): the id is in
+        # upstream's answer.
+        try:
+            body = orjson.loads(answer_body) if answer_body else None
+        except orjson.JSONDecodeError:
+            body = None
+        found = body.get("id") if isinstance(body, dict) else None
+        key = found if type(found) is int else None
+    # (Deleted, or made private: upstream answers 404, and it goes.)
+    change = Change(res.name, key, route.parent_id, "written")
+    return implied(change), events_of(change)
 
 
 def xmlrpc_succeeded(answer_body: bytes) -> bool:
@@ -87,12 +74,10 @@ def xmlrpc_wanted(body: bytes) -> tuple[Wanted, dict[str, int]]:
     except (ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError):
         return want, events
     if method in ("patch_set", "check_create") and params and type(params[0]) is int:
-        patch = params[0]
-        want.details.add(("patches", patch))
-        want.related_of.add(patch)
+        patch = Change("patches", params[0], how="written")
+        want, events = implied(patch), events_of(patch)
         if method == "check_create":
-            want.sublists.add(("checks", patch))
-        events["patch"] = patch
+            want.update(implied(Change("checks", None, params[0])))
     return want, events
 
 
