@@ -82,7 +82,7 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncGenerator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,22 +98,22 @@ from mirror.reader import Reader
 from mirror.resources import RESOURCES
 from mirror.store import REFUSED
 from mirror.versions import LATEST
-from sync.crawler import SUBLISTS, SubList, needed_parents
-from sync.events import CURSOR
-from sync.fetch import (
-    API,
+from sync import reading
+from sync.reading import (
+    CURSOR,
     MAY_BE_REFUSED,
     PER_PAGE,
-    Fetcher,
+    SUBLISTS,
+    Page,
+    Progress,
     Refused,
+    SubList,
     SyncError,
-    has_next,
-    last_page,
-    list_url,
+    UpstreamError,
+    UpstreamReader,
+    needed_parents,
     pool,
 )
-from sync.progress import Progress
-from sync.upstream import Source, Upstream, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -370,7 +370,7 @@ class Checker:
         self,
         reader: Reader,
         db: aiosqlite.Connection,
-        source: Source,
+        upstream: UpstreamReader,
         base_url: str,
         *,
         concurrency: int = 4,
@@ -381,7 +381,7 @@ class Checker:
     ) -> None:
         self.reader = reader
         self.db = db
-        self.fetcher = Fetcher(source, base_url, concurrency=concurrency)
+        self.upstream = upstream
         self.base_url = base_url.rstrip("/")
         self.concurrency = concurrency
         self.sample = sample
@@ -427,24 +427,19 @@ class Checker:
                 if name not in MAY_BE_REFUSED:
                     raise
                 tally.skipped = "upstream refuses it to the sync identity"
-        self.report.requests = self.fetcher.requests
+        self.report.requests = self.upstream.requests
         self.report.seconds = time.monotonic() - started
         return self.report
 
     async def probe(self) -> None:
         """Upstream's API index: is it there, and what origin does it use?"""
-        quiet = logging.getLogger("sync.upstream")
-        level = quiet.level
-        quiet.setLevel(logging.ERROR)  # a failure is said once, by the caller
         try:
-            got = await self.fetcher.get(f"{API}/", dict)
+            index = await self.upstream.index()
         except Refused as exc:
             raise CheckError(f"{exc}: check [upstream] token") from None
         except UpstreamError as exc:
             raise CheckError(f"upstream {self.base_url} unreachable: {exc}") from None
-        finally:
-            quiet.setLevel(level)
-        url = got[0].get("patches") if got is not None else None
+        url = index.get("patches") if index is not None else None
         marker = f"/api/{LATEST}/"
         if not isinstance(url, str) or marker not in url:
             raise CheckError(f"{self.base_url} does not serve the Patchwork API {LATEST}")
@@ -513,88 +508,30 @@ class Checker:
 
     async def _detail(self, name: str, obj_id: int, tally: Tally) -> None:
         """Compare one object's detail."""
-        res = RESOURCES[name]
-        got = await self.fetcher.get(f"{API}/{res.path}/{obj_id}/", dict)
-        doc = self.reader.full(res.table, obj_id)
-        if got is None:
+        theirs = await self.upstream.detail(name, obj_id)
+        doc = self.reader.full(RESOURCES[name].table, obj_id)
+        if theirs is None:
             if doc is not None:
                 tally.extra.add(obj_id)
         elif doc is None:
             tally.missing.add(obj_id)
         else:
             mine = self._render(name, [doc], detail=True)[obj_id]
-            self._compare(name, obj_id, mine, got[0], tally)
-
-    # -- paging --------------------------------------------------------------
-
-    async def _page(self, url: str, page: int) -> tuple[list[Any], dict[str, str]] | None:
-        got = await self.fetcher.get(f"{url}?page={page}&per_page={PER_PAGE}", list)
-        return None if got is None else (got[0], got[1])
-
-    async def _first(self, url: str) -> tuple[list[Any], dict[str, str]]:
-        got = await self._page(url, 1)
-        if got is None:
-            raise UpstreamError(f"GET {url}: HTTP 404")
-        return got
-
-    async def _pages(
-        self, url: str, first: tuple[list[Any], dict[str, str]]
-    ) -> AsyncGenerator[tuple[list[Any], dict[str, str]], None]:
-        """Every page in order, ``concurrency`` of them fetched ahead; past
-        the last page the first one named, ``next`` links are followed."""
-        yield first
-        headers = first[1]
-        if not has_next(headers):
-            return
-        numbers = iter(range(2, (last_page(headers.get("Link")) or 1) + 1))
-        ahead: list[tuple[int, asyncio.Task[Any]]] = []
-
-        def top_up() -> None:
-            while len(ahead) < self.concurrency:
-                number = next(numbers, None)
-                if number is None:
-                    return
-                ahead.append((number, asyncio.ensure_future(self._page(url, number))))
-
-        page = 1
-        try:
-            top_up()
-            while ahead:
-                page, task = ahead.pop(0)
-                got = await task
-                top_up()
-                if got is None:
-                    return  # the list shrank under us
-                yield got
-                headers = got[1]
-                if not has_next(headers):
-                    return
-            while has_next(headers):  # the list grew under us
-                page += 1
-                got = await self._page(url, page)
-                if got is None:
-                    return
-                yield got
-                headers = got[1]
-        finally:
-            for _, task in ahead:
-                task.cancel()
-            await asyncio.gather(*(task for _, task in ahead), return_exceptions=True)
+            self._compare(name, obj_id, mine, theirs, tally)
 
     # -- top-level lists -------------------------------------------------------
 
     async def _list_full(self, name: str, tally: Tally) -> None:
-        url = list_url(name)
-        first = await self._first(url)
-        bar = self.progress.phase(f"check {name}", last_page(first[1].get("Link")) or 1)
+        first = await self.upstream.first_page(name)
+        bar = self.progress.phase(f"check {name}", first.last)
         covered: int | None = None  # ids up to this one are compared
         ended = False
-        async with contextlib.aclosing(self._pages(url, first)) as pages:
-            async for items, headers in pages:
-                ended = not has_next(headers)
-                ids = {i for i in map(_valid_id, items) if i is not None}
+        async with contextlib.aclosing(self.upstream.pages(name, first)) as pages:
+            async for page in pages:
+                ended = not page.has_next
+                ids = {i for i in map(_valid_id, page.items) if i is not None}
                 high = None if ended else max(ids, default=covered)
-                await self._compare_range(name, items, covered, high, tally)
+                await self._compare_range(name, page.items, covered, high, tally)
                 covered = high
                 bar.advance(1)
                 if ended:
@@ -633,26 +570,25 @@ class Checker:
 
     async def _list_sample(self, name: str, tally: Tally, n: int) -> None:
         res = RESOURCES[name]
-        url = list_url(name)
-        first = await self._first(url)
-        last = last_page(first[1].get("Link")) or 1
+        first = await self.upstream.first_page(name)
+        last = first.last
         numbers = [1, *self.rng.sample(range(2, last + 1), min(last - 1, math.ceil(n / PER_PAGE)))]
-        pages: dict[int, tuple[list[Any], dict[str, str]]] = {1: first}
+        pages: dict[int, Page] = {1: first}
 
         async def fetch(number: int) -> None:
-            got = await self._page(url, number)
+            got = await self.upstream.page(name, number)
             if got is not None:
                 pages[number] = got
 
         await pool(numbers[1:], fetch, self.concurrency)
         upstream: set[int] = set()
         mirrored_only: set[int] = set()
-        for number, (items, headers) in sorted(pages.items()):
-            ids = {i for i in map(_valid_id, items) if i is not None}
+        for number, page in sorted(pages.items()):
+            ids = {i for i in map(_valid_id, page.items) if i is not None}
             if not ids and number != 1:
                 continue
             low = None if number == 1 else min(ids)
-            high = max(ids) if has_next(headers) and ids else None
+            high = max(ids) if page.has_next and ids else None
             mirrored = self._mirror_ids(res.table, "id", low, high, low_inclusive=True)
             for obj_id in sorted(ids - mirrored):
                 tally.missing.add(obj_id)
@@ -732,22 +668,21 @@ class Checker:
 
     async def _events_full(self) -> None:
         tally = self.report.resources["events"]
-        url = list_url("events")
-        first = await self._first(url)
-        bar = self.progress.phase("check events", last_page(first[1].get("Link")) or 1)
+        first = await self.upstream.first_page("events")
+        bar = self.progress.phase("check events", first.last)
         # Newest first: a page covers the dates from its oldest (exclusive:
         # the next page may hold more of that date) to the page before's.
         covered: str | None = None
         previous: set[int] = set()
         ended = False
-        async with contextlib.aclosing(self._pages(url, first)) as pages:
-            async for items, headers in pages:
-                ended = not has_next(headers)
-                ids = {i for i in map(_valid_id, items) if i is not None}
+        async with contextlib.aclosing(self.upstream.pages("events", first)) as pages:
+            async for page in pages:
+                ended = not page.has_next
+                ids = {i for i in map(_valid_id, page.items) if i is not None}
                 # Events pushed onto this page by newer ones were compared.
-                fresh = [item for item in items if _valid_id(item) not in previous]
+                fresh = [item for item in page.items if _valid_id(item) not in previous]
                 self._events_page(fresh, tally)
-                dates = [i["date"] for i in items if isinstance(i, dict) and _is_date(i)]
+                dates = [i["date"] for i in page.items if isinstance(i, dict) and _is_date(i)]
                 low = None if ended else min(dates, default=covered)
                 self._event_extras(low, covered, ids | previous, tally)
                 covered, previous = low, ids
@@ -761,19 +696,18 @@ class Checker:
     async def _events_sample(self) -> None:
         tally = self.report.resources["events"]
         assert self.sample is not None
-        url = list_url("events")
-        first = await self._first(url)
-        last = last_page(first[1].get("Link")) or 1
-        pages: dict[int, tuple[list[Any], dict[str, str]]] = {1: first}
+        first = await self.upstream.first_page("events")
+        last = first.last
+        pages: dict[int, Page] = {1: first}
         # The newest pages, down to the cursor: what is pending.
         number, got = 1, first
         while (
             number < NEWER_PAGES
-            and has_next(got[1])
-            and all(self._newer(i) for i in got[0] if isinstance(i, dict))
+            and got.has_next
+            and all(self._newer(i) for i in got.items if isinstance(i, dict))
         ):
             number += 1
-            more = await self._page(url, number)
+            more = await self.upstream.page("events", number)
             if more is None:
                 break
             pages[number] = got = more
@@ -781,24 +715,24 @@ class Checker:
         numbers = self.rng.sample(others, min(len(others), math.ceil(self.sample / PER_PAGE)))
 
         async def fetch(number: int) -> None:
-            got = await self._page(url, number)
+            got = await self.upstream.page("events", number)
             if got is not None:
                 pages[number] = got
 
         await pool(numbers, fetch, self.concurrency)
         seen: set[int] = set()
-        for number, (items, headers) in sorted(pages.items()):
-            fresh = [i for i in items if _valid_id(i) not in seen]
+        for number, page in sorted(pages.items()):
+            fresh = [i for i in page.items if _valid_id(i) not in seen]
             self._events_page(fresh, tally)
-            ids = {i for i in map(_valid_id, items) if i is not None}
+            ids = {i for i in map(_valid_id, page.items) if i is not None}
             seen |= ids
-            dates = [i["date"] for i in items if isinstance(i, dict) and _is_date(i)]
+            dates = [i["date"] for i in page.items if isinstance(i, dict) and _is_date(i)]
             if not dates:
                 continue
             # Strictly inside the page's dates (its ends may go on elsewhere);
             # the first page reaches the newest, the last the oldest.
             high = None if number == 1 else max(dates)
-            low = None if not has_next(headers) else min(dates)
+            low = None if not page.has_next else min(dates)
             mirrored = self._mirror_ids("events", "date", low, high, low_inclusive=False)
             if high is not None:
                 mirrored -= self._mirror_ids("events", "date", high, high, low_inclusive=True)
@@ -839,17 +773,8 @@ class Checker:
         """One parent's whole list (it is small) against the mirror's."""
         res = RESOURCES[sub.child]
         assert res.parent is not None
-        url = list_url(sub.child, parent_id)
-        items: list[Any] = []
-        page = 1
-        while True:
-            got = await self._page(url, page)
-            if got is None:  # the parent is gone upstream (or the list shrank)
-                break
-            items.extend(got[0])
-            if not has_next(got[1]):
-                break
-            page += 1
+        # (Empty if the parent is gone upstream.)
+        items = await self.upstream.whole_list(sub.child, parent_id)
         docs = self.reader.children(res.table, res.parent.column, parent_id)
         mine = self._render(sub.child, docs, detail=False)
         listed: set[int] = set()
@@ -901,33 +826,31 @@ async def check(
     reader = Reader(path, connections=1, cache_bytes=64 << 20)
     await reader.open(3600)
     db = await aiosqlite.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    upstream = Upstream(
-        config.upstream.url,
-        config.upstream.token,
-        concurrency=config.upstream.concurrency,
-        timeout=config.upstream.timeout,
-        attempts=4,
-        max_backoff=30.0,
-        say_retries=True,  # (a check waits on upstream: say why, once)
-    )
     try:
-        known = reader.meta("upstream.url")
-        if known and known.rstrip("/") != config.upstream.url.rstrip("/"):
-            raise CheckError(f"the mirror {path} holds {known}, not {config.upstream.url}")
-        checker = Checker(
-            reader,
-            db,
-            upstream,
+        async with reading.connect(
             config.upstream.url,
+            config.upstream.token,
             concurrency=config.upstream.concurrency,
-            sample=sample,
-            resources=resources,
-            progress=progress,
-            rng=rng,
-        )
-        return await checker.run()
+            timeout=config.upstream.timeout,
+            attempts=4,
+            max_backoff=30.0,
+        ) as upstream:
+            known = reader.meta("upstream.url")
+            if known and known.rstrip("/") != config.upstream.url.rstrip("/"):
+                raise CheckError(f"the mirror {path} holds {known}, not {config.upstream.url}")
+            checker = Checker(
+                reader,
+                db,
+                upstream,
+                config.upstream.url,
+                concurrency=config.upstream.concurrency,
+                sample=sample,
+                resources=resources,
+                progress=progress,
+                rng=rng,
+            )
+            return await checker.run()
     finally:
-        await upstream.close()
         await db.close()
         await reader.close()
 
