@@ -188,10 +188,17 @@ class Fetcher:
         upstream shows it no more, or not to the sync identity).
 
         The whole mbox is read (bounded by the client's ``max_bytes``) for
-        the few bytes of its ``X-Patchwork-Id`` headers.
+        the few bytes of its ``X-Patchwork-Id`` headers.  Upstream failing
+        on it (after retries), or an mbox too large, leaves the order
+        unknown: never a reason to stop syncing everything else.
         """
-        resp = await self.source.get(mbox_path)
-        self.requests += 1
+        try:
+            resp = await self.source.get(mbox_path)
+        except UpstreamError as exc:
+            log.warning("GET %s: %s; bundle order unknown", mbox_path, exc)
+            return None
+        finally:
+            self.requests += 1
         if resp.status != 200:
             if resp.status not in (401, 403, 404):
                 log.warning("GET %s: HTTP %d; bundle order unknown", mbox_path, resp.status)

@@ -44,14 +44,17 @@ PARTIAL_WHEN_EMBEDDED = tuple(
 async def stale_bundle_orders(
     db: aiosqlite.Connection, bundles: dict[int, dict[str, Any]]
 ) -> dict[int, str]:
-    """Of these bundles (documents, as stored or as read), those whose stored
-    order does not list exactly their patches: bundle id -> its mbox path."""
+    """Of these public bundles (documents, as stored or as read), those whose
+    stored order does not list exactly their patches: bundle id -> its mbox
+    path."""
     known = await store.bundle_orders(db, sorted(bundles))
     stale = {}
     for bundle_id, doc in bundles.items():
         patches, mbox = doc.get("patches"), doc.get("mbox")
         if not isinstance(patches, list) or not isinstance(mbox, str):
             continue  # a fragment without them: nothing to compare
+        if doc.get("public") is not True:
+            continue  # (only public bundles' mboxes are built from the mirror)
         if set(known.get(bundle_id, ())) != set(patches):
             stale[bundle_id] = mbox
     return stale

@@ -29,8 +29,10 @@ def _orders(path: Path) -> dict[int, list[int]]:
 
 
 def _upstream_orders(fake: FakePatchwork) -> dict[int, list[int]]:
-    """Each bundle's patches in its own order (as its mbox lists them)."""
-    return {i: fake.get("bundles", i)["patches"] for i in fake.ids("bundles")}  # type: ignore[index]
+    """Each public bundle's patches in its own order (as its mbox lists them):
+    only public bundles' mboxes are built from the mirror."""
+    bundles = {i: fake.get("bundles", i) for i in fake.ids("bundles")}
+    return {i: b["patches"] for i, b in bundles.items() if b and b["public"]}
 
 
 def _mbox_path(fake: FakePatchwork, bundle_id: int) -> str:
@@ -187,3 +189,26 @@ def test_a_gateway_started_with_upstream_down_serves_upstreams_bundle_mboxes(
             assert reply.body == expected.body, bundle_id
             for name in ("Content-Type", "Content-Disposition"):
                 assert reply.header(name) == expected.header(name), (bundle_id, name)
+
+
+async def test_a_bundle_mbox_upstream_fails_on_stops_nothing_else(tmp_path):
+    """Its order stays unknown (the API's order serves offline); the initial
+    sync completes, and other bundles' orders are read."""
+    fake = fake_upstream()
+    public = sorted(_upstream_orders(fake))
+    broken = _mbox_path(fake, public[0])
+    fake.failing.add(broken)
+    mirror = tmp_path / "m.sqlite3"
+    with serve(fake) as url:
+        async with worker(mirror, url) as sync:
+            await sync.once()
+    conn = sqlite3.connect(mirror)
+    try:
+        (state,) = conn.execute("SELECT value FROM meta WHERE key = 'sync.state'").fetchone()
+    finally:
+        conn.close()
+    assert state == "complete"
+    orders = _orders(mirror)
+    assert public[0] not in orders
+    assert {i: orders[i] for i in public[1:]} == {i: _upstream_orders(fake)[i] for i in public[1:]}
+    assert any(path.endswith(broken) for path in fake.request_log)

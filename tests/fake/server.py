@@ -98,6 +98,8 @@ class FakePatchwork(Seeding, Writes, Downloads):
         self.max_received = 10_000
         #: Answer every request with a 503 (an outage).
         self.down = False
+        #: Paths answered with a 500 (a bug of upstream's, on those alone).
+        self.failing: set[str] = set()
         #: Seconds to wait before answering each request.
         self.delay = 0.0
         #: Called (outside the lock) with each request's path and query.
@@ -130,6 +132,8 @@ class FakePatchwork(Seeding, Writes, Downloads):
                 return web.Response(
                     status=503, text="Service Unavailable", content_type="text/html"
                 )
+            if request.path in self.failing:
+                return web.Response(status=500, text="Server Error", content_type="text/html")
             base = origin or f"{request.scheme}://{request.host}"
             with self._lock:
                 return self._answer(request, base, body)
