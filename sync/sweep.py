@@ -66,9 +66,8 @@ PARENT_CHUNK = 1000
 #: Bundle mboxes a step reads at most, to learn the order of bundles new or
 #: changed (see sync.refresh); the others wait for the lane's next round.
 BUNDLE_ORDERS_PER_STEP = 20
-#: Children their parent sums up (a patch's combined ``check``): when the
-#: list has changed, the parent is read again too.
-SUMMED_UP = frozenset(("checks",))
+#: Public bundles whose mbox the bundle-orders lane reads a step.
+ORDERS_CHUNK = 5
 
 
 @dataclass
@@ -134,6 +133,11 @@ def default_lanes(interval: float, hot_interval: float) -> list[Lane]:
         Lane("checks", "sublists", children=("checks",),
              period=interval * 60, min_share=0.05, slow=True),
         Lane("events", "events", period=interval * 30, min_share=0.05, slow=True),
+        # A bundle's owner may reorder its patches in Patchwork's web pages,
+        # which neither an event nor the API shows: every public bundle's
+        # mbox is read again, slowly.
+        Lane("bundle orders", "bundle orders", period=interval * 30, min_share=0.02, slow=True,
+             in_full_round=False),
     ]  # fmt: skip
 
 
@@ -246,6 +250,8 @@ class Sweeper:
         async with self.lock:
             if lane.children:
                 batch = await self._sublists_step(lane)
+            elif lane.resource == "bundle orders":
+                batch = await self._orders_step(lane)
             elif lane.resource == "events":
                 batch = await self._events_step(lane)
             else:
@@ -346,9 +352,10 @@ class Sweeper:
         if lane.todo:
             child, parent_id = lane.todo[-1]
             listed = await self.fetcher.sublist(child, parent_id, batch)
-            if listed is not None and child in SUMMED_UP:
-                res = RESOURCES[child]
-                assert res.parent is not None
+            res = RESOURCES[child]
+            if listed is not None and res.rereads_parent and res.parent is not None:
+                # (The parent sums them up, as a patch its combined check:
+                # a list that changed reads it again too.)
                 rows = await self.db.execute_fetchall(
                     f"SELECT id FROM {res.table} WHERE {res.parent.column} = ?", (parent_id,)
                 )
@@ -357,6 +364,27 @@ class Sweeper:
             lane.todo.pop()
             lane.bound = (child, parent_id)
         if lane.todo or await self._more_parents(lane):
+            lane.page += 1
+        else:
+            self._end_round(lane)
+        return batch
+
+    async def _orders_step(self, lane: Lane) -> Batch:
+        """The order of a few public bundles, from their mboxes (in id order,
+        ``lane.bound`` where the last step ended); an order unchanged writes
+        nothing."""
+        rows = list(
+            await self.db.execute_fetchall(
+                "SELECT id, json_extract(doc, '$.mbox') FROM bundles "
+                "WHERE public = 1 AND id > ? ORDER BY id LIMIT ?",
+                (lane.bound or 0, ORDERS_CHUNK),
+            )
+        )
+        batch = Batch()
+        bundles = [(bundle_id, mbox) for bundle_id, mbox in rows if isinstance(mbox, str)]
+        await self.follower.refresher.read_bundle_orders(bundles, batch)
+        if len(rows) == ORDERS_CHUNK:
+            lane.bound = rows[-1][0]
             lane.page += 1
         else:
             self._end_round(lane)

@@ -204,13 +204,16 @@ def session_of(name: str) -> str:
 
 
 def identify_request(request: web.BaseRequest, known: dict[str, str]) -> str | None:
-    """The recorded identity a request stands for: its Authorization headers
-    (several joined, as WSGI servers join them), else its session cookie."""
+    """The recorded identity a request stands for, in DRF's order as
+    Patchwork configures it: a valid session first, then the Authorization
+    headers (several joined, as WSGI servers join them)."""
+    by_session = {session_of(name): name for name in known}
+    session = by_session.get(request.cookies.get("sessionid") or "")
+    if session is not None:
+        return session
     if "Authorization" in request.headers:
         return identify(",".join(request.headers.getall("Authorization")), known)
-    session = request.cookies.get("sessionid")
-    by_session = {session_of(name): name for name in known}
-    return by_session.get(session or "")
+    return None
 
 
 def replay_app(

@@ -212,3 +212,29 @@ async def test_a_bundle_mbox_upstream_fails_on_stops_nothing_else(tmp_path):
     assert public[0] not in orders
     assert {i: orders[i] for i in public[1:]} == {i: _upstream_orders(fake)[i] for i in public[1:]}
     assert any(path.endswith(broken) for path in fake.request_log)
+
+
+async def test_a_bundle_reordered_upstream_is_reordered_by_the_slow_lane(tmp_path):
+    """Patchwork's web pages reorder a bundle without changing its patches:
+    no event, no API field says so; the bundle-orders lane reads it again."""
+    fake = fake_upstream()
+    mirror = tmp_path / "m.sqlite3"
+    with serve(fake) as url:
+        async with worker(mirror, url) as sync:
+            await sync.once()
+            bundle = sorted(_upstream_orders(fake))[0]
+            reordered = list(reversed(_upstream_orders(fake)[bundle]))
+            fake.update("bundles", bundle, patches=reordered)
+            assert _orders(mirror)[bundle] != reordered
+            (lane,) = [lane for lane in sync.sweeper.lanes if lane.name == "bundle orders"]
+            await sync.sweeper.step(lane)
+            while lane.page > 0:
+                await sync.sweeper.step(lane)
+            assert _orders(mirror)[bundle] == reordered
+            # Read again unchanged: nothing written.
+            writes = Writes(mirror)
+            await sync.sweeper.step(lane)
+            while lane.page > 0:
+                await sync.sweeper.step(lane)
+            assert not writes.seen()
+            writes.close()

@@ -49,16 +49,14 @@ BODY_SECONDS = 30.0
 
 
 async def read_body(request: web.Request, limit: int) -> bytes | None:
-    """The whole body, however many pieces it comes in (``content.read(n)``
-    returns only what has arrived), or ``None`` beyond ``limit`` bytes."""
-    chunks, size = [], 0
-    async with asyncio.timeout(BODY_SECONDS):
-        while chunk := await request.content.read(65536):
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-    return b"".join(chunks)
+    """The whole body, however many pieces it arrives in (``None``: beyond
+    ``limit`` bytes, or the application's own bound)."""
+    try:
+        async with asyncio.timeout(BODY_SECONDS):
+            body = await request.read()  # (bounded by client_max_size)
+    except web.HTTPRequestEntityTooLarge:
+        return None
+    return body if len(body) <= limit else None
 
 
 def webhook_handler(secret: str, control: Control | None) -> Any:

@@ -55,7 +55,7 @@ from cachetools import TLRUCache
 
 from gateway.http.responses import Answer
 from gateway.upstream.clients import SharedRate, client_key
-from gateway.upstream.proxy import Proxy
+from gateway.upstream.proxy import Proxy, joined_authorization
 from mirror.reader import Reader
 from mirror.versions import LATEST
 
@@ -144,9 +144,7 @@ def session_cookie(cookie_headers: list[str]) -> str | None:
 def credentials(request: web.BaseRequest) -> Credentials | None:
     """The request's credentials, or ``None`` for an anonymous request."""
     headers = request.headers
-    authorization = None
-    if "Authorization" in headers:
-        authorization = ",".join(headers.getall("Authorization"))
+    authorization = joined_authorization(headers) if "Authorization" in headers else None
     session = session_cookie(headers.getall("Cookie")) if "Cookie" in headers else None
     if authorization is None and session is None:
         return None

@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from multidict import CIMultiDictProxy
 from yarl import URL
 
 from gateway.http.responses import Answer, detail, json_body
@@ -74,6 +75,12 @@ MAX_WAITING = 64
 #: Forwarded requests of one client at once (in flight or waiting): half
 #: the slots, so that one client never holds them all.
 MAX_PER_CLIENT = MAX_IN_FLIGHT // 2
+
+
+def joined_authorization(headers: CIMultiDictProxy[str]) -> str:
+    """Several ``Authorization`` headers as upstream reads them: joined with
+    commas, as the WSGI servers in front of Django join them."""
+    return ",".join(headers.getall("Authorization"))
 
 
 class Proxy:
@@ -141,7 +148,7 @@ class Proxy:
         try:
             headers = {k: request.headers[k] for k in FORWARD_REQUEST if k in request.headers}
             if "Authorization" in headers:  # (several: joined, as upstream reads them)
-                headers["Authorization"] = ",".join(request.headers.getall("Authorization"))
+                headers["Authorization"] = joined_authorization(request.headers)
             # Upstream should see who is asking, not only the gateway.
             if client:
                 headers["X-Forwarded-For"] = client
