@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from cli.check import ABSENT, ORDER, brief, diff, field_of
+from cli.check.engine import diff
+from cli.check.report import ABSENT, brief, field_of
+from cli.check.run import ORDER
 from mirror import schema
 from tests.mirroring import TOKEN, fake_upstream, serve, worker
 from tests.support import free_port, replay_upstream, run_cli, tokens, write_config
