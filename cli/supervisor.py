@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds a stopping worker gets before it is killed.
 STOP_GRACE = 15.0
-#: Tells a child which process to outlive not (see cli.main).
+#: Tells a child which process to outlive not (see cli.serving, cli.syncing).
 SUPERVISOR_ENV = "PATCHWORK_GATEWAY_SUPERVISOR"
 #: Tells an extra server process the port the first one bound.
 PORT_ENV = "PATCHWORK_GATEWAY_PORT"
