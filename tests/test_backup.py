@@ -8,8 +8,12 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import pytest
+
 from tests.support import GatewayProcess, copy_mirror, free_port, request, run_cli, write_config
 from tests.test_gateway import _write
+
+pytestmark = pytest.mark.slow
 
 #: Pages of project 1 (the writes below rename project 2).
 PAGES = (

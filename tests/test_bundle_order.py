@@ -156,6 +156,7 @@ def fake_with_a_scrambled_bundle() -> tuple[FakePatchwork, int]:
     return fake, bundle
 
 
+@pytest.mark.slow
 def test_a_gateway_started_with_upstream_down_serves_upstreams_bundle_mboxes(
     fake_with_a_scrambled_bundle, tmp_path
 ):

@@ -50,6 +50,8 @@ from tests.support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 PROJECT = "patchwork"
 

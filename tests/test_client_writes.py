@@ -22,6 +22,8 @@ from tests.support import (
 )
 from tests.test_clients import BIN, _run
 
+pytestmark = pytest.mark.slow
+
 
 @dataclass
 class Setup:

@@ -14,6 +14,8 @@ import pytest
 
 from tests.support import CRAWL, GatewayProcess, copy_mirror, free_port, write_config
 
+pytestmark = pytest.mark.slow
+
 BIN = Path(sys.executable).parent
 
 

@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.fake import FakePatchwork
 from tests.mirroring import TOKEN, assert_mirror_equals, fake_upstream, serve
 from tests.support import free_port, run_cli, write_config
+
+pytestmark = pytest.mark.slow
 
 
 def _change(fake: FakePatchwork, rng: random.Random) -> None:

@@ -174,6 +174,7 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux's /proc")
 def test_sigterm_to_the_server_alone_stops_everything_cleanly(deployment, tmp_path):
     """KillMode=mixed: SIGTERM reaches the server only; it stops the sync

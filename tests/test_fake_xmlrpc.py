@@ -113,6 +113,7 @@ def fresh_patch(fake: FakePatchwork) -> dict[str, Any]:
 # pwclient
 
 
+@pytest.mark.slow
 def test_pwclient_reads(fake: FakePatchwork, pwclient: Any) -> None:
     projects = pwclient("projects")
     assert projects.returncode == 0, projects.stderr
@@ -168,6 +169,7 @@ def test_pwclient_reads(fake: FakePatchwork, pwclient: Any) -> None:
     assert states.stdout.splitlines()[2:] == [f"{s.id:<5} {s.name}" for s in fake.states]
 
 
+@pytest.mark.slow
 def test_pwclient_updates(fake: FakePatchwork, server: ThreadedServer, pwclient: Any) -> None:
     patch = fresh_patch(fake)
     pid, stephen = patch["id"], user_id(fake, "stephen")
@@ -227,6 +229,7 @@ def test_pwclient_updates(fake: FakePatchwork, server: ThreadedServer, pwclient:
     ]
 
 
+@pytest.mark.slow
 def test_pwclient_denied(fake: FakePatchwork, pwclient: Any, tmp_path: Path) -> None:
     rc = tmp_path / "pwclientrc"
     rc.write_text(rc.read_text().replace("stephen", "outsider"))

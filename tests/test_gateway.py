@@ -211,6 +211,7 @@ def test_hostile_paths_never_fail(deployment, path):
     assert reply.status < 500, reply.body[:300]
 
 
+@pytest.mark.slow
 def test_demo_mode_says_so(tmp_path):
     port = free_port()
     config = write_config(tmp_path / "c.toml", "", tmp_path / "m.sqlite3", port, level="info")
@@ -222,6 +223,7 @@ def test_demo_mode_says_so(tmp_path):
     assert "DEMO mirror" in gateway.stderr()
 
 
+@pytest.mark.slow
 def test_demo_mode_builds_every_page_and_download_its_answers_link_to(tmp_path):
     """With no upstream, every URL the demo's answers give (web pages,
     mboxes, the landing page's links) is built from the mirror."""
@@ -243,6 +245,7 @@ def test_demo_mode_builds_every_page_and_download_its_answers_link_to(tmp_path):
             assert reply.status == 200, (url, reply.status, reply.body[:200])
 
 
+@pytest.mark.slow
 def test_tokens_are_never_logged(deployment, tmp_path):
     port = free_port()
     config = write_config(

@@ -69,6 +69,7 @@ def test_the_status_command(deployment):
     assert document["cursor"]
 
 
+@pytest.mark.slow
 def test_the_demo_is_ready_and_reports_no_growing_lag(tmp_path):
     """Built once from a recording, the demo does not fall behind anything."""
     port = free_port()

@@ -189,6 +189,7 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.mark.slow
 def test_several_server_processes_share_the_port_and_follow_the_mirror(deployment, tmp_path):
     port = free_port()
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")

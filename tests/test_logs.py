@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.support import GatewayProcess, auth_header, copy_mirror, free_port, request, write_config
+
+pytestmark = pytest.mark.slow
 
 
 def test_json_lines_one_per_request_without_credentials(deployment, tmp_path):

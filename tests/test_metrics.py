@@ -9,6 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.ops.metrics import BUCKETS
@@ -139,6 +140,7 @@ async def test_upstream_failures_are_counted_by_kind(gateway):
     assert "abc" not in text and "def" not in text
 
 
+@pytest.mark.slow
 def test_several_processes_are_summed_whichever_answers(deployment, tmp_path):
     port = free_port()
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")
@@ -183,6 +185,7 @@ def _folder_of(pid: int) -> Path | None:
     return None
 
 
+@pytest.mark.slow
 def test_the_sync_workers_progress_is_exported_under_run(deployment, tmp_path):
     port = free_port()
     mirror = copy_mirror(deployment.storage, tmp_path / "m.sqlite3")

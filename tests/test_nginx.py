@@ -50,9 +50,12 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or shutil.which("nginx", path="/usr/local/sbin:/usr/sbin:/sbin")
 
 
-pytestmark = pytest.mark.skipif(
-    nginx_binary() is None, reason="nginx is not installed (Debian: apt-get install nginx)"
-)
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        nginx_binary() is None, reason="nginx is not installed (Debian: apt-get install nginx)"
+    ),
+]
 
 
 def site_config(port: int, gateway_port: int, cache: Path) -> str:

@@ -21,6 +21,8 @@ from tests.support import (
     write_config,
 )
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

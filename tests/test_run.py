@@ -23,6 +23,8 @@ from tests.fake import FakePatchwork
 from tests.mirroring import TOKEN, fake_upstream, serve
 from tests.support import GatewayProcess, Reply, free_port, request, run_cli, write_config
 
+pytestmark = pytest.mark.slow
+
 POLL = 1.0
 SECRET = "webhook-secret"
 

@@ -3,7 +3,11 @@ long ones and prints the figures)."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.soak import crash_loop, soak
+
+pytestmark = pytest.mark.slow
 
 
 def test_a_short_soak_under_mixed_load_while_syncing(tmp_path):

@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from mirror import schema
 from mirror.resources import DEFAULT_STATES, RESOURCES
 from tests.support import free_port, replay_upstream, run_cli, tokens, write_config
@@ -64,6 +66,7 @@ def test_full_sync_mirrors_the_whole_crawl(deployment):
     assert [slug for _, slug in states] == [slug for _, slug, _, _ in DEFAULT_STATES]
 
 
+@pytest.mark.slow
 def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
     """SIGKILL the worker mid-crawl, run it again: same mirror as one clean run."""
     counter = [0]
@@ -96,6 +99,7 @@ def test_killed_sync_resumes_without_loss_or_duplicates(deployment, tmp_path):
     assert resumed < deployment.upstream_requests - first // 2
 
 
+@pytest.mark.slow
 def test_second_run_catches_up_cheaply_and_writes_nothing_new(deployment, tmp_path):
     """`sync --once` on a complete mirror reconciles it without re-crawling,
     and, upstream unchanged, leaves the mirror file exactly as it was."""
@@ -114,6 +118,7 @@ def test_second_run_catches_up_cheaply_and_writes_nothing_new(deployment, tmp_pa
     assert hashlib.sha256(storage.read_bytes()).hexdigest() == before
 
 
+@pytest.mark.slow
 def test_progress_is_logged_when_not_on_a_terminal(tmp_path):
     with replay_upstream() as upstream:
         _, config = _config(tmp_path, upstream.url, level="info")

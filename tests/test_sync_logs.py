@@ -9,8 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.mirroring import TOKEN, fake_upstream
 from tests.support import ThreadedServer, free_port, write_config
+
+pytestmark = pytest.mark.slow
 
 
 def test_an_unreachable_or_failing_upstream_is_said_once_and_its_return_too(tmp_path):
