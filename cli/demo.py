@@ -17,9 +17,7 @@ from pathlib import Path
 import orjson
 
 from mirror import schema, store
-from sync.crawler import PROBE_404, Crawler
-from sync.progress import Progress
-from sync.recorded import Recording, RecordingSource, read_records
+from sync.service import Recording, mirror_recording, read_records
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +84,7 @@ async def build(storage: Path) -> Path:
             raise DemoMissing(f"the demo's recorded data is missing ({crawl})")
         log.info("building the demo mirror at %s from %s", path, crawl)
         recording = Recording.from_file(crawl, DEMO_ORIGIN)
-        page = _recorded_404(fixtures)
-        if page:
-            # Answer the sync's 404 probe as the recorded instance would.
-            before, after = page
-            recording.add_404(PROBE_404, before + PROBE_404 + after)
-        crawler = Crawler(db, RecordingSource(recording), DEMO_ORIGIN, progress=Progress(bar=False))
-        report = await crawler.run()
+        report = await mirror_recording(db, recording, DEMO_ORIGIN, _recorded_404(fixtures))
         log.info("demo mirror built: %d objects in %.1fs", report.objects, report.seconds)
         await store.set_meta(db, "demo", orjson.dumps(True).decode())
     finally:

@@ -31,8 +31,7 @@ from cli.syncing import sync
 from gateway.ops import logs, metrics
 from mirror import schema
 from mirror.control import Busy
-from sync.fetch import SyncError
-from sync.upstream import UpstreamError, describe_failure
+from sync.service import SyncError, UpstreamError, describe_failure
 
 log = logging.getLogger("patchwork-gateway")
 

@@ -15,7 +15,7 @@ from gateway.ops.status import SyncStatus, mirror_bytes
 from mirror import schema
 from mirror.control import Control, control_path
 from mirror.reader import Reader
-from sync.events import CURSOR
+from sync.service import CURSOR
 
 
 async def document(config: Config, mirror: Path) -> dict[str, Any]:

@@ -10,11 +10,7 @@ import signal
 
 from cli.config import Config
 from cli.supervisor import SUPERVISOR_ENV
-from mirror import schema
-from mirror.control import Control, claim
-from sync.progress import Progress
-from sync.upstream import Upstream
-from sync.worker import Settings, Worker
+from sync.service import Settings, UpstreamSettings, follow
 
 log = logging.getLogger("patchwork-gateway")
 
@@ -22,53 +18,28 @@ log = logging.getLogger("patchwork-gateway")
 async def sync(config: Config, once: bool) -> None:
     """Sync until done (``once``) or stopped: SIGTERM, or the server that
     started this worker gone."""
-    upstream = Upstream(
-        config.upstream.url,
-        config.upstream.token,
-        concurrency=config.upstream.concurrency,
-        timeout=config.upstream.timeout,
-        # Following: fail fast and let the worker back off and try again.
-        attempts=6 if once else 3,
-        max_backoff=60.0 if once else 10.0,
-        say_retries=once,  # (following, the worker says it as it backs off)
-    )
+    upstream = config.upstream
     settings = Settings(
         poll_interval=config.sync.poll_interval,
         budget=config.sync.sweep_budget,
         interval=config.sync.sweep_interval,
         hot_interval=config.sync.hot_interval,
         overlap=config.sync.event_overlap,
-        concurrency=config.upstream.concurrency,
+        concurrency=upstream.concurrency,
     )
-    claimed = claim(config.storage.path)
-    db = await schema.connect(config.storage.path)
-    control = Control(config.storage.path)
+    where = UpstreamSettings(upstream.url, upstream.token, upstream.concurrency, upstream.timeout)
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, task.cancel)
     orphaned = asyncio.create_task(_stop_when_orphaned(task))
     try:
-        worker = Worker(db, upstream, config.upstream.url, control, settings, progress=Progress())
-        if once:
-            await worker.once()
-            log.info(
-                "sync complete: %d upstream requests in all, %d events applied",
-                worker.fetcher.requests + worker.crawl_requests,
-                worker.applied,
-            )
-        else:
-            log.info("following %s", config.upstream.url)
-            await worker.run()
+        await follow(config.storage.path, where, settings, once=once)
     except asyncio.CancelledError:
         log.info("sync worker stopped")
     finally:
         orphaned.cancel()
         loop.remove_signal_handler(signal.SIGTERM)
-        await upstream.close()
-        await db.close()
-        control.close()
-        claimed.close()
 
 
 async def _stop_when_orphaned(task: asyncio.Task[None]) -> None:
