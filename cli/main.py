@@ -149,7 +149,8 @@ def _main(args: argparse.Namespace) -> int:
         return status.show(config, mirror, args.json)
     if args.command == "backup":
         return storage.copy(mirror, args.destination)
-    return storage.leaving_nothing(mirror, lambda: _keep_or_serve(config, args))
+    # (A start that cannot succeed fails before it makes any file.)
+    return _keep_or_serve(config, args)
 
 
 def _keep_or_serve(config: Config, args: argparse.Namespace) -> int:

@@ -8,14 +8,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from cli import demo
 from cli.config import Config, ConfigError
 from mirror.backup import BackupError, backup
-from mirror.control import control_path, lock_path
-from mirror.files import remove_created
 from mirror.resources import RESOURCES
 
 
@@ -45,21 +42,6 @@ def copy(mirror: Path, destination: str) -> int:
     print(f"{made}: {size / 2**20:,.1f} MiB, a consistent copy of the mirror")
     return 0
 
-
-def leaving_nothing(mirror: Path, start: Callable[[], int]) -> int:
-    """Run ``start`` (its exit status); a failed start leaves none of the
-    mirror's files it made, unless they hold something."""
-    made = [path for path in (mirror, control_path(mirror), lock_path(mirror)) if not path.exists()]
-    code = start()
-    if code != 0 and made and _holds_nothing(mirror):
-        remove_created(made)
-    return code
-
-
-def _holds_nothing(mirror: Path) -> bool:
-    """Whether ``mirror`` has no mirrored object (a failed start's)."""
-    if not mirror.exists() or mirror.stat().st_size == 0:
-        return True
     try:
         db = sqlite3.connect(mirror.resolve().as_uri() + "?mode=ro", uri=True)
     except sqlite3.Error:

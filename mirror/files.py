@@ -9,7 +9,6 @@ creating the database file first is enough for those.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -29,12 +28,3 @@ def create_private(path: str | Path) -> bool:
     finally:
         os.close(fd)
     return True
-
-
-def remove_created(paths: list[Path]) -> None:
-    """Remove files this process created, and the SQLite files beside them,
-    after a failed start: nothing is left that the user did not have."""
-    for path in paths:
-        for name in (path.name, path.name + "-wal", path.name + "-shm", path.name + "-journal"):
-            with contextlib.suppress(FileNotFoundError):
-                (path.parent / name).unlink()

@@ -125,6 +125,17 @@ T = TypeVar("T")
 __all__ = ["PROBE_404", "Crawler", "Refused", "Report", "SyncError"]
 
 
+async def probe_index(fetcher: Fetcher, base_url: str) -> None:
+    """Whether ``base_url`` serves Patchwork's API to the sync identity;
+    raises :class:`SyncError` (or ``UpstreamError``) saying why not."""
+    try:
+        got = await fetcher.get(f"{API}/", dict)
+    except Refused as exc:
+        raise SyncError(f"{exc}: check [upstream] token") from None
+    if got is None or "patches" not in got[0]:
+        raise SyncError(f"{base_url} does not serve the Patchwork API {LATEST}")
+
+
 @dataclass
 class Report:
     requests: int = 0
@@ -309,12 +320,7 @@ class Crawler:
     # -- phases ---------------------------------------------------------------
 
     async def _probe_index(self) -> None:
-        try:
-            got = await self.fetcher.get(f"{API}/", dict)
-        except Refused as exc:
-            raise SyncError(f"{exc}: check [upstream] token") from None
-        if got is None or "patches" not in got[0]:
-            raise SyncError(f"{self.base_url} does not serve the Patchwork API {LATEST}")
+        await probe_index(self.fetcher, self.base_url)
 
     async def _capture_404(self) -> None:
         """Keep the upstream's own 404 page, to answer unknown paths alike."""

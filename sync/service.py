@@ -18,9 +18,9 @@ import aiosqlite
 
 from mirror import schema
 from mirror.control import Control, claim
-from sync.crawler import PROBE_404, Crawler, Report
+from sync.crawler import PROBE_404, Crawler, Report, probe_index
 from sync.events import CURSOR
-from sync.fetch import SyncError
+from sync.fetch import Fetcher, SyncError
 from sync.progress import Progress
 from sync.recorded import Recording, RecordingSource, read_records
 from sync.upstream import Upstream, UpstreamError, describe_failure
@@ -68,6 +68,13 @@ async def follow(
         max_backoff=60.0 if once else 10.0,
         say_retries=once,  # (following, the worker says it as it backs off)
     )
+    if once and not mirror.exists():
+        try:
+            # Before any file is made: a start that cannot succeed leaves none.
+            await probe_index(Fetcher(client, upstream.url), upstream.url)
+        except BaseException:
+            await client.close()
+            raise
     claimed = claim(mirror)
     db = await schema.connect(mirror)
     control = Control(mirror)
