@@ -4,6 +4,7 @@ client never spends what every client shares."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -105,20 +106,43 @@ async def test_xmlrpc_faults_with_credentials_are_not_read_back(scripted):
 
 
 async def test_xmlrpc_results_are_read_back_a_bounded_number_at_once(scripted):
+    """Eight writes at once while upstream holds the first read-back: those
+    beyond the bound are answered at once, left to the sync."""
+    released = threading.Event()
+
     async def answer(request: web.Request) -> web.Response:
         await request.read()
         if request.path == "/xmlrpc/":
             return web.Response(body=RESULT, content_type="text/xml")
-        await asyncio.sleep(0.3)  # a slow upstream: read-backs pile up
+        # (In the upstream's own thread and loop: polled, not awaited.)
+        while not released.is_set():  # a slow upstream: read-backs pile up
+            await asyncio.sleep(0.01)
         return web.json_response([])
 
     client = await scripted(answer)
     headers = {"Content-Type": "text/xml", **auth_header("stephen")}
-    replies = await asyncio.gather(
-        # (As many as one client may have forwarded at once.)
-        *(client.post("/xmlrpc/", data=CHECK_CREATE, headers=headers) for _ in range(8))
-    )
-    assert {r.status for r in replies} == {200}
+
+    async def write() -> int:
+        reply = await client.post("/xmlrpc/", data=CHECK_CREATE, headers=headers)
+        await reply.read()
+        return reply.status
+
+    # (As many as one client may have forwarded at once.)
+    writes = [asyncio.create_task(write()) for _ in range(8)]
+    try:
+        async with asyncio.timeout(30):  # (a guard: each step comes at once)
+            # Until every write is forwarded, a read-back is held upstream,
+            # and the writes beyond the bound are answered.
+            while (
+                client.upstream.paths.count("/xmlrpc/") < len(writes)
+                or client.upstream.paths.count("/xmlrpc/") == len(client.upstream.paths)
+                or sum(t.done() for t in writes) < len(writes) - readback.MAX_PENDING
+            ):
+                await asyncio.sleep(0.01)
+        assert sum(t.done() for t in writes) == len(writes) - readback.MAX_PENDING
+    finally:
+        released.set()
+    assert set(await asyncio.gather(*writes)) == {200}
     event_reads = [p for p in client.upstream.paths if p.startswith("/api/") and "events" in p]
     # Each read-back starts with the events it names: no more than the bound.
     assert 1 <= len(event_reads) <= readback.MAX_PENDING
@@ -226,21 +250,40 @@ async def test_a_revoked_token_stops_reading_people(scripted, monkeypatch):
 
 
 async def test_one_client_holds_at_most_half_the_forwarding_slots(scripted):
+    """Twelve requests of one client at once: upstream holds eight (half the
+    slots) until released, the other four are refused at once, and another
+    client is still answered meanwhile."""
+    released = threading.Event()
+
     async def answer(request: web.Request) -> web.Response:
-        if request.headers.get("X-Forwarded-For") == "192.0.2.66":
-            await asyncio.sleep(1.0)
+        # (In the upstream's own thread and loop: polled, not awaited.)
+        while request.headers.get("X-Forwarded-For") == "192.0.2.66" and not released.is_set():
+            await asyncio.sleep(0.01)
         return web.json_response({"name": "Patch List"})
 
     client = await scripted(answer, trusted_proxies=["127.0.0.1"])
-    flood = [
-        client.options("/api/1.4/patches/", headers={"X-Forwarded-For": "192.0.2.66"})
-        for _ in range(12)
-    ]
-    other = client.options("/api/1.4/patches/", headers={"X-Forwarded-For": "198.51.100.7"})
-    replies = await asyncio.gather(*flood, other)
-    statuses = [r.status for r in replies[:-1]]
+
+    async def options(address: str) -> int:
+        reply = await client.options("/api/1.4/patches/", headers={"X-Forwarded-For": address})
+        await reply.read()
+        return reply.status
+
+    def held() -> int:
+        return [h.get("X-Forwarded-For") for h in client.upstream.headers].count("192.0.2.66")
+
+    flood = [asyncio.create_task(options("192.0.2.66")) for _ in range(12)]
+    try:
+        async with asyncio.timeout(30):  # (a guard: each step comes at once)
+            # Until each request of the flood is held upstream or answered.
+            while held() + sum(t.done() for t in flood) < len(flood):
+                await asyncio.sleep(0.01)
+            refused = [t.result() for t in flood if t.done()]
+            other = await options("198.51.100.7")
+        assert (held(), refused, other) == (8, [503] * 4, 200)
+    finally:
+        released.set()
+    statuses = await asyncio.gather(*flood)
     assert statuses.count(200) == 8 and statuses.count(503) == 4
-    assert replies[-1].status == 200
 
 
 async def test_upstream_sees_the_client_as_the_gateway_sees_it(scripted):
