@@ -89,7 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--config", help="TOML configuration file (default: demo settings)")
     listening(p_serve)
     p_status = command("status", "how big and how fresh the mirror is")
-    p_status.add_argument("--config", required=True, help="TOML configuration file")
+    p_status.add_argument(
+        "--config", help="TOML configuration file (default: the demo `serve` runs without one)"
+    )
     p_status.add_argument("--json", action="store_true", help="one JSON document, for scripts")
     p_check = command(
         "check",
@@ -99,7 +101,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     drift.add_arguments(p_check)
     p_backup = command("backup", "copy the mirror consistently, while it serves and syncs")
-    p_backup.add_argument("--config", required=True, help="TOML configuration file")
+    p_backup.add_argument(
+        "--config", help="TOML configuration file (default: the demo `serve` runs without one)"
+    )
     p_backup.add_argument(
         "destination",
         help="the copy's file (replaced if it exists), or a folder (with a trailing slash, "

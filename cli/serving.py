@@ -38,22 +38,32 @@ async def _exit_when_orphaned() -> None:
     os.kill(os.getpid(), signal.SIGTERM)  # run_app's graceful shutdown
 
 
-def _listen(host: str, port: int, shared: bool = False) -> socket.socket:
-    """The listening socket, bound before anything starts (aiohttp would
-    start the app, and its children, first); ``shared`` by several server
-    processes (``SO_REUSEPORT``)."""
+def _listen(host: str, port: int, shared: bool = False) -> list[socket.socket]:
+    """The listening sockets, bound before anything starts (aiohttp would
+    start the app, and its children, first): one per address ``host``
+    names (``localhost``: 127.0.0.1 and ::1, as aiohttp binds them);
+    ``shared`` by several server processes (``SO_REUSEPORT``)."""
+    name = host.strip("[]") or None
+    socks: list[socket.socket] = []
     try:
-        sock = socket.create_server(
-            (host.strip("[]") or "0.0.0.0", port),
-            family=socket.AF_INET6 if ":" in host else socket.AF_INET,
-            reuse_port=shared,
-            backlog=1024,
-        )
+        found = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        addresses = list(dict.fromkeys((family, address[:2]) for family, *_, address in found))
+        if name is None:  # every interface: one socket, IPv4 (as before)
+            addresses = [a for a in addresses if a[0] == socket.AF_INET][:1] or addresses[:1]
+        for family, (address, _) in addresses:
+            # (Port 0: the others take the port the first one got.)
+            chosen = socks[0].getsockname()[1] if socks else port
+            sock = socket.create_server(
+                (address, chosen), family=family, reuse_port=shared, backlog=1024
+            )
+            sock.setblocking(False)
+            socks.append(sock)
     except OSError as exc:
+        for sock in socks:
+            sock.close()
         why = os.strerror(exc.errno) if exc.errno else str(exc)
         raise CannotServe(f"cannot serve on {host}:{port}: {why}") from None
-    sock.setblocking(False)
-    return sock
+    return socks
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -74,10 +84,10 @@ def serve(config: Config, with_sync: bool = False) -> None:
     host, port = config.server.host, config.server.port
     if is_extra:
         assert extra_port is not None
-        sock = _listen(host, int(extra_port), shared=True)
+        socks = _listen(host, int(extra_port), shared=True)
     else:
-        sock = _listen(host, port, shared=config.server.workers > 1)
-        port = sock.getsockname()[1]  # (port 0: the one the system chose)
+        socks = _listen(host, port, shared=config.server.workers > 1)
+        port = socks[0].getsockname()[1]  # (port 0: the one the system chose)
     if not is_extra and (config.server.workers > 1 or metrics.MULTIPROC_ENV in os.environ):
         # Before any process counts: /metrics sums every process's files.
         cleanup_metrics = metrics.prepare_multiprocess()
@@ -143,13 +153,14 @@ def serve(config: Config, with_sync: bool = False) -> None:
     try:
         web.run_app(
             make_app(),
-            sock=sock,
+            sock=socks,
             print=None,
             access_log=access_log,
             access_log_class=logs.AccessLogger,
             loop=_event_loop(),
         )
     finally:
-        sock.close()
+        for sock in socks:
+            sock.close()
         if cleanup_metrics is not None:
             cleanup_metrics()

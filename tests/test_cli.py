@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 import json
+import os
 import signal
 import sqlite3
 import subprocess
@@ -234,3 +235,21 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path, not_patchwork):
     result = run_cli("sync", "--config", str(config), "--once", timeout=120)
     assert result.returncode == 1
     assert _files(tmp_path) == ["m.sqlite3-control"]
+
+
+def test_status_and_backup_need_no_config_like_serve(tmp_path):
+    """Without --config they look at the demo mirror ``serve`` builds in
+    the current folder, as ``serve`` without one serves it."""
+    for command in (["status"], ["status", "--json"], ["backup", str(tmp_path / "copy/")]):
+        result = subprocess.run(
+            [sys.executable, "-m", "cli.main", *command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+            check=False,
+        )
+        assert result.returncode == 1, (command, result.stderr)  # (no demo built yet)
+        assert "usage:" not in result.stderr and "Traceback" not in result.stderr
+        assert "mirror-demo.sqlite3" in result.stdout + result.stderr
