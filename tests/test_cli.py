@@ -110,16 +110,24 @@ def test_status_check_and_backup_work_on_the_demo(demo_config, tmp_path):
 
 def test_a_closed_pipe_ends_quietly(demo_config):
     """``status | head -1``: no traceback, no "cannot serve"."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "cli.main", "status", "--config", str(demo_config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None and proc.stderr is not None
-        proc.stdout.close()  # before it prints: whatever it writes meets a closed pipe
-        errors = proc.stderr.read()
-        assert proc.wait(60) == 128 + signal.SIGPIPE
+    import os
+
+    # The pipe's reader is gone before the command starts: its first write
+    # meets a closed pipe, whenever it comes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        with subprocess.Popen(
+            [sys.executable, "-m", "cli.main", "status", "--config", str(demo_config)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+        ) as proc:
+            assert proc.stderr is not None
+            errors = proc.stderr.read()
+            assert proc.wait(60) == 128 + signal.SIGPIPE
+    finally:
+        os.close(write_end)
     assert errors == ""
 
 
