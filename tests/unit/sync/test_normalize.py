@@ -5,6 +5,7 @@ own tables, and anything malformed refused before it reaches the mirror."""
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -129,7 +130,7 @@ def test_series_dependencies_are_stored_as_ids() -> None:
 
 
 @pytest.mark.parametrize("crawl", [CRAWL, OTHER_CRAWL], ids=["recorded", "other"])
-def test_no_stored_document_names_the_upstream(crawl: Any) -> None:
+def test_no_stored_document_names_the_upstream(crawl: Path) -> None:
     """Every recorded object normalises, and nothing stored holds upstream's
     origin: any origin can be rendered from it."""
     batch = crawl_batch(crawl)
