@@ -86,6 +86,7 @@ def test_status_json_is_json_even_without_a_mirror(tmp_path):
     assert text.stderr.strip() == f"{tmp_path / 'm'}: file is not a database"
 
 
+@pytest.mark.slow
 def test_status_check_and_backup_work_on_the_demo(demo_config, tmp_path):
     shown = run_cli("status", "--config", str(demo_config))
     assert shown.returncode == 0, shown.stderr
@@ -108,10 +109,9 @@ def test_status_check_and_backup_work_on_the_demo(demo_config, tmp_path):
         assert db.execute("SELECT count(*) FROM patches").fetchone()[0] == 767
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly(demo_config):
     """``status | head -1``: no traceback, no "cannot serve"."""
-    import os
-
     # The pipe's reader is gone before the command starts: its first write
     # meets a closed pipe, whenever it comes.
     read_end, write_end = os.pipe()
@@ -131,6 +131,7 @@ def test_a_closed_pipe_ends_quietly(demo_config):
     assert errors == ""
 
 
+@pytest.mark.slow
 def test_host_and_port_on_the_command_line_win(demo_config):
     port = free_port()
     overridden = ["--host", "127.0.0.1", "--port", str(port)]
@@ -171,6 +172,7 @@ def _stale_mirror(path: Path) -> None:
     control.close()
 
 
+@pytest.mark.slow
 def test_status_shows_no_sync_running_when_no_worker_runs(tmp_path):
     mirror = tmp_path / "m.sqlite3"
     _stale_mirror(mirror)
@@ -195,6 +197,7 @@ def test_status_shows_no_sync_running_when_no_worker_runs(tmp_path):
     assert document["initial_sync"] == "running"
 
 
+@pytest.mark.slow
 def test_an_api_url_is_understood_as_the_instance_with_a_warning(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(
@@ -221,6 +224,7 @@ def not_patchwork() -> Iterator[str]:
         yield server.url
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_nothing_behind(tmp_path, not_patchwork):
     closed = f"http://127.0.0.1:{free_port()}"
     for upstream, why in (
@@ -245,6 +249,7 @@ def test_a_failed_start_leaves_nothing_behind(tmp_path, not_patchwork):
     assert _files(tmp_path) == ["m.sqlite3-control"]
 
 
+@pytest.mark.slow
 def test_status_and_backup_need_no_config_like_serve(tmp_path):
     """Without --config they look at the demo mirror ``serve`` builds in
     the current folder, as ``serve`` without one serves it."""
