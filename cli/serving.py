@@ -18,8 +18,9 @@ from cli import demo
 from cli.config import WILDCARD, Config
 from cli.supervisor import PORT_ENV, SUPERVISOR_ENV, server_process, sync_process
 from gateway.http import protocol
+from gateway.http.access_log import AccessLogger
 from gateway.http.app import create_app
-from gateway.ops import logs, metrics
+from gateway.ops import metrics
 from mirror.control import Control
 
 log = logging.getLogger("patchwork-gateway")
@@ -156,7 +157,7 @@ def serve(config: Config, with_sync: bool = False) -> None:
             sock=socks,
             print=None,
             access_log=access_log,
-            access_log_class=logs.AccessLogger,
+            access_log_class=AccessLogger,
             loop=_event_loop(),
         )
     finally:

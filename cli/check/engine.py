@@ -16,7 +16,7 @@ import orjson
 
 from cli.check.report import ABSENT, Report, Tally
 from gateway.api.render import Context, Embeds, embedded_refs, renderer
-from gateway.http.responses import json_body
+from gateway.responses import json_body
 from mirror.model import Doc
 from mirror.reader import Reader
 from mirror.resources import RESOURCES

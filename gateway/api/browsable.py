@@ -17,7 +17,7 @@ from http import HTTPStatus
 
 import orjson
 
-from gateway.http.responses import HTML, Answer
+from gateway.responses import HTML, Answer
 
 _URL = re.compile(r"&quot;(https?://[^&\s]+?)&quot;")
 _LINK = re.compile(r'<([^>]+)>; rel="(\w+)"')

@@ -17,7 +17,7 @@ from multidict import MultiMapping
 from gateway.api import browsable, pagination
 from gateway.api.render import STATEFUL, Context, Embeds, effective_version, embedded_refs, renderer
 from gateway.api.routing import ApiRoute
-from gateway.http.responses import (
+from gateway.responses import (
     Answer,
     detail,
     escape_uri_path,

@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api.routing import API
-from gateway.http.delivery import HTML_SAFETY
+from gateway.responses import HTML_SAFETY
 from mirror.model import (
     BoolFilter,
     ChoiceFilter,

@@ -29,14 +29,22 @@ from aiohttp import web
 from gateway.api import endpoints, openapi
 from gateway.api.routing import ApiRoute, resolves
 from gateway.http import limits
-from gateway.http.context import CONTEXT, Reply, RequestContext, View
+from gateway.http.context import CONTEXT, Cached, RequestContext
 from gateway.http.middlewares import PATCHWORK, pipeline
 from gateway.http.negotiation import Choice
-from gateway.http.responses import Answer, detail, escape_uri_path, redirect, retry_later
 from gateway.http.sending import deliver
 from gateway.http.state import GatewayState
 from gateway.ops import metrics
 from gateway.ops.endpoints import PREFIX, ops_app
+from gateway.responses import (
+    Answer,
+    Reply,
+    View,
+    detail,
+    escape_uri_path,
+    redirect,
+    retry_later,
+)
 from gateway.settings import GatewaySettings
 from gateway.upstream.identity import ANONYMOUS, THROTTLED, UNKNOWN
 from mirror.control import Control
@@ -61,7 +69,7 @@ async def patchwork(request: web.Request) -> web.Response:
     return deliver(ctx, await _answer(ctx, state), state)
 
 
-async def _answer(ctx: RequestContext, state: GatewayState) -> Reply:
+async def _answer(ctx: RequestContext, state: GatewayState) -> Reply | Cached:
     route = ctx.route
     if route is None:
         if ctx.site is not None and ctx.site.kind != "forward":
@@ -115,7 +123,7 @@ def _only_upstream_knows(ctx: RequestContext, state: GatewayState) -> bool:
     return False
 
 
-async def _from_mirror(ctx: RequestContext, state: GatewayState) -> Reply:
+async def _from_mirror(ctx: RequestContext, state: GatewayState) -> Reply | Cached:
     """The API's answer from the mirror, through the cache of answers.
 
     An answer for an authenticated caller is the anonymous one, except for
@@ -136,7 +144,7 @@ async def _from_mirror(ctx: RequestContext, state: GatewayState) -> Reply:
     if authenticated or page:  # (anonymous JSON reads were looked up before)
         cached = state.cache.get(ctx.key(view))
         if cached is not None:
-            return Reply(cached.answer, "mirror", view=view, prepared=cached)
+            return Cached(cached, view)
     answer = await endpoints.from_mirror(
         route, ctx.request, ctx.origin, state.reader, authenticated, page
     )
@@ -150,7 +158,7 @@ async def _forwarded(ctx: RequestContext, state: GatewayState) -> Reply:
     return Reply.upstream(await state.upstream.forward(ctx))
 
 
-async def _forwarded_or_mirror(ctx: RequestContext, state: GatewayState) -> Reply:
+async def _forwarded_or_mirror(ctx: RequestContext, state: GatewayState) -> Reply | Cached:
     """Upstream's answer to a read; the mirror's anonymous one when upstream
     cannot give it (down, failing, every slot taken, or no upstream) and
     the data is the same for everyone: the best answer left."""

@@ -11,7 +11,6 @@ by :attr:`RequestContext.label`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
 
 from aiohttp import web
 
@@ -19,23 +18,9 @@ from gateway.api.routing import UNMATCHED, ApiRoute, SiteRoute
 from gateway.http.cache import Key
 from gateway.http.delivery import Prepared
 from gateway.http.negotiation import Choice
-from gateway.http.responses import Answer
+from gateway.responses import View
 from gateway.upstream.clients import ClientAddresses
 from gateway.upstream.identity import ANONYMOUS, Caller, Credentials
-
-READ_METHODS = ("GET", "HEAD")
-
-
-class View(IntEnum):
-    """Which of the answers to one URL a cached answer is."""
-
-    #: The anonymous answer (the same for every caller who may read it).
-    PUBLIC = 0
-    #: People and users: only authenticated callers see them (alike).
-    AUTHENTICATED = 1
-    #: The browsable API's page of the answer.
-    PAGE = 2
-    AUTHENTICATED_PAGE = 3
 
 
 @dataclass(slots=True, eq=False)
@@ -82,26 +67,11 @@ class RequestContext:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
-    """An answer, where it comes from, and whether to keep it."""
+class Cached:
+    """An answer from the cache of answers, ready to send, and its view."""
 
-    answer: Answer
-    #: "mirror" or "upstream".
-    source: str
-    #: Kept in the cache of answers under the request's key in ``view``
-    #: (answers built from the mirror alike for every caller who may see them).
-    keep: bool = False
-    view: View = View.PUBLIC
-    #: An answer from the cache of answers, ready to send (under ``view``).
-    prepared: Prepared | None = None
-
-    @classmethod
-    def mirror(cls, answer: Answer, keep: bool = False, view: View = View.PUBLIC) -> Reply:
-        return cls(answer, "mirror", keep, view)
-
-    @classmethod
-    def upstream(cls, answer: Answer) -> Reply:
-        return cls(answer, "upstream")
+    prepared: Prepared
+    view: View
 
 
 CONTEXT: web.RequestKey[RequestContext] = web.RequestKey("context", RequestContext)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import xxhash
 from aiohttp import web
 
-from gateway.http.responses import Answer
+from gateway.responses import HTML_SAFETY, Answer
 
 #: Bodies smaller than this are sent as they are (gzip would save little).
 MIN_COMPRESS = 1024
@@ -32,9 +32,6 @@ GZIP_LEVEL = 5
 #: Statuses an anonymous answer may be kept for by shared caches.
 SHAREABLE = frozenset((200, 301, 302, 403, 404, 406))
 PRIVATE = "private, no-cache"
-#: On every page (HTML): never framed by another site (Patchwork's Django
-#: sends DENY too), never sniffed as another type.
-HTML_SAFETY = (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"))
 VARY = "Accept, Authorization, Cookie"
 VARY_ENCODED = VARY + ", Accept-Encoding"
 

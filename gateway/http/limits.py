@@ -18,7 +18,7 @@ from __future__ import annotations
 from aiohttp import web
 from multidict import MultiMapping
 
-from gateway.http.responses import Answer, detail
+from gateway.responses import Answer, detail
 from mirror.query import search_terms
 
 #: Methods Patchwork's views serve; any other is refused here.

@@ -31,10 +31,11 @@ from gateway.api.routing import (
     site_template,
 )
 from gateway.http import limits
-from gateway.http.context import CONTEXT, READ_METHODS, Reply, RequestContext
+from gateway.http.context import CONTEXT, RequestContext
 from gateway.http.negotiation import Choice
 from gateway.http.sending import deliver, send
 from gateway.http.state import GatewayState, is_loopback
+from gateway.responses import READ_METHODS, Reply
 from gateway.upstream.identity import credentials
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

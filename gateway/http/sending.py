@@ -13,17 +13,19 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from gateway.http.context import Key, Reply, RequestContext
+from gateway.http.cache import Key
+from gateway.http.context import Cached, RequestContext
 from gateway.http.delivery import Prepared
 from gateway.ops.status import SYNCED_HEADER
+from gateway.responses import Reply
 
 if TYPE_CHECKING:
     from gateway.http.state import GatewayState
 
 
-def deliver(ctx: RequestContext, reply: Reply, state: GatewayState) -> web.Response:
+def deliver(ctx: RequestContext, reply: Reply | Cached, state: GatewayState) -> web.Response:
     """Send ``reply`` to the request, keeping it when it says so."""
-    if reply.prepared is not None:
+    if isinstance(reply, Cached):
         return send(ctx, reply.prepared, ctx.key(reply.view), state)
     prepared = state.delivery.prepare(reply.answer, reply.source, ctx.private)
     key = None

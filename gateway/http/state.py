@@ -13,9 +13,9 @@ from gateway.http import limits
 from gateway.http.cache import ResponseCache
 from gateway.http.delivery import Delivery
 from gateway.http.negotiation import Choice, negotiate
-from gateway.http.responses import NotFoundPage
 from gateway.ops import metrics
 from gateway.ops.status import SyncStatus
+from gateway.responses import NotFoundPage
 from gateway.settings import LOOPBACK, GatewaySettings
 from gateway.site.answers import Site
 from gateway.upstream.clients import ClientAddresses, Networks

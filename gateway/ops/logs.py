@@ -1,6 +1,7 @@
 """Log lines: plain text or one JSON object a line (``[logging] format``).
 
-One line per request (``[server] access_log``) and per sync step.  In
+One line per request (``[server] access_log``: gateway.http.access_log)
+and per sync step.  In
 JSON, the fields a line carries beyond its message (``extra={"status":
 200, ...}``) are keys of their own.  No line ever carries a
 caller's credentials: the request line is the method, path and query
@@ -17,12 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
-
-from gateway.api.routing import UNMATCHED
-from gateway.http.context import CONTEXT
-from gateway.upstream.identity import has_credentials
 
 #: Attributes every LogRecord has; anything else was passed as ``extra``.
 _STANDARD = frozenset(
@@ -63,33 +58,3 @@ def setup(level: str, fmt: str = "text") -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(getattr(logging, level))
-
-
-class AccessLogger(AbstractAccessLogger):
-    """One line per request: who, what, the answer, how long it took."""
-
-    def log(
-        self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float
-    ) -> None:
-        ctx = request.get(CONTEXT)
-        self.logger.info(
-            '%s "%s %s" %d %d %.2fms',
-            request.remote,
-            request.method,
-            request.rel_url.raw_path_qs,
-            response.status,
-            response.body_length,
-            time_taken * 1000,
-            extra={
-                "remote": request.remote,
-                "method": request.method,
-                "path": request.rel_url.raw_path_qs,
-                "status": response.status,
-                "bytes": response.body_length,
-                "ms": round(time_taken * 1000, 3),
-                "route": ctx.label if ctx is not None else UNMATCHED,
-                "user_agent": request.headers.get("User-Agent", ""),
-                # Whether credentials came (never what they were).
-                "identified": has_credentials(request) if ctx is None else ctx.private,
-            },
-        )

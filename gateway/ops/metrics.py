@@ -32,11 +32,10 @@ import tempfile
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from gateway.http.cache import ResponseCache
 from gateway.ops.status import SyncStatus, mirror_bytes, parse_time, visible_counts
 from mirror.reader import QueryTooSlow, ReaderBusy
 
@@ -145,10 +144,22 @@ def _merge(rows: dict[str, list[float]], label: str, row: list[float]) -> None:
             into[index] += value
 
 
+class CacheStats(Protocol):
+    """What the metrics read of the cache of answers (gateway.http.cache)."""
+
+    hits: int
+    misses: int
+
+    @property
+    def bytes(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
 class Publisher:
     """The process's ``prometheus_client`` metrics, fed from :class:`Counts`."""
 
-    def __init__(self, counts: Counts, cache: ResponseCache) -> None:
+    def __init__(self, counts: Counts, cache: CacheStats) -> None:
         from prometheus_client import (
             CollectorRegistry,
             Counter,

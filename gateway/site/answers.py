@@ -17,15 +17,13 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from gateway.api.routing import SiteRoute
-from gateway.http.context import READ_METHODS, Reply
-from gateway.http.responses import NOT_FOUND, Answer, NotFoundPage, redirect
+from gateway.responses import NOT_FOUND, READ_METHODS, Answer, NotFoundPage, Reply, redirect
 from gateway.site.downloads import Downloads, Missing
 from gateway.site.pages import Pages
 from mirror.reader import Reader
 
 if TYPE_CHECKING:
-    from gateway.http.context import RequestContext
-    from gateway.upstream.forwarding import Forwarding
+    from gateway.upstream.forwarding import Asking, Forwarding
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +46,7 @@ class Site:
         self.pages = Pages(reader)
         self.not_found = NotFoundPage()
 
-    async def answer(self, ctx: RequestContext, forwarding: Forwarding | None) -> Reply:
+    async def answer(self, ctx: Asking, forwarding: Forwarding | None) -> Reply:
         """The answer to a site path (``ctx.site``)."""
         site = ctx.site
         assert site is not None
@@ -75,19 +73,17 @@ class Site:
                 return Reply.mirror(self._404(ctx) if built is NOT_FOUND else built, keep=True)
         return Reply.mirror(self._elsewhere(ctx))
 
-    def _404(self, ctx: RequestContext) -> Answer:
+    def _404(self, ctx: Asking) -> Answer:
         return self.not_found.answer(ctx.request.path)
 
-    def _elsewhere(self, ctx: RequestContext) -> Answer:
+    def _elsewhere(self, ctx: Asking) -> Answer:
         """A page only upstream serves, or what the mirror could not build."""
         if not self.upstream:
             return _NO_UPSTREAM
         target = self.upstream + ctx.request.rel_url.raw_path_qs
         return redirect(302 if ctx.request.method in READ_METHODS else 307, target)
 
-    async def _build_or_fetch(
-        self, ctx: RequestContext, forwarding: Forwarding | None
-    ) -> Answer | None:
+    async def _build_or_fetch(self, ctx: Asking, forwarding: Forwarding | None) -> Answer | None:
         """A download or page from the mirror.  What it lacks (a detail never
         fetched) is read upstream into the mirror once, then it is built
         again; ``None`` when it still cannot be."""
@@ -103,7 +99,7 @@ class Site:
                 forwarding.unfetchable(still.refs)
             return None
 
-    async def _build(self, ctx: RequestContext) -> Answer | None:
+    async def _build(self, ctx: Asking) -> Answer | None:
         """A download or page from the mirror (:data:`_NOT_PUBLIC` for a
         bundle not known public; :class:`Missing`: the mirror lacks a part)."""
         site, request = ctx.site, ctx.request

@@ -27,7 +27,7 @@ from email.header import Header
 from email.mime.nonmultipart import MIMENonMultipart
 
 from gateway.api.routing import SiteRoute
-from gateway.http.responses import HTML, NOT_FOUND, Answer
+from gateway.responses import HTML, NOT_FOUND, Answer
 from mirror.model import Doc
 from mirror.reader import Reader
 

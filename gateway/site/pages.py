@@ -22,7 +22,7 @@ from multidict import MultiDict, MultiMapping
 
 from gateway.api import endpoints as api
 from gateway.api.routing import resolve_api
-from gateway.http.responses import HTML, NOT_FOUND, Answer
+from gateway.responses import HTML, NOT_FOUND, Answer
 from mirror.model import Doc
 from mirror.reader import Reader
 

@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from aiohttp import web
 from cachetools import TTLCache
 
-from gateway.http.responses import Answer
+from gateway.api.routing import ApiRoute, SiteRoute
+from gateway.responses import Answer
 from gateway.settings import GatewaySettings
 from gateway.upstream import readback
 from gateway.upstream.clients import PerClient, client_key
-from gateway.upstream.identity import ANONYMOUS, Caller, Identities
+from gateway.upstream.identity import ANONYMOUS, Caller, Credentials, Identities
 from gateway.upstream.proxy import Proxy
 from mirror.reader import Reader
 from mirror.resources import RESOURCES
 
 if TYPE_CHECKING:
-    from gateway.http.context import RequestContext
     from gateway.ops.metrics import Counts
 
 WRITES = frozenset(("POST", "PUT", "PATCH", "DELETE"))
@@ -38,6 +39,24 @@ FETCHES_PER_CLIENT = 2
 #: than this many remembered.
 UNFETCHABLE_SECONDS = 300.0
 MAX_UNFETCHABLE = 10_000
+
+
+class Asking(Protocol):
+    """What forwarding needs to know of a request (the pipeline's
+    ``gateway.http.context.Asking`` is one)."""
+
+    request: web.Request
+    origin: str
+    read: bool
+    credentials: Credentials | None
+    route: ApiRoute | None
+    site: SiteRoute | None
+
+    @property
+    def client(self) -> str: ...
+
+    @property
+    def private(self) -> bool: ...
 
 
 class Forwarding:
@@ -70,7 +89,7 @@ class Forwarding:
         """Whether ``answer`` is the refusal for want of a forwarding slot."""
         return answer is self.proxy.busy
 
-    async def who(self, ctx: RequestContext) -> Caller:
+    async def who(self, ctx: Asking) -> Caller:
         """The caller, as upstream knows them (gateway.upstream.identity)."""
         if ctx.credentials is None:
             return ANONYMOUS
@@ -78,7 +97,7 @@ class Forwarding:
         sensitive = res is not None and res.requires_auth
         return await self.identities.who(ctx.credentials, ctx.client, sensitive)
 
-    async def forward(self, ctx: RequestContext) -> Answer:
+    async def forward(self, ctx: Asking) -> Answer:
         """Upstream's answer to the request, with the caller's credentials;
         a write it accepted is read back into the mirror first."""
         answer = await self.proxy.forward(ctx.request, ctx.origin, ctx.client)
@@ -92,7 +111,7 @@ class Forwarding:
             await self._read_back(ctx, answer)
         return answer
 
-    async def _read_back(self, ctx: RequestContext, answer: Answer) -> None:
+    async def _read_back(self, ctx: Asking, answer: Answer) -> None:
         """Before answering a write, refresh what it changed."""
         if ctx.route is not None and 200 <= answer.status < 300:
             want, events = readback.wanted(ctx.request.method, ctx.route, answer.body)
@@ -111,7 +130,7 @@ class Forwarding:
         if want and await self._timed(self.readback.refresh(want, events)):
             self.reader.check_changes()  # drop the caches now, not at the next tick
 
-    async def fetch_details(self, ctx: RequestContext, refs: tuple[tuple[str, int], ...]) -> bool:
+    async def fetch_details(self, ctx: Asking, refs: tuple[tuple[str, int], ...]) -> bool:
         """Read into the mirror the details a download lacks; whether done.
 
         At most :data:`MAX_FETCHED` at once and a few per client; what a

@@ -53,7 +53,7 @@ import orjson
 from aiohttp import web
 from cachetools import TLRUCache
 
-from gateway.http.responses import Answer
+from gateway.responses import Answer
 from gateway.upstream.clients import SharedRate, client_key
 from gateway.upstream.proxy import Proxy, joined_authorization
 from mirror.reader import Reader

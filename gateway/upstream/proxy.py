@@ -24,7 +24,7 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from gateway.http.responses import Answer, detail, json_body
+from gateway.responses import Answer, detail, json_body
 from gateway.upstream.clients import PerClient, client_key
 
 log = logging.getLogger(__name__)

@@ -1,10 +1,12 @@
-"""Response bodies as Patchwork writes them: JSON, redirects, the 404 page."""
+"""Answers as Patchwork writes them: JSON, redirects, the 404 page; the
+vocabulary every room of the server answers in (gateway.http delivers them)."""
 
 from __future__ import annotations
 
 import html
 import re
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any
 from urllib.parse import quote
 
@@ -12,6 +14,9 @@ import orjson
 
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
+#: On every page (HTML): never framed by another site (Patchwork's Django
+#: sends DENY too), never sniffed as another type.
+HTML_SAFETY = (("X-Frame-Options", "DENY"), ("X-Content-Type-Options", "nosniff"))
 
 
 _SEPARATORS = re.compile(rb"\xe2\x80[\xa8\xa9]")
@@ -103,3 +108,39 @@ class NotFoundPage:
 
     def answer(self, path: str) -> Answer:
         return Answer(404, self.render(path), (("Content-Type", HTML),))
+
+
+READ_METHODS = ("GET", "HEAD")
+
+
+class View(IntEnum):
+    """Which of the answers to one URL a cached answer is."""
+
+    #: The anonymous answer (the same for every caller who may read it).
+    PUBLIC = 0
+    #: People and users: only authenticated callers see them (alike).
+    AUTHENTICATED = 1
+    #: The browsable API's page of the answer.
+    PAGE = 2
+    AUTHENTICATED_PAGE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An answer, where it comes from, and whether to keep it."""
+
+    answer: Answer
+    #: "mirror" or "upstream".
+    source: str
+    #: Kept in the cache of answers under the request's key in ``view``
+    #: (answers built from the mirror alike for every caller who may see them).
+    keep: bool = False
+    view: View = View.PUBLIC
+
+    @classmethod
+    def mirror(cls, answer: Answer, keep: bool = False, view: View = View.PUBLIC) -> Reply:
+        return cls(answer, "mirror", keep, view)
+
+    @classmethod
+    def upstream(cls, answer: Answer) -> Reply:
+        return cls(answer, "upstream")
