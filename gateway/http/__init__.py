@@ -1,2 +1,2 @@
-"""The HTTP pipeline: the application, its middlewares, delivery,
+"""The HTTP pipeline: the application, the steps every request takes, delivery,
 negotiation, bounds, the cache of answers."""

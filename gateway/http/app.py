@@ -1,8 +1,9 @@
 """The aiohttp application, and the one step that says who answers.
 
-A request goes down the middlewares (gateway.http.middlewares: metered,
-Host, the anonymous cache, routed, bounded), then :func:`patchwork` says
-who answers it:
+A request to a Patchwork path goes down the pipeline's steps
+(gateway.http.pipeline: its context, the Host, the anonymous cache,
+routing, the bounds, all of it timed), then :func:`answering` says who
+answers it:
 
 * the site (gateway.site): downloads, pages, legacy redirects;
 * upstream (gateway.upstream): writes, what only upstream may answer for
@@ -29,9 +30,9 @@ from aiohttp import web
 from gateway.api import endpoints, openapi
 from gateway.api.routing import ApiRoute, resolves
 from gateway.http import limits
-from gateway.http.context import CONTEXT, Cached, RequestContext
-from gateway.http.middlewares import PATCHWORK, pipeline
+from gateway.http.context import Cached, RequestContext
 from gateway.http.negotiation import Choice
+from gateway.http.pipeline import Pipeline, guarded
 from gateway.http.sending import deliver
 from gateway.http.state import GatewayState
 from gateway.ops import metrics
@@ -62,10 +63,8 @@ _THROTTLED = "Too many new credentials to check at once; retry in a few seconds.
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
 
 
-async def patchwork(request: web.Request) -> web.Response:
+async def answering(ctx: RequestContext, state: GatewayState) -> web.Response:
     """Who answers a Patchwork path: the site, upstream or the mirror."""
-    ctx = request[CONTEXT]
-    state = request.app[STATE]
     return deliver(ctx, await _answer(ctx, state), state)
 
 
@@ -216,7 +215,7 @@ def create_app(
     if reader is None:
         reader = Reader(settings.mirror, cache_bytes=settings.server.mirror_cache_bytes)
     state = GatewayState(settings, reader, demo=demo, control=control)
-    app = web.Application(client_max_size=limits.MAX_BODY, middlewares=pipeline(state))
+    app = web.Application(client_max_size=limits.MAX_BODY)
     app[STATE] = state
     publisher = metrics.Publisher(state.counts, state.cache)
 
@@ -254,15 +253,16 @@ def create_app(
             ready_max_lag=settings.server.ready_max_lag,
             webhook_secret=settings.webhook_secret,
             control=control,
+            guard=lambda handler, loopback: guarded(state, handler, loopback),
         ),
     )
     # Prometheus (gateway.ops.metrics): every process's counts.
-    app.router.add_get(
-        "/metrics", metrics.metrics_handler(publisher, state.sync, reader.path, details)
-    )
+    scrape = metrics.metrics_handler(publisher, state.sync, reader.path, details)
+    app.router.add_get("/metrics", guarded(state, scrape))
     # The API's description (Patchwork 4.0 serves one at /api/docs too).
-    app.router.add_get("/api/docs", openapi.page_handler)
-    app.router.add_get("/api/docs/", openapi.page_handler)
-    app.router.add_get("/api/docs/openapi.json", openapi.json_handler)
-    app.router.add_route("*", "/{tail:.*}", patchwork, name=PATCHWORK)
+    app.router.add_get("/api/docs", guarded(state, openapi.page_handler))
+    app.router.add_get("/api/docs/", guarded(state, openapi.page_handler))
+    app.router.add_get("/api/docs/openapi.json", guarded(state, openapi.json_handler))
+    # Every other path is Patchwork's, down the pipeline.
+    app.router.add_route("*", "/{tail:.*}", Pipeline(state, answering).handle)
     return app

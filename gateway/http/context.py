@@ -1,7 +1,7 @@
 """What one request is, worked out once and shared by every step.
 
-The middlewares (gateway.http.middlewares) fill it in as the request
-goes down the pipeline: the Host's origin, what to answer with, the
+The pipeline's steps (gateway.http.pipeline) fill it in as the request
+goes down: the Host's origin, what to answer with, the
 credentials; then the route; then, for API reads, who is asking.  The
 step that answers (gateway.http.app) reads it, and so does every step
 after: the cache of answers by :meth:`RequestContext.key`, the metrics
@@ -35,8 +35,6 @@ class RequestContext:
     #: What upstream would authenticate the request by (None: anonymous).
     credentials: Credentials | None
     clients: ClientAddresses
-    #: A Patchwork path (not one of the gateway's own endpoints).
-    patchwork: bool = False
     #: The API route or site route the path names (none: neither).
     route: ApiRoute | None = None
     site: SiteRoute | None = None

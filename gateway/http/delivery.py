@@ -100,6 +100,8 @@ def accepts_gzip(header: str | None) -> bool:
 
 def _matches(if_none_match: str, etag: str) -> bool:
     """``If-None-Match`` against a tag, by weak comparison (RFC 9110 13.1.2)."""
+    if if_none_match == etag:
+        return True  # (what a poller sends back, most often)
     if if_none_match.strip() == "*":
         return True
     opaque = etag.removeprefix("W/")

@@ -3,13 +3,13 @@
 ``status`` (JSON), ``health/live`` and ``health/ready`` (for load
 balancers and probes), and ``webhook`` (Patchwork 4.0's signed
 deliveries).  They live beside, never among, Patchwork's paths; the main
-application's middlewares apply to them too (the Host rule; health also
-answers loopback names).
+gateway's Host rule applies to them (health also answers loopback names:
+gateway.http.pipeline.host_checked).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -19,6 +19,7 @@ from gateway.ops.webhooks import webhook_handler
 from mirror.control import Control
 
 PREFIX = "/_gateway/"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def ops_app(
@@ -30,14 +31,18 @@ def ops_app(
     ready_max_lag: float,
     webhook_secret: str,
     control: Control | None,
+    guard: Callable[[Handler, bool], Handler],
 ) -> web.Application:
     """The sub-application mounted at :data:`PREFIX`; ``details``: whether a
-    request may see every count."""
+    request may see every count; ``guard(handler, loopback)``: the handler
+    behind the Host rule (``loopback``: loopback names pass too).  (Not a
+    middleware: one in a sub-application would put aiohttp's middleware
+    machinery on every request of the gateway.)"""
     app = web.Application()
     mode = "demo" if demo else "mirror"
-    app.router.add_get("/status", status_handler(sync, upstream, mode, details), name="status")
+    app.router.add_get("/status", guard(status_handler(sync, upstream, mode, details), False))
     live, ready = health_handlers(sync, ready_max_lag, demo)
-    app.router.add_get("/health/live", live, name="health.live")
-    app.router.add_get("/health/ready", ready, name="health.ready")
-    app.router.add_post("/webhook", webhook_handler(webhook_secret, control), name="webhook")
+    app.router.add_get("/health/live", guard(live, True))
+    app.router.add_get("/health/ready", guard(ready, True))
+    app.router.add_post("/webhook", guard(webhook_handler(webhook_secret, control), False))
     return app
