@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from gateway.api.render import Context, Embeds, embedded_refs, renderer
-from gateway.http.responses import json_body
+from gateway.responses import json_body
 from mirror import schema
 from mirror.control import Control
 from mirror.query import Query

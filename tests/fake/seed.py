@@ -13,15 +13,13 @@ asks them).
 
 from __future__ import annotations
 
-import lzma
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import orjson
-
+from sync.recorded import read_records  # (the recordings' file format)
 from tests.fake.api import VERSION, _route
 from tests.fake.reads import DEFAULT_KEYS, LIST_EXCLUDES, Reads
 from tests.fake.state import (
@@ -36,15 +34,6 @@ from tests.fake.state import (
 )
 
 CRAWL = Path(__file__).parent.parent / "fixtures" / "crawl.jsonl.xz"
-
-
-def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
-    """A recording's records (one JSON object a line, optionally xz-compressed)."""
-    opener = lzma.open if str(path).endswith(".xz") else open
-    with opener(path, "rb") as fh:
-        for line in fh:
-            if line.strip():
-                yield orjson.loads(line)
 
 
 #: A bundle's mbox, and the patch ids in one (in the order of the mails).
