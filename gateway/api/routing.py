@@ -101,6 +101,11 @@ class Router:
 
     def __init__(self, resources: Iterable[Resource]) -> None:
         self.endpoints = endpoints(resources)
+        #: The endpoints by the first segment of their path (``patches``):
+        #: a path is matched against those alone.
+        self._by_segment: dict[str, list[Endpoint]] = {}
+        for endpoint in self.endpoints:
+            self._by_segment.setdefault(endpoint.path.split("/", 1)[0], []).append(endpoint)
 
     def resolve(self, path: str) -> ApiRoute | None:
         match = _API.match(path)
@@ -109,7 +114,7 @@ class Router:
         version, rest = match.group("version"), match.group("rest")
         if rest == "":
             return ApiRoute("index", version)
-        for endpoint in self.endpoints:
+        for endpoint in self._by_segment.get(rest.split("/", 1)[0], ()):
             m = endpoint.pattern.match(rest)
             if m is None:
                 continue
