@@ -11,7 +11,7 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
 from gateway.api.routing import UNMATCHED
-from gateway.http.context import CONTEXT
+from gateway.http.context import LABEL
 from gateway.upstream.identity import has_credentials
 
 
@@ -21,7 +21,7 @@ class AccessLogger(AbstractAccessLogger):
     def log(
         self, request: web.BaseRequest, response: web.StreamResponse, time_taken: float
     ) -> None:
-        ctx = request.get(CONTEXT)
+        label = request.get(LABEL, UNMATCHED)
         self.logger.info(
             '%s "%s %s" %d %d %.2fms',
             request.remote,
@@ -37,9 +37,9 @@ class AccessLogger(AbstractAccessLogger):
                 "status": response.status,
                 "bytes": response.body_length,
                 "ms": round(time_taken * 1000, 3),
-                "route": ctx.label if ctx is not None else UNMATCHED,
+                "route": label,
                 "user_agent": request.headers.get("User-Agent", ""),
                 # Whether credentials came (never what they were).
-                "identified": has_credentials(request) if ctx is None else ctx.private,
+                "identified": has_credentials(request),
             },
         )

@@ -72,4 +72,7 @@ class Cached:
     view: View
 
 
-CONTEXT: web.RequestKey[RequestContext] = web.RequestKey("context", RequestContext)
+#: The route template a request took, kept on the request for the access
+#: log (the context itself is not: it refers to the request, and the cycle
+#: would leave every request to the garbage collector).
+LABEL: web.RequestKey[str] = web.RequestKey("label", str)

@@ -27,7 +27,7 @@ from aiohttp import web
 from gateway.api.endpoints import allowed
 from gateway.api.routing import UNMATCHED, api_template, resolve_api, resolve_site, site_template
 from gateway.http import limits
-from gateway.http.context import CONTEXT, RequestContext
+from gateway.http.context import LABEL, RequestContext
 from gateway.http.negotiation import Choice
 from gateway.http.sending import deliver, send
 from gateway.http.state import GatewayState, is_loopback
@@ -75,7 +75,6 @@ class Pipeline:
             credentials(request),
             state.clients,
         )
-        request[CONTEXT] = ctx
         return ctx
 
     def bad_host(self, ctx: RequestContext) -> web.Response | None:
@@ -123,6 +122,7 @@ class Pipeline:
         status, with its time (gateway.ops.metrics)."""
         label = UNMATCHED if ctx is None else ctx.label
         self.counts.request(label, request.method, status, time.perf_counter() - started)
+        request[LABEL] = label  # (for the access log)
 
 
 def guarded(state: GatewayState, handler: Handler, loopback: bool = False) -> Handler:
