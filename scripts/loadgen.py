@@ -80,16 +80,17 @@ ACCEPTING_UPSTREAM = textwrap.dedent(
 class Server:
     """A process listening on 127.0.0.1:``port``, stopped on exit."""
 
-    def __init__(self, args: list[str], port: int) -> None:
+    def __init__(self, args: list[str], port: int, cwd: Path = ROOT) -> None:
         self.args = args
         self.port = port
+        self.cwd = cwd
         self.url = f"http://127.0.0.1:{port}"
         self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> Server:
         self.proc = subprocess.Popen(
-            self.args, stdout=subprocess.DEVNULL, stderr=self.log, cwd=ROOT
+            self.args, stdout=subprocess.DEVNULL, stderr=self.log, cwd=self.cwd
         )
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
