@@ -37,6 +37,9 @@ class UpstreamConfig:
 @dataclass(frozen=True)
 class StorageConfig:
     path: Path
+    #: The change log kept (what changed, in order): days, and rows.
+    change_log_days: float = 7.0
+    change_log_rows: int = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -83,7 +86,7 @@ class Config:
 
 _KNOWN = {
     "upstream": {"url", "token", "concurrency", "timeout"},
-    "storage": {"path"},
+    "storage": {"path", "change_log_days", "change_log_rows"},
     "server": {
         "host",
         "port",
@@ -200,6 +203,12 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     path = Path(path_str).expanduser()
     if not path.is_absolute() and source is not None:
         path = source.parent / path
+    log_days = _get(st, "storage", "change_log_days", float, 7.0)
+    if not 0 < log_days <= 3650:
+        raise ConfigError("[storage] change_log_days: expected days, more than 0")
+    log_rows = _get(st, "storage", "change_log_rows", int, 1_000_000)
+    if not 1000 <= log_rows <= 1_000_000_000:
+        raise ConfigError("[storage] change_log_rows: expected 1000 to 1000000000")
 
     sv = data.get("server", {})
     host = _get(sv, "server", "host", str, "127.0.0.1")
@@ -266,7 +275,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
 
     return Config(
         upstream=UpstreamConfig(url, token, concurrency, timeout),
-        storage=StorageConfig(path),
+        storage=StorageConfig(path, log_days, log_rows),
         server=ServerSettings(
             host,
             port,

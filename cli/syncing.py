@@ -26,6 +26,8 @@ async def sync(config: Config, once: bool) -> None:
         hot_interval=config.sync.hot_interval,
         overlap=config.sync.event_overlap,
         concurrency=upstream.concurrency,
+        changes_days=config.storage.change_log_days,
+        changes_rows=config.storage.change_log_rows,
     )
     where = UpstreamSettings(upstream.url, upstream.token, upstream.concurrency, upstream.timeout)
     task = asyncio.current_task()

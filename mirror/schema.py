@@ -20,13 +20,27 @@ import aiosqlite
 from mirror.resources import DEFAULT_STATES, RESOURCES
 
 #: Bump with a new entry in MIGRATIONS whenever the layout changes.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: A bundle's patch ids in upstream's order (its mbox's), which the API does
 #: not show: a JSON list, written with the bundle (see ``mirror.store``).
 BUNDLE_ORDERS = (
     "CREATE TABLE IF NOT EXISTS bundle_orders (bundle_id INTEGER PRIMARY KEY, ids TEXT NOT NULL)"
 )
+
+#: The change log: one row for each object whose stored representation
+#: changed (created, changed, deleted), in the transaction that changed it,
+#: numbered in order (``seq`` never reused).  Readers drop only the caches
+#: a change can affect (mirror.reader); ``keys`` are the document's keys
+#: that changed (JSON), ``project_id`` and ``parent_id`` the lists it is in.
+#: Trimmed by age and rows (mirror.store.trim_changes); the meta value
+#: ``changes.low`` is the last ``seq`` trimmed away.
+CHANGES = (
+    "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "at REAL NOT NULL, resource TEXT NOT NULL, id INTEGER NOT NULL, op TEXT NOT NULL, "
+    "project_id INTEGER, parent_id INTEGER, keys TEXT)"
+)
+CHANGES_INDEX = "CREATE INDEX IF NOT EXISTS changes_at ON changes (at)"
 
 
 def _resource_tables() -> list[str]:
@@ -170,8 +184,16 @@ def _v6(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
 
 
+def _v7(conn: sqlite3.Connection) -> None:
+    """The change log (see :data:`CHANGES`): it starts empty, every reader
+    then positioned at its end."""
+    conn.execute(CHANGES)
+    conn.execute(CHANGES_INDEX)
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout(),))
+
+
 #: MIGRATIONS[n] brings a database from user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 
@@ -195,7 +217,7 @@ def layout() -> str:
         (res.name, res.fields, res.detail_fields, res.embedded, res.detail_keys)
         for res in RESOURCES.values()
     ]
-    text = repr((_resource_tables(), _search_tables(), described, BUNDLE_ORDERS))
+    text = repr((_resource_tables(), _search_tables(), described, BUNDLE_ORDERS, CHANGES))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -26,6 +26,17 @@ from mirror.resources import RESOURCES
 #: Meta key: the lists upstream refuses to the sync identity (a JSON list);
 #: the server forwards reads of them, since the mirror cannot answer them.
 REFUSED = "sync.refused"
+#: Meta keys whose values the server's answers show (the 404 page, what is
+#: forwarded): a change to one is logged as a change of everything.
+ANSWERED_META = frozenset(("upstream.404", REFUSED))
+#: Meta key: the last change log ``seq`` trimmed away (see trim_changes).
+CHANGES_LOW = "changes.low"
+#: How long, and how many, changes the log keeps by default.
+CHANGES_DAYS = 7.0
+CHANGES_ROWS = 1_000_000
+#: Resource names of the log's rows for what is not one object: every
+#: answer may show it (the states' names, an answered meta value).
+EVERYTHING = "*"
 
 
 class Batch:
@@ -133,6 +144,8 @@ async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> int:
             "(SELECT coalesce(max(ordering), -1) + 1 FROM states))",
             (slug, state_name(slug)),
         )
+    if missing:  # (a state filter may name one now)
+        await _log(db, [(EVERYTHING, 0, "changed", None, None, ["states"])])
     return len(missing)
 
 
@@ -185,11 +198,70 @@ async def set_states(
         await db.executemany(
             "INSERT INTO states (id, slug, name, ordering) VALUES (?, ?, ?, ?)", list(new.values())
         )
+        # (Every patch's state, and how a list is ordered by it, may read otherwise.)
+        await _log(db, [(EVERYTHING, 0, "changed", None, None, ["states"])])
     except BaseException:
         await _rollback(db)
         raise
     await db.execute("COMMIT")
     return True
+
+
+#: One row of the change log: (resource, id, op, project, parent, keys).
+Change = tuple[str, int, str, int | None, int | None, list[str] | None]
+
+
+def _scope_columns(res: Resource) -> tuple[str | None, str | None]:
+    """The columns naming the lists an object of ``res`` is in: its project,
+    its parent (comments, checks)."""
+    project = "project_id" if any(c.name == "project_id" for c in res.columns) else None
+    return project, res.parent.column if res.parent is not None else None
+
+
+async def _log(db: aiosqlite.Connection, changes: list[Change]) -> None:
+    """Append ``changes`` to the change log (in the caller's transaction)."""
+    if changes:
+        now = time.time()
+        await db.executemany(
+            "INSERT INTO changes (at, resource, id, op, project_id, parent_id, keys) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (now, res, obj_id, op, project, parent, None if keys is None else _dumps(keys))
+                for res, obj_id, op, project, parent, keys in changes
+            ],
+        )
+
+
+async def trim_changes(
+    db: aiosqlite.Connection, days: float = CHANGES_DAYS, rows: int = CHANGES_ROWS
+) -> int:
+    """Drop the changes older than ``days`` or beyond the newest ``rows``,
+    recording the last one dropped (``changes.low``): a reader behind it
+    knows it has missed some.  How many went."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        found = list(
+            await db.execute_fetchall(
+                "SELECT max(seq) FROM changes WHERE at < ? OR seq <= "
+                "(SELECT coalesce(max(seq), 0) FROM changes) - ?",
+                (time.time() - days * 86400, rows),
+            )
+        )
+        last = found[0][0] if found else None
+        gone = 0
+        if last is not None:
+            cursor = await db.execute("DELETE FROM changes WHERE seq <= ?", (last,))
+            gone = max(cursor.rowcount, 0)
+            await db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
+                "DO UPDATE SET value = excluded.value",
+                (CHANGES_LOW, str(last)),
+            )
+    except BaseException:
+        await _rollback(db)
+        raise
+    await db.execute("COMMIT")
+    return gone
 
 
 async def write(db: aiosqlite.Connection, batch: Batch) -> int:
@@ -220,11 +292,13 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> int:
                 "INSERT OR IGNORE INTO sync_marks (kind, id) VALUES (?, ?)", batch.marks
             )
         for key, value in batch.meta.items():
-            await db.execute(
+            cursor = await db.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) "
                 "DO UPDATE SET value = excluded.value WHERE value IS NOT excluded.value",
                 (key, value),
             )
+            if key in ANSWERED_META and cursor.rowcount > 0:
+                await _log(db, [(EVERYTHING, 0, "changed", None, None, [key])])
     except BaseException:
         await _rollback(db)
         raise
@@ -265,20 +339,26 @@ async def _merge(
     mirror: whichever commits last must not undo a newer reading.
     """
     ids = list(docs)
-    existing: dict[int, tuple[str, str | None, float]] = {}
+    project_col, parent_col = _scope_columns(res)
+    scope = f", {project_col or 'NULL'}, {parent_col or 'NULL'}"
+    existing: dict[int, tuple[str, str | None, float, int | None, int | None]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         rows = await db.execute_fetchall(
-            f"SELECT id, doc, detail, synced FROM {res.table} WHERE id IN ({marks})", chunk
+            f"SELECT id, doc, detail, synced{scope} FROM {res.table} WHERE id IN ({marks})",
+            chunk,
         )
-        existing.update({r[0]: (r[1], r[2], r[3]) for r in rows})
+        existing.update({r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows})
 
     lookups = await _lookups(db, res)
     now = time.time()
     rows_out = []
+    changes: list[Change] = []
+    names = ["id", *(c.name for c in res.columns), "doc", "detail", "synced"]
     for obj_id, fragment in docs.items():
-        old_doc, old_detail, synced = existing.get(obj_id, (None, None, 0.0))
+        old = existing.get(obj_id)
+        old_doc, old_detail, synced = old[:3] if old else (None, None, 0.0)
         stamp = read_at.get((res.name, obj_id), now)
         if stamp < synced:
             continue  # what is stored was read later
@@ -287,13 +367,35 @@ async def _merge(
             continue
         columns = _columns(res, orjson.loads(doc), lookups)
         rows_out.append((obj_id, *columns, doc, detail, stamp))
+        row = dict(zip(names, rows_out[-1], strict=True))
+        project = row.get(project_col) if project_col else None
+        parent = row.get(parent_col) if parent_col else None
+        if old is None:
+            changes.append((res.name, obj_id, "created", project, parent, None))
+            continue
+        keys = _changed_keys(old_doc, old_detail, doc, detail)
+        changes.append((res.name, obj_id, "changed", project, parent, keys))
+        if (old[3], old[4]) != (project, parent):
+            # It left lists it was in: those change too.
+            changes.append((res.name, obj_id, "changed", old[3], old[4], keys))
 
-    names = ["id", *(c.name for c in res.columns), "doc", "detail", "synced"]
     marks = ",".join("?" * len(names))
     await db.executemany(
         f"INSERT OR REPLACE INTO {res.table} ({','.join(names)}) VALUES ({marks})", rows_out
     )
+    await _log(db, changes)
     return len(rows_out)
+
+
+def _changed_keys(
+    old_doc: str | None, old_detail: str | None, doc: str, detail: str | None
+) -> list[str]:
+    """The keys of a stored object whose values differ between two readings."""
+    before = orjson.loads(old_doc) if old_doc else {}
+    before.update(orjson.loads(old_detail) if old_detail else {})
+    after = orjson.loads(doc)
+    after.update(orjson.loads(detail) if detail else {})
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
 
 
 async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> int:
@@ -308,6 +410,13 @@ async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> in
                 f"SELECT id FROM {table} WHERE {column} IN ({marks})", chunk
             )
             gone += await _delete(db, RESOURCES[child], [r[0] for r in rows])
+        project_col, parent_col = _scope_columns(res)
+        rows = await db.execute_fetchall(
+            f"SELECT id, {project_col or 'NULL'}, {parent_col or 'NULL'} FROM {res.table} "
+            f"WHERE id IN ({marks})",
+            chunk,
+        )
+        await _log(db, [(res.name, r[0], "deleted", r[1], r[2], None) for r in rows])
         cursor = await db.execute(f"DELETE FROM {res.table} WHERE id IN ({marks})", chunk)
         gone += max(cursor.rowcount, 0)
         if res.name == "bundles":
@@ -326,7 +435,15 @@ async def _write_bundle_orders(db: aiosqlite.Connection, orders: dict[int, list[
             "WHERE ids IS NOT excluded.ids",
             (bundle_id, _dumps(ids), bundle_id),
         )
-        changed += max(cursor.rowcount, 0)
+        if cursor.rowcount > 0:
+            changed += 1
+            found = list(
+                await db.execute_fetchall(
+                    "SELECT project_id FROM bundles WHERE id = ?", (bundle_id,)
+                )
+            )
+            project = found[0][0] if found else None
+            await _log(db, [("bundles", bundle_id, "changed", project, None, ["order"])])
     return changed
 
 
@@ -367,8 +484,20 @@ async def get_meta(db: aiosqlite.Connection, key: str) -> str | None:
 
 
 async def set_meta(db: aiosqlite.Connection, key: str, value: str | None) -> None:
-    """Set (or with ``None`` delete) one meta value, in its own statement."""
-    if value is None:
-        await db.execute("DELETE FROM meta WHERE key = ?", (key,))
-    else:
-        await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    """Set (or with ``None`` delete) one meta value, in its own statement
+    (a value answers show: in a transaction with a change of everything)."""
+    answered = key in ANSWERED_META
+    if answered:
+        await db.execute("BEGIN IMMEDIATE")
+    try:
+        if value is None:
+            await db.execute("DELETE FROM meta WHERE key = ?", (key,))
+        else:
+            await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+        if answered:
+            await _log(db, [(EVERYTHING, 0, "changed", None, None, [key])])
+    except BaseException:
+        await _rollback(db)
+        raise
+    if answered:
+        await db.execute("COMMIT")

@@ -60,6 +60,13 @@ class Settings:
     hot_interval: float = 30.0
     overlap: float = 60.0
     concurrency: int = 4
+    #: The change log kept: days, and rows (see mirror.store.trim_changes).
+    changes_days: float = store.CHANGES_DAYS
+    changes_rows: int = store.CHANGES_ROWS
+
+
+#: Seconds between trims of the change log.
+TRIM_EVERY = 300.0
 
 
 def _now() -> str:
@@ -272,6 +279,16 @@ class Worker:
         await self.poll()
         await self.sweeper.full_round()
         await self.poll()
+        await self._trim_changes()
+
+    async def _trim_changes(self) -> None:
+        await store.trim_changes(self.db, self.settings.changes_days, self.settings.changes_rows)
+
+    async def _keep_changes_trimmed(self) -> None:
+        """The change log within its bounds, checked every few minutes."""
+        while True:
+            await self._trim_changes()
+            await asyncio.sleep(TRIM_EVERY)
 
     async def run(self) -> None:
         """Crawl if needed, then follow upstream until cancelled."""
@@ -295,6 +312,7 @@ class Worker:
                 group.create_task(self._follow())
                 group.create_task(self._sweep())
                 group.create_task(self._watch_webhooks())
+                group.create_task(self._keep_changes_trimmed())
         except BaseExceptionGroup as failed:  # a broken mirror, say: say what
             raise failed.exceptions[0] from None
 
