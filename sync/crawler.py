@@ -310,6 +310,13 @@ class Crawler:
 
     # -- helpers ------------------------------------------------------------
 
+    async def _set_meta(self, key: str, value: str) -> None:
+        """A meta value set through the writer: its transaction may be open."""
+        batch = Batch()
+        batch.meta[key] = value
+        await self.writer.put(batch)
+        await self.writer.flush()
+
     async def _done(self, kind: str) -> set[int]:
         rows = await self.db.execute_fetchall("SELECT id FROM sync_marks WHERE kind = ?", (kind,))
         return {r[0] for r in rows}
@@ -332,7 +339,7 @@ class Crawler:
             before, _, after = body.partition(PROBE_404)
             page = orjson.dumps([before, after]).decode()
             if await store.get_meta(self.db, "upstream.404") != page:
-                await store.set_meta(self.db, "upstream.404", page)
+                await self._set_meta("upstream.404", page)
 
     async def _crawl_list(self, resource: str) -> None:
         if await self._done("listed") & {LISTS.index(resource)}:
@@ -349,7 +356,7 @@ class Crawler:
             log.info("%s: not visible to the sync identity; skipped", resource)
             # The server forwards reads of these: the mirror cannot answer them.
             refused = sorted(self.fetcher.refused)
-            await store.set_meta(self.db, REFUSED, orjson.dumps(refused).decode())
+            await self._set_meta(REFUSED, orjson.dumps(refused).decode())
             return
         if first is None:
             raise UpstreamError(f"GET {url}: HTTP 404")

@@ -24,6 +24,7 @@ import asyncio
 import collections
 import logging
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -287,7 +288,10 @@ class Worker:
     async def _keep_changes_trimmed(self) -> None:
         """The change log within its bounds, checked every few minutes."""
         while True:
-            await self._trim_changes()
+            try:
+                await self._trim_changes()
+            except sqlite3.Error as exc:  # a full or read-only disk: the next time
+                log.warning("could not trim the change log: %s", exc)
             await asyncio.sleep(TRIM_EVERY)
 
     async def run(self) -> None:
