@@ -1233,6 +1233,9 @@ async def generate(
             }
         )
         await store.write(db, last)
+        # What a generated mirror was made of is no news to any reader: the
+        # change log starts empty, its low-water mark after the crawl.
+        await store.trim_changes(db, days=0.0)
         for name in (res.table for res in RESOURCES.values()):
             rows = await db.execute_fetchall(f"SELECT count(*) FROM {name}")
             counts[name] = next(iter(rows))[0]

@@ -352,7 +352,9 @@ LAUNCH = "import sys; from cli import main; sys.exit(main.main())"
 class Gateway:
     """``patchwork-gateway serve`` on the mirror, as its own process."""
 
-    def __init__(self, mirror: Path, workdir: Path) -> None:
+    def __init__(self, mirror: Path, workdir: Path, cache_bytes: int | None = 0) -> None:
+        """``cache_bytes``: the response cache's size (None: as configured
+        by default)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "gateway.toml"
@@ -373,7 +375,7 @@ class Gateway:
                     "[server]",
                     'host = "127.0.0.1"',
                     f"port = {self.port}",
-                    "cache_bytes = 0",
+                    *([] if cache_bytes is None else [f"cache_bytes = {cache_bytes}"]),
                     "[logging]",
                     'level = "warning"',
                     "",
