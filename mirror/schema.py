@@ -32,13 +32,16 @@ BUNDLE_ORDERS = (
 #: changed (created, changed, deleted), in the transaction that changed it,
 #: numbered in order (``seq`` never reused).  Readers drop only the caches
 #: a change can affect (mirror.reader); ``keys`` are the document's keys
-#: that changed (JSON), ``project_id`` and ``parent_id`` the lists it is in.
+#: that changed (JSON), ``project_id`` and ``parent_id`` the lists it is in
+#: (after the change; before, for a deletion); ``cols`` its table's column
+#: values then and ``was`` (JSON) the previous values of those that
+#: changed: what a list's filters and order see, before and after.
 #: Trimmed by age and rows (mirror.store.trim_changes); the meta value
 #: ``changes.low`` is the last ``seq`` trimmed away.
 CHANGES = (
     "CREATE TABLE IF NOT EXISTS changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
     "at REAL NOT NULL, resource TEXT NOT NULL, id INTEGER NOT NULL, op TEXT NOT NULL, "
-    "project_id INTEGER, parent_id INTEGER, keys TEXT)"
+    "project_id INTEGER, parent_id INTEGER, keys TEXT, cols TEXT, was TEXT)"
 )
 CHANGES_INDEX = "CREATE INDEX IF NOT EXISTS changes_at ON changes (at)"
 

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 import orjson
@@ -145,7 +145,7 @@ async def _ensure_states(db: aiosqlite.Connection, slugs: Iterable[str]) -> int:
             (slug, state_name(slug)),
         )
     if missing:  # (a state filter may name one now)
-        await _log(db, [(EVERYTHING, 0, "changed", None, None, ["states"])])
+        await _log(db, [_everything("states")])
     return len(missing)
 
 
@@ -199,7 +199,7 @@ async def set_states(
             "INSERT INTO states (id, slug, name, ordering) VALUES (?, ?, ?, ?)", list(new.values())
         )
         # (Every patch's state, and how a list is ordered by it, may read otherwise.)
-        await _log(db, [(EVERYTHING, 0, "changed", None, None, ["states"])])
+        await _log(db, [_everything("states")])
     except BaseException:
         await _rollback(db)
         raise
@@ -207,8 +207,24 @@ async def set_states(
     return True
 
 
-#: One row of the change log: (resource, id, op, project, parent, keys).
-Change = tuple[str, int, str, int | None, int | None, list[str] | None]
+class Change(NamedTuple):
+    """One row of the change log (see mirror.schema.CHANGES)."""
+
+    resource: str
+    id: int
+    op: str
+    project: int | None = None
+    parent: int | None = None
+    keys: list[str] | None = None
+    #: The table's column values after the change (before, for a deletion).
+    cols: dict[str, Any] | None = None
+    #: The previous values of the columns that changed.
+    was: dict[str, Any] | None = None
+
+
+def _everything(key: str) -> Change:
+    """A change of what every answer shows (states, answered meta values)."""
+    return Change(EVERYTHING, 0, "changed", keys=[key])
 
 
 def _scope_columns(res: Resource) -> tuple[str | None, str | None]:
@@ -223,11 +239,21 @@ async def _log(db: aiosqlite.Connection, changes: list[Change]) -> None:
     if changes:
         now = time.time()
         await db.executemany(
-            "INSERT INTO changes (at, resource, id, op, project_id, parent_id, keys) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO changes (at, resource, id, op, project_id, parent_id, keys, cols, was) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
-                (now, res, obj_id, op, project, parent, None if keys is None else _dumps(keys))
-                for res, obj_id, op, project, parent, keys in changes
+                (
+                    now,
+                    c.resource,
+                    c.id,
+                    c.op,
+                    c.project,
+                    c.parent,
+                    None if c.keys is None else _dumps(c.keys),
+                    None if c.cols is None else _dumps(c.cols),
+                    None if c.was is None else _dumps(c.was),
+                )
+                for c in changes
             ],
         )
 
@@ -298,7 +324,7 @@ async def write(db: aiosqlite.Connection, batch: Batch) -> int:
                 (key, value),
             )
             if key in ANSWERED_META and cursor.rowcount > 0:
-                await _log(db, [(EVERYTHING, 0, "changed", None, None, [key])])
+                await _log(db, [_everything(key)])
     except BaseException:
         await _rollback(db)
         raise
@@ -340,16 +366,17 @@ async def _merge(
     """
     ids = list(docs)
     project_col, parent_col = _scope_columns(res)
-    scope = f", {project_col or 'NULL'}, {parent_col or 'NULL'}"
-    existing: dict[int, tuple[str, str | None, float, int | None, int | None]] = {}
+    column_names = [c.name for c in res.columns]
+    existing: dict[int, tuple[Any, ...]] = {}
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         marks = ",".join("?" * len(chunk))
         rows = await db.execute_fetchall(
-            f"SELECT id, doc, detail, synced{scope} FROM {res.table} WHERE id IN ({marks})",
+            f"SELECT id, doc, detail, synced, {', '.join(column_names)} FROM {res.table} "
+            f"WHERE id IN ({marks})",
             chunk,
         )
-        existing.update({r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows})
+        existing.update({r[0]: tuple(r[1:]) for r in rows})
 
     lookups = await _lookups(db, res)
     now = time.time()
@@ -367,17 +394,19 @@ async def _merge(
             continue
         columns = _columns(res, orjson.loads(doc), lookups)
         rows_out.append((obj_id, *columns, doc, detail, stamp))
-        row = dict(zip(names, rows_out[-1], strict=True))
-        project = row.get(project_col) if project_col else None
-        parent = row.get(parent_col) if parent_col else None
+        cols = {"id": obj_id, **dict(zip(column_names, columns, strict=True))}
+        project = cols.get(project_col) if project_col else None
+        parent = cols.get(parent_col) if parent_col else None
         if old is None:
-            changes.append((res.name, obj_id, "created", project, parent, None))
+            changes.append(Change(res.name, obj_id, "created", project, parent, cols=cols))
             continue
         keys = _changed_keys(old_doc, old_detail, doc, detail)
-        changes.append((res.name, obj_id, "changed", project, parent, keys))
-        if (old[3], old[4]) != (project, parent):
-            # It left lists it was in: those change too.
-            changes.append((res.name, obj_id, "changed", old[3], old[4], keys))
+        was = {
+            name: value
+            for name, value in zip(column_names, old[3:], strict=True)
+            if value != cols[name]
+        }
+        changes.append(Change(res.name, obj_id, "changed", project, parent, keys, cols, was))
 
     marks = ",".join("?" * len(names))
     await db.executemany(
@@ -411,12 +440,25 @@ async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> in
             )
             gone += await _delete(db, RESOURCES[child], [r[0] for r in rows])
         project_col, parent_col = _scope_columns(res)
+        column_names = ["id", *(c.name for c in res.columns)]
         rows = await db.execute_fetchall(
-            f"SELECT id, {project_col or 'NULL'}, {parent_col or 'NULL'} FROM {res.table} "
-            f"WHERE id IN ({marks})",
-            chunk,
+            f"SELECT {', '.join(column_names)} FROM {res.table} WHERE id IN ({marks})", chunk
         )
-        await _log(db, [(res.name, r[0], "deleted", r[1], r[2], None) for r in rows])
+        gone_rows = [dict(zip(column_names, row, strict=True)) for row in rows]
+        await _log(
+            db,
+            [
+                Change(
+                    res.name,
+                    cols["id"],
+                    "deleted",
+                    cols.get(project_col) if project_col else None,
+                    cols.get(parent_col) if parent_col else None,
+                    cols=cols,
+                )
+                for cols in gone_rows
+            ],
+        )
         cursor = await db.execute(f"DELETE FROM {res.table} WHERE id IN ({marks})", chunk)
         gone += max(cursor.rowcount, 0)
         if res.name == "bundles":
@@ -443,7 +485,7 @@ async def _write_bundle_orders(db: aiosqlite.Connection, orders: dict[int, list[
                 )
             )
             project = found[0][0] if found else None
-            await _log(db, [("bundles", bundle_id, "changed", project, None, ["order"])])
+            await _log(db, [Change("bundles", bundle_id, "changed", project, keys=["order"])])
     return changed
 
 
@@ -495,7 +537,7 @@ async def set_meta(db: aiosqlite.Connection, key: str, value: str | None) -> Non
         else:
             await db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
         if answered:
-            await _log(db, [(EVERYTHING, 0, "changed", None, None, [key])])
+            await _log(db, [_everything(key)])
     except BaseException:
         await _rollback(db)
         raise
