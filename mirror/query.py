@@ -18,6 +18,7 @@ from typing import Any
 
 from multidict import MultiMapping
 
+from mirror.dependencies import OPERATORS, Constraint, Membership, fold
 from mirror.model import (
     BoolFilter,
     ChoiceFilter,
@@ -63,6 +64,29 @@ class Query:
     #: The ``order`` terms in force (a list's), set into ``order_by`` by
     #: :func:`order` once the page size is known.
     terms: list[str] = field(default_factory=list)
+    #: Lists the query stays within, as the change log names them
+    #: (``("parent", 7)``, ``("project", 1)``...); empty: the whole table.
+    scope: list[tuple[str, Any]] = field(default_factory=list)
+    #: What the terms of ``where`` ask of a row, where it can be said
+    #: (mirror.dependencies): a change elsewhere then leaves the list be.
+    constraints: list[Constraint] = field(default_factory=list)
+    #: Terms of ``where`` whose constraints are not said.
+    unsaid: int = 0
+
+    def require(
+        self, sql: str, args: Sequence[Any], *said: Constraint, unsaid: bool = False
+    ) -> None:
+        """Add a term of WHERE, and what it asks of a row (all of ``said``;
+        ``unsaid``: something else too)."""
+        self.where.append(sql)
+        self.args.extend(args)
+        self.constraints.extend(said)
+        self.unsaid += unsaid
+
+    def membership(self, table: str) -> Membership:
+        """Which rows of ``table`` the query holds."""
+        exact = not self.unsaid and all(c[0] in OPERATORS for c in self.constraints)
+        return Membership(table, tuple(self.constraints), exact)
 
     def narrowed_by(self, flt: Filter, values: int = 1) -> None:
         columns = flt.index_columns()
@@ -224,9 +248,11 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
             if values == [""]:
                 return
         keys = await _ref_values(flt, values, fetch)
-        query.where.append(f"t.{flt.column} IN ({','.join('?' * len(keys))})")
-        query.args.extend(keys)
+        marks = ",".join("?" * len(keys))
+        query.require(f"t.{flt.column} IN ({marks})", keys, ("in", flt.column, frozenset(keys)))
         query.narrowed_by(flt, len(keys))
+        if flt.column == "project_id" and not query.scope:
+            query.scope = [("project", key) for key in keys]
         return
 
     value = last_value(params, flt.param)
@@ -237,29 +263,29 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
     if isinstance(flt, BoolFilter):
         flag = {"true": 1, "1": 1, "false": 0, "0": 0}.get(value.lower())
         if flag is not None:
-            query.where.append(f"t.{flt.column} = ?")
-            query.args.append(flag)
+            query.require(f"t.{flt.column} = ?", [flag], ("in", flt.column, frozenset([flag])))
     elif value == "":
         return
     elif isinstance(flt, TextFilter):
         if flt.iexact:
             # Django's iexact is LIKE on SQLite (ASCII case folding), which
             # is what NOCASE equality does, on an index.
-            query.where.append(f"t.{flt.column} = ? COLLATE NOCASE")
-            query.args.append(value)
+            query.require(
+                f"t.{flt.column} = ? COLLATE NOCASE", [value], ("nocase", flt.column, fold(value))
+            )
         else:
-            query.where.append(f"t.{flt.column} = ?")
-            query.args.append(f"<{value}>" if flt.angle_brackets else value)
+            wanted = f"<{value}>" if flt.angle_brackets else value
+            query.require(f"t.{flt.column} = ?", [wanted], ("in", flt.column, frozenset([wanted])))
             query.narrowed_by(flt)
     elif isinstance(flt, ChoiceFilter):
         if value not in flt.choices:
             raise EmptyResult
-        query.where.append(f"t.{flt.column} = ?")
-        query.args.append(flt.choices[value])
+        choice = flt.choices[value]
+        query.require(f"t.{flt.column} = ?", [choice], ("in", flt.column, frozenset([choice])))
         query.narrowed_by(flt)
     elif isinstance(flt, DateFilter):
-        query.where.append(f"t.{flt.column} {flt.op} ?")
-        query.args.append(date_bound(value))
+        bound = date_bound(value)
+        query.require(f"t.{flt.column} {flt.op} ?", [bound], (flt.op, flt.column, bound))
         query.narrowed_by(flt)
 
 
@@ -303,7 +329,8 @@ def _search(res: Resource, q: str, query: Query) -> None:
             conditions.append(ors)
             query.args.extend(pattern for _ in res.search)
     query.filtered.add("q")
-    query.where.append(_all_of(conditions))
+    said = [("contains", tuple(res.search), fold(term)) for term in search_terms(q)]
+    query.require(_all_of(conditions), [], *said)
 
 
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
@@ -429,15 +456,19 @@ async def build(
     """
     query = Query()
     if res.public_column:
-        query.where.append(f"t.{res.public_column} = 1")
+        query.require(f"t.{res.public_column} = 1", [], ("in", res.public_column, frozenset([1])))
     if res.parent is not None and parent_id is not None:
-        query.where.append(f"t.{res.parent.column} = ?")
-        query.args.append(parent_id)
+        column = res.parent.column
+        query.require(f"t.{column} = ?", [parent_id], ("in", column, frozenset([parent_id])))
         query.indexes.append(((f"t.{res.parent.column}",), (), 1))
+        query.scope = [("parent", parent_id)]
     if res.name == "events" and not has_version(effective, "1.3"):
         marks = ",".join("?" * len(COMMENT_EVENT_CATEGORIES))
-        query.where.append(f"t.category NOT IN ({marks})")
-        query.args.extend(COMMENT_EVENT_CATEGORIES)
+        query.require(
+            f"t.category NOT IN ({marks})",
+            COMMENT_EVENT_CATEGORIES,
+            ("not in", "category", frozenset(COMMENT_EVENT_CATEGORIES)),
+        )
 
     if for_list or res.filters_on_detail:
         for flt in res.filters:

@@ -10,11 +10,14 @@ connections, off the event loop, so one costly request never stalls the
 others; there, a query still running after ``QUERY_SECONDS`` is stopped.
 
 Parsed documents, encoded list items, counts, filter look-ups and the
-ordered ids of deeply paged lists are cached, bounded in bytes.  All
-caches (the response cache too, through ``on_change``) are dropped as
-soon as SQLite's ``data_version`` shows that the sync worker has
-written; ``generation`` tells a request that started before a drop not
-to put what it read back into a cache.
+ordered ids of deeply paged lists are cached, bounded in bytes.  Every
+read notes what it read (mirror.dependencies), and each cached entry
+keeps what it was built from.  As soon as SQLite's ``data_version``
+shows that the mirror was written, the reader reads the change log from
+where it last was and drops only what those changes reach (the response
+cache too, through ``on_change``); behind the log's low-water mark, or
+after a schema change, everything.  ``generation`` tells a request that
+started before a drop not to put what it read into a cache.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sqlite3
 import time
 from array import array
@@ -35,10 +39,13 @@ import aiosqlite
 import orjson
 from cachetools import LRUCache
 
-from mirror import schema
-from mirror.fifo import FifoCache
+from mirror import dependencies, schema
+from mirror.dependencies import Changed, Dep, DependentCache, Membership, note
 from mirror.model import Doc, Ref
 from mirror.query import Query
+from mirror.resources import RESOURCES
+from mirror.revision import Counted, Ordered, order_terms, revise_count, revise_order
+from mirror.store import CHANGES_LOW, EVERYTHING
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,44 @@ def _storable(obj_id: int) -> bool:
     return -(2**63) <= obj_id < 2**63
 
 
+#: Changes read at once; more, and every cache is dropped instead.
+MAX_CHANGES = 5000
+#: The change log's position.
+_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM changes"
+#: The tables a look-up's SQL reads.
+_TABLES = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)")
+
+
+def _json(raw: str | None, kind: type) -> Any:
+    found = orjson.loads(raw) if raw else None
+    return found if isinstance(found, kind) else None
+
+
+def _list_deps(
+    table: str, query: Query, order: tuple[tuple[str, bool], ...] | None = ()
+) -> tuple[frozenset[Dep], Membership]:
+    """What a list's count and ids depend on: its table (narrowed to a
+    project or a parent where the query is) with the rows its filters
+    hold and the columns it is ``order``-ed by (None: not only its own),
+    and the tables it joins."""
+    deps: set[Dep] = {("list", table, *scope) for scope in query.scope}
+    if not deps:
+        deps.add(("list", table, "*"))
+    columns = None if order is None else frozenset(column for column, _ in order)
+    membership = query.membership(table).ordered_by(columns)
+    deps.add(("member", membership))
+    for joined in _TABLES.findall(" ".join(query.joins)):
+        deps.add(("scope", joined, "*"))
+    return frozenset(deps), membership
+
+
+def _revised_count(
+    value: Counted, member: Membership, changes: list[Changed]
+) -> tuple[Counted, int] | None:
+    revised = revise_count(value, member, changes)
+    return None if revised is None else (revised, 0)
+
+
 class Reader:
     def __init__(
         self, path: Path, *, connections: int = 3, cache_bytes: int = 128 * 1024 * 1024
@@ -95,28 +140,31 @@ class Reader:
             maxsize=cache_bytes * 3 // 8, getsizeof=lambda entry: entry[1]
         )
         # (Documents 3/8, list items a quarter, ordered ids 3/8.)
-        self._items: FifoCache[tuple[Any, ...], bytes] = FifoCache(
+        self._items: DependentCache[tuple[Any, ...], bytes] = DependentCache(
             cache_bytes // 4 - COUNTS_BYTES - LOOKUPS_BYTES
         )
-        self._counts: LRUCache[tuple[str, tuple[Any, ...]], tuple[int, int]] = LRUCache(
-            maxsize=COUNTS_BYTES, getsizeof=lambda entry: entry[1]
+        self._counts: DependentCache[tuple[str, tuple[Any, ...]], Counted] = DependentCache(
+            COUNTS_BYTES
         )
-        self._lookups: LRUCache[tuple[str, tuple[Any, ...]], tuple[list[Any], int]] = LRUCache(
-            maxsize=LOOKUPS_BYTES, getsizeof=lambda entry: entry[1]
+        self._lookups: DependentCache[tuple[str, tuple[Any, ...]], list[Any]] = DependentCache(
+            LOOKUPS_BYTES
         )
         #: The ordered ids of lists paged deeply (see DEEP_OFFSET).
-        self._orders: LRUCache[tuple[str, tuple[Any, ...]], tuple[array[int], int]] = LRUCache(
-            maxsize=cache_bytes * 3 // 8, getsizeof=lambda entry: entry[1]
+        self._orders: DependentCache[tuple[str, tuple[Any, ...]], Ordered] = DependentCache(
+            cache_bytes * 3 // 8
         )
-        self._ordering: dict[tuple[str, tuple[Any, ...]], asyncio.Future[array[int] | None]] = {}
+        self._ordering: dict[tuple[str, tuple[Any, ...]], asyncio.Future[Ordered | None]] = {}
         #: One thread, with a connection of its own, reads ordered ids.
         self._bulk: sqlite3.Connection | None = None
         self._bulk_thread = ThreadPoolExecutor(1, thread_name_prefix="mirror-ids")
         #: Bumped whenever the caches are dropped.
         self.generation = 0
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Callable[[list[Changed] | None], None]] = []
         self._watch: asyncio.Task[None] | None = None
         self._data_version: int | None = None
+        #: The last change log row read, and the schema version then.
+        self._seq = 0
+        self._schema: int | None = None
 
     async def open(self, refresh_interval: float = 1.0) -> None:
         for _ in range(self._size):
@@ -138,6 +186,7 @@ class Reader:
         self._bulk = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._bulk.execute("PRAGMA query_only = ON")
         self._data_version = self._read_data_version()
+        self._seq, self._schema = self._log_position()
         self._watch = asyncio.create_task(self._watch_changes(refresh_interval))
 
     async def close(self) -> None:
@@ -156,7 +205,9 @@ class Reader:
             self._bulk.close()
             self._bulk = None
 
-    def on_change(self, listener: Callable[[], None]) -> None:
+    def on_change(self, listener: Callable[[list[Changed] | None], None]) -> None:
+        """Call ``listener`` with the changes read (``None``: everything
+        changed) once the caches here have followed them."""
         self._listeners.append(listener)
 
     # -- change detection ----------------------------------------------------
@@ -172,24 +223,102 @@ class Reader:
             except Exception:  # keep watching whatever one poll hit
                 log.exception("could not poll the mirror for changes")
 
+    def _log_position(self) -> tuple[int, int]:
+        """The change log's last ``seq``, and the schema version."""
+        (seq,) = self._lookup("SELECT coalesce(max(seq), 0) FROM changes")[0]
+        (version,) = self._lookup("PRAGMA user_version")[0]
+        return int(seq), int(version)
+
     def check_changes(self) -> bool:
-        """Drop every cache if another process has written the mirror."""
+        """Follow the mirror's changes, if it has been written: drop or
+        revise what they reach (everything, if the log cannot say)."""
         version = self._read_data_version()
         if version == self._data_version:
             return False
         self._data_version = version
-        self.invalidate()
+        assert self._direct is not None, "reader is not open"
+        # One snapshot for the changes and the rows read to revise with.
+        self._direct.execute("BEGIN")
+        try:
+            return self._follow_changes()
+        finally:
+            self._direct.execute("COMMIT")
+
+    def _follow_changes(self) -> bool:
+        (schema_version,) = self._lookup("PRAGMA user_version")[0]
+        rows = self._lookup(
+            "SELECT seq, resource, id, op, project_id, parent_id, keys, cols, was FROM changes "
+            f"WHERE seq > ? ORDER BY seq LIMIT {MAX_CHANGES + 1}",
+            (self._seq,),
+        )
+        low = self.meta(CHANGES_LOW)
+        if (
+            schema_version != self._schema
+            or (low is not None and int(low) > self._seq)
+            or len(rows) > MAX_CHANGES
+            or any(row[1] == EVERYTHING for row in rows)
+        ):
+            # Behind what the log keeps, too much at once, or what every
+            # answer shows: everything.
+            self._schema = schema_version
+            self._seq = self._log_position()[0]
+            self.invalidate()
+            return True
+        if not rows:
+            return False  # (progress marks, the cursor: nothing an answer shows)
+        self._seq = rows[-1][0]
+        changes = [
+            Changed.of(
+                seq,
+                RESOURCES[resource].table,
+                obj_id,
+                op,
+                project,
+                parent,
+                _json(keys, list),
+                _json(cols, dict),
+                _json(was, dict),
+            )
+            for seq, resource, obj_id, op, project, parent, keys, cols, was in rows
+        ]
+        self.invalidate(changes)
         return True
 
-    def invalidate(self) -> None:
+    def invalidate(self, changes: list[Changed] | None = None) -> None:
+        """Follow ``changes`` (``None``: drop everything)."""
         self.generation += 1
-        self._docs.clear()
-        self._items.clear()
-        self._counts.clear()
-        self._lookups.clear()
-        self._orders.clear()
+        if changes is None:
+            self._docs.clear()
+            self._items.clear()
+            self._counts.clear()
+            self._lookups.clear()
+            self._orders.clear()
+        else:
+            for change in changes:
+                self._docs.pop((change.table, change.id), None)
+            self._items.apply(changes)
+            self._lookups.apply(changes)
+            self._counts.apply(changes, _revised_count)
+            self._orders.apply(changes, self._revised_order)
         for listener in self._listeners:
-            listener()
+            listener(changes)
+
+    def _revised_order(
+        self, value: Ordered, member: Membership, changes: list[Changed]
+    ) -> tuple[Ordered, int] | None:
+        if value.order is None:
+            return None
+        columns = ", ".join(column for column, _ in value.order)
+        sql = f"SELECT {columns} FROM {member.table} WHERE id = ?"
+
+        def probe(obj_id: int) -> tuple[Any, ...] | None:
+            rows = self._lookup(sql, (obj_id,))
+            return rows[0] if rows else None
+
+        revised = revise_order(value, member, changes, probe)
+        if revised is None:
+            return None
+        return revised, revised.ids.itemsize * (len(revised.ids) - len(value.ids))
 
     # -- queries -------------------------------------------------------------
 
@@ -241,14 +370,16 @@ class Reader:
         """:meth:`fetch_fast`, its (small) result kept until the mirror changes:
         the look-ups of filter values every request of a filtered list makes."""
         key = (sql, tuple(args))
-        entry = self._lookups.get(key)
-        if entry is not None:
-            return entry[0]
+        found = self._lookups.get(key)
+        if found is not None:
+            return found
+        deps: set[Dep] = {("scope", table, "*") for table in _TABLES.findall(sql)}
+        dependencies.note_all(deps)
         generation = self.generation
         rows = await self.fetch_fast(sql, args)
         if generation == self.generation and len(rows) <= 64:
             cost = len(sql) + sum(len(str(arg)) + 50 for arg in args) + 60 * len(rows)
-            self._lookups[key] = (rows, cost + ENTRY_OVERHEAD)
+            self._lookups.put(key, rows, cost + ENTRY_OVERHEAD, deps)
         return rows
 
     def _lookup(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -259,15 +390,19 @@ class Reader:
     async def count(self, table: str, query: Query) -> int:
         sql = f"SELECT count(*) FROM {table} AS t{query.where_sql()}"
         key = (sql, tuple(query.args))
-        entry = self._counts.get(key)
-        if entry is not None:
-            return entry[0]
+        found = self._counts.get(key)
+        if found is not None:
+            return found.count
+        deps, _ = _list_deps(table, query)
+        dependencies.note_all(deps)
         generation = self.generation
-        count = int((await self.fetch_fast(sql, query.args))[0][0])
+        # (The log's position in the same snapshot: the changes it has.)
+        counting = f"SELECT count(*), ({_LAST_SEQ}) FROM {table} AS t{query.where_sql()}"
+        count, seq = (await self.fetch_fast(counting, query.args))[0]
         if generation == self.generation:
             cost = len(sql) + sum(len(str(arg)) + 50 for arg in query.args) + ENTRY_OVERHEAD
-            self._counts[key] = (count, cost)
-        return count
+            self._counts.put(key, Counted(int(count), int(seq)), cost, deps)
+        return int(count)
 
     async def page_ids(
         self, table: str, query: Query, offset: int, limit: int, count: int
@@ -282,65 +417,81 @@ class Reader:
             f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
             f"{query.where_sql()} ORDER BY {query.order_by}"
         )
-        if offset >= DEEP_OFFSET and count * 4 <= self._orders.maxsize // 2:
-            ids = await self._ordered_ids(sql, tuple(query.args))
-            if ids is not None:
-                return ids[offset : offset + limit].tolist()
+        order = order_terms(query.order_by) if not query.joins else None
+        deps, _ = _list_deps(table, query, order)
+        dependencies.note_all(deps)
+        if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2:
+            ordered = await self._ordered_ids(sql, tuple(query.args), deps, order)
+            if ordered is not None:
+                return ordered.ids[offset : offset + limit].tolist()
         rows = await self.fetch_fast(sql + " LIMIT ? OFFSET ?", [*query.args, limit, offset])
         return [row[0] for row in rows]
 
-    async def _ordered_ids(self, sql: str, args: tuple[Any, ...]) -> array[int] | None:
+    async def _ordered_ids(
+        self,
+        sql: str,
+        args: tuple[Any, ...],
+        deps: frozenset[Dep],
+        order: tuple[tuple[str, bool], ...] | None,
+    ) -> Ordered | None:
         """Every id ``sql`` yields, read once for all concurrent requests;
         ``None`` if the reading failed (the caller pages with OFFSET)."""
         key = (sql, args)
-        entry = self._orders.get(key)
-        if entry is not None:
-            return entry[0]
+        found = self._orders.get(key)
+        if found is not None:
+            return found
         pending = self._ordering.get(key)
         if pending is not None:
             return await asyncio.shield(pending)
         if len(self._ordering) >= MAX_ORDERING:
             return None  # the ids thread is busy: page with OFFSET meanwhile
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[array[int] | None] = loop.create_future()
+        future: asyncio.Future[Ordered | None] = loop.create_future()
         self._ordering[key] = future
         generation = self.generation
-        ids: array[int] | None = None
+        ordered: Ordered | None = None
         try:
-            ids = await loop.run_in_executor(self._bulk_thread, self._read_ids, sql, args)
+            ids, seq = await loop.run_in_executor(self._bulk_thread, self._read_ids, sql, args)
+            ordered = Ordered(ids, seq, order)
             if generation == self.generation:
                 cost = ids.itemsize * len(ids) + len(sql) + ENTRY_OVERHEAD
-                self._orders[key] = (ids, cost)
+                self._orders.put(key, ordered, cost, deps)
         except (sqlite3.Error, QueryTooSlow) as exc:
             log.warning("could not read the ordered ids of a list: %s", exc)
         finally:
             del self._ordering[key]
-            future.set_result(ids)
-        return ids
+            future.set_result(ordered)
+        return ordered
 
-    def _read_ids(self, sql: str, args: tuple[Any, ...]) -> array[int]:
+    def _read_ids(self, sql: str, args: tuple[Any, ...]) -> tuple[array[int], int]:
         """(In the ids thread.)  Streamed into an array: 4 bytes an id (8 past
-        2**31), six million ids in the default budget."""
+        2**31), six million ids in the default budget; with the change
+        log's position in the same snapshot."""
         conn = self._bulk
         assert conn is not None
         deadline = time.monotonic() + QUERY_SECONDS
         conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+        conn.execute("BEGIN")
         try:
+            ((seq,),) = conn.execute(_LAST_SEQ).fetchall()
             ids = array("i")
             for (obj_id,) in conn.execute(sql, args):
                 if ids.typecode == "i" and not -(2**31) <= obj_id < 2**31:
                     ids = array("q", ids)
                 ids.append(obj_id)
-            return ids
+            return ids, int(seq)
         except sqlite3.OperationalError as exc:
             if time.monotonic() > deadline:
                 raise QueryTooSlow(sql.split(" WHERE")[0]) from exc
             raise
         finally:
+            conn.execute("COMMIT")
             conn.set_progress_handler(None, 0)
 
-    def one(self, table: str, query: Query) -> Doc | None:
-        """The first object matching ``query``, with its detail-only keys."""
+    def one(self, table: str, query: Query, dep: Dep) -> Doc | None:
+        """The first object matching ``query``, with its detail-only keys;
+        ``dep``: what the answer depends on (the object looked for)."""
+        note(dep)
         sql = f"SELECT t.doc, t.detail FROM {table} AS t{query.where_sql()} LIMIT 1"
         rows = self._lookup(sql, query.args)
         if not rows:
@@ -351,15 +502,22 @@ class Reader:
         return doc
 
     def exists(self, table: str, obj_id: int) -> bool:
+        note(("ref", table, obj_id))
         if not _storable(obj_id):
             return False
         return bool(self._lookup(f"SELECT 1 FROM {table} WHERE id = ?", (obj_id,)))
 
-    def docs(self, refs: Iterable[Ref]) -> dict[Ref, Doc]:
-        """The stored documents of every (table, id) in ``refs``."""
+    def docs(self, refs: Iterable[Ref], embedded: bool = False) -> dict[Ref, Doc]:
+        """The stored documents of every (table, id) in ``refs``; ``embedded``:
+        read to be shown inside other objects (what is noted differs)."""
         found: dict[Ref, Doc] = {}
         missing: dict[str, set[int]] = defaultdict(set)
+        tables: set[str] = set()
         for ref in refs:
+            if embedded:
+                tables.add(ref[0])
+            else:
+                note(("ref", *ref))
             if ref in found or not _storable(ref[1]):
                 continue
             entry = self._docs.get(ref)
@@ -376,21 +534,32 @@ class Reader:
                 marks = ",".join("?" * len(chunk))
                 selects.append(f"SELECT '{table}', id, doc FROM {table} WHERE id IN ({marks})")
                 args.extend(chunk)
+        for table in tables:
+            note(("embed", table))
         if selects:
             for table, obj_id, raw in self._lookup(" UNION ALL ".join(selects), args):
                 doc = orjson.loads(raw)
                 found[(table, obj_id)] = doc
                 self._docs[(table, obj_id)] = (doc, 4 * len(raw) + ENTRY_OVERHEAD)
+        if embedded:
+            # (An object shown when it arrives: its creation reaches this.)
+            for table, ids in missing.items():
+                for obj_id in ids:
+                    if (table, obj_id) not in found:
+                        note(("ref", table, obj_id))
         return found
 
     def item(self, key: tuple[Any, ...]) -> bytes | None:
         """A list item encoded earlier (see gateway.api.endpoints)."""
         return self._items.get(key)
 
-    def keep_item(self, key: tuple[Any, ...], item: bytes, generation: int) -> None:
+    def keep_item(
+        self, key: tuple[Any, ...], item: bytes, generation: int, deps: Iterable[Dep]
+    ) -> None:
+        """Keep an item encoded from what ``deps`` name."""
         if generation == self.generation:
             # (The key's parts are shared by every item of a rendering.)
-            self._items.put(key, item, len(item) + ENTRY_OVERHEAD)
+            self._items.put(key, item, len(item) + ENTRY_OVERHEAD, deps)
 
     def rows(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """An indexed look-up of a few rows (downloads, redirects)."""
@@ -406,7 +575,7 @@ class Reader:
         """An object with its detail-only keys (headers, content, diff)."""
         if not _storable(obj_id):
             return None
-        return self.one(table, Query(where=["t.id = ?"], args=[obj_id]))
+        return self.one(table, Query(where=["t.id = ?"], args=[obj_id]), ("ref", table, obj_id))
 
     def by_msgid(self, table: str, project_id: int, url_msgid: str) -> Doc | None:
         """A patch or cover of a project by the message id in its URL, in full.

@@ -19,7 +19,6 @@ from gateway.api.render import Context, Embeds, embedded_refs, renderer
 from gateway.responses import json_body
 from mirror import schema
 from mirror.control import Control
-from mirror.query import Query
 from mirror.reader import Reader
 from mirror.resources import RESOURCES
 from mirror.versions import LATEST
@@ -86,7 +85,7 @@ async def mirror_snapshot(path: Path, origin: str) -> dict[str, dict[int, Any]]:
             render = renderer(name, LATEST, name != "events")
             objects: dict[int, Any] = {}
             for (obj_id,) in reader._lookup(f"SELECT id FROM {res.table} ORDER BY id"):
-                doc = reader.one(res.table, Query(where=["t.id = ?"], args=[obj_id]))
+                doc = reader.full(res.table, obj_id)
                 assert doc is not None
                 embeds = Embeds(reader.docs(embedded_refs(name, doc)))
                 objects[obj_id] = orjson.loads(json_body(render(doc, embeds, ctx)))

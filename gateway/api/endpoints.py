@@ -27,6 +27,7 @@ from gateway.responses import (
     retry_later,
 )
 from mirror import query
+from mirror.dependencies import Dep
 from mirror.model import Resource
 from mirror.reader import QueryTooSlow, Reader, ReaderBusy
 from mirror.resources import INDEX, RESOURCES
@@ -181,15 +182,21 @@ async def _render_list(res: Resource, ids: list[int], ctx: Context, reader: Read
             done[obj_id] = cached
     if missing:
         docs = reader.docs((res.table, obj_id) for obj_id in missing)
-        refs = [ref for doc in docs.values() for ref in embedded_refs(res.name, doc)]
-        embeds = Embeds(reader.docs(refs))
+        refs = {ref: embedded_refs(res.name, doc) for ref, doc in docs.items()}
+        found = reader.docs((ref for each in refs.values() for ref in each), embedded=True)
+        embeds = Embeds(found)
         render = renderer(res.name, ctx.effective, False)
         for obj_id in missing:
             doc = docs.get((res.table, obj_id))
             if doc is not None and obj_id not in done:
                 done[obj_id] = json_body(render(doc, embeds, ctx))
                 if reuse:
-                    reader.keep_item((base, obj_id), done[obj_id], generation)
+                    # (An item shows its object, what it embeds, and the
+                    # absence of what it refers to but the mirror lacks.)
+                    deps: set[Dep] = {("ref", res.table, obj_id)}
+                    for ref in refs[(res.table, obj_id)]:
+                        deps.add(("embed", ref[0]) if ref in found else ("ref", *ref))
+                    reader.keep_item((base, obj_id), done[obj_id], generation, deps)
     return [done[obj_id] for obj_id in ids if obj_id in done]
 
 
@@ -220,13 +227,15 @@ async def _detail(
     except ValueError:
         obj_id = None
     if obj_id is not None and -(2**63) <= obj_id < 2**63:
-        doc = reader.one(res.table, _narrowed(q, "t.id = ?", obj_id))
+        doc = reader.one(res.table, _narrowed(q, "t.id = ?", obj_id), ("ref", res.table, obj_id))
     if doc is None and res.lookup == "project":
-        doc = reader.one(res.table, _narrowed(q, "t.linkname = ?", key))
+        # (By link name: any project's change may make one answer it.)
+        by_name = ("scope", res.table, "*")
+        doc = reader.one(res.table, _narrowed(q, "t.linkname = ?", key), by_name)
     if doc is None:
         return detail(404, _no_match(res.model), allow)
 
-    embeds = Embeds(reader.docs(embedded_refs(res.name, doc)))
+    embeds = Embeds(reader.docs(embedded_refs(res.name, doc), embedded=True))
     data = renderer(res.name, ctx.effective, True)(doc, embeds, ctx)
     return json_answer(200, data, allow)
 

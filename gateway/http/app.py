@@ -49,6 +49,7 @@ from gateway.responses import (
 from gateway.settings import GatewaySettings
 from gateway.upstream.identity import ANONYMOUS, THROTTLED, UNKNOWN
 from mirror.control import Control
+from mirror.dependencies import recording
 from mirror.reader import Reader
 from mirror.versions import has_version
 
@@ -64,8 +65,11 @@ STATE: web.AppKey[GatewayState] = web.AppKey("state")
 
 
 async def answering(ctx: RequestContext, state: GatewayState) -> web.Response:
-    """Who answers a Patchwork path: the site, upstream or the mirror."""
-    return deliver(ctx, await _answer(ctx, state), state)
+    """Who answers a Patchwork path: the site, upstream or the mirror (what
+    it read of the mirror recorded: a change reaching it drops it)."""
+    with recording() as deps:
+        reply = await _answer(ctx, state)
+    return deliver(ctx, reply, state, deps)
 
 
 async def _answer(ctx: RequestContext, state: GatewayState) -> Reply | Cached:

@@ -1,35 +1,29 @@
 """A byte-bounded LRU cache of complete answers to anonymous reads.
 
 Keyed by the origin and the raw path with query, so every distinct URL a
-client uses is cached as sent; cleared whenever the mirror changes.  An
-entry is an answer prepared for delivery (see gateway.http.delivery): its
-validator, its headers and, once a client asked, its gzip bytes.  An
-entry costs what it holds: its key, its headers and its body, plus a
-fixed overhead for the objects around them, so that a flood of distinct
-small answers is bounded as surely as a few large ones.
+client uses is cached as sent.  An entry is an answer prepared for
+delivery (see gateway.http.delivery): its validator, its headers and,
+once a client asked, its gzip bytes; and what it was built from
+(mirror.dependencies), so that a change of the mirror drops only the
+answers it reaches: the others keep their bytes and their ``ETag``.  An
+entry costs what it holds: its key, its headers, its body and what it
+depends on, plus a fixed overhead for the objects around them, so that a
+flood of distinct small answers is bounded as surely as a few large ones.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
-from cachetools import LRUCache
+from collections.abc import Iterable
 
 from gateway.http.delivery import Prepared
+from mirror.dependencies import Changed, Dep, DependentCache
 
-#: (origin, raw path and query, view: see gateway.http.context.View).
+#: (origin, raw path and query, view: see gateway.responses.View).
 Key = tuple[str, str, int]
 
-#: Answers bigger than this share of the cache are not kept.
-_MAX_SHARE = 8
 #: Bytes of Python objects around an entry (tuples, the Answer, the LRU's
 #: own bookkeeping), beyond the strings and bytes counted one by one.
 OVERHEAD = 600
-
-
-class _Entry(NamedTuple):
-    prepared: Prepared
-    cost: int
 
 
 def cost(key: Key, prepared: Prepared) -> int:
@@ -43,36 +37,37 @@ def cost(key: Key, prepared: Prepared) -> int:
 class ResponseCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        self._lru: LRUCache[Key, _Entry] = LRUCache(
-            maxsize=max(max_bytes, 1), getsizeof=lambda entry: entry.cost
-        )
-
+        self._entries: DependentCache[Key, Prepared] = DependentCache(max_bytes, notes=False)
         #: Look-ups that found an answer, and that did not (gateway.ops.metrics).
         self.hits = 0
         self.misses = 0
 
     @property
     def bytes(self) -> int:
-        return int(self._lru.currsize)
+        return self._entries.bytes
 
     def __len__(self) -> int:
-        return len(self._lru)
+        return len(self._entries)
 
     def get(self, key: Key) -> Prepared | None:
-        entry = self._lru.get(key)
-        if entry is None:
+        prepared = self._entries.get(key)
+        if prepared is None:
             self.misses += 1
             return None
         self.hits += 1
-        return entry.prepared
+        return prepared
 
-    def put(self, key: Key, prepared: Prepared) -> None:
-        """Keep ``prepared``; again after it grew (its gzip was added)."""
-        size = cost(key, prepared)
-        if self.max_bytes and size <= self.max_bytes // _MAX_SHARE:
-            self._lru[key] = _Entry(prepared, size)
-        else:
-            self._lru.pop(key, None)
+    def put(self, key: Key, prepared: Prepared, deps: Iterable[Dep] | None = None) -> None:
+        """Keep ``prepared``, built from ``deps``; again after it grew (its
+        gzip was added: ``deps`` as before)."""
+        entry = self._entries.entry_deps(key) if deps is None else frozenset(deps)
+        if entry is None:
+            return  # (dropped since: a change reached it)
+        self._entries.put(key, prepared, cost(key, prepared), entry)
+
+    def follow(self, changes: list[Changed]) -> int:
+        """Drop the answers ``changes`` reach; how many went."""
+        return self._entries.apply(changes)
 
     def clear(self) -> None:
-        self._lru.clear()
+        self._entries.clear()

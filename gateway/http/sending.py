@@ -9,6 +9,7 @@ the mirror last matched upstream.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -18,13 +19,20 @@ from gateway.http.context import Cached, RequestContext
 from gateway.http.delivery import Prepared
 from gateway.ops.status import SYNCED_HEADER
 from gateway.responses import Reply
+from mirror.dependencies import Dep
 
 if TYPE_CHECKING:
     from gateway.http.state import GatewayState
 
 
-def deliver(ctx: RequestContext, reply: Reply | Cached, state: GatewayState) -> web.Response:
-    """Send ``reply`` to the request, keeping it when it says so."""
+def deliver(
+    ctx: RequestContext,
+    reply: Reply | Cached,
+    state: GatewayState,
+    deps: Iterable[Dep] = (),
+) -> web.Response:
+    """Send ``reply`` to the request, keeping it when it says so, as built
+    from ``deps`` (mirror.dependencies)."""
     if isinstance(reply, Cached):
         return send(ctx, reply.prepared, ctx.key(reply.view), state)
     prepared = state.delivery.prepare(reply.answer, reply.source, ctx.private)
@@ -32,7 +40,7 @@ def deliver(ctx: RequestContext, reply: Reply | Cached, state: GatewayState) -> 
     if reply.keep and reply.answer.status < 500 and ctx.generation == state.reader.generation:
         prepared.route = ctx.label
         key = ctx.key(reply.view)
-        state.cache.put(key, prepared)
+        state.cache.put(key, prepared, deps)
     return send(ctx, prepared, key, state)
 
 

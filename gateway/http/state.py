@@ -21,6 +21,7 @@ from gateway.site.answers import Site
 from gateway.upstream.clients import ClientAddresses, Networks
 from gateway.upstream.forwarding import Forwarding
 from mirror.control import Control
+from mirror.dependencies import Changed
 from mirror.reader import Reader
 from mirror.store import REFUSED
 
@@ -68,9 +69,13 @@ class GatewayState:
         self.choices: dict[tuple[str | None, str | None], Choice] = {}
         reader.on_change(self._changed)
 
-    def _changed(self) -> None:
-        self.cache.clear()
-        self.load_meta()  # the first sync may just have learnt them
+    def _changed(self, changes: list[Changed] | None) -> None:
+        """Drop the answers the mirror's changes reach (``None``: all)."""
+        if changes is None:
+            self.cache.clear()
+            self.load_meta()  # (the 404 page, the lists refused: they may have changed)
+        else:
+            self.cache.follow(changes)
 
     def load_meta(self) -> None:
         """What the sync learnt: upstream's 404 page, lists it may not see."""

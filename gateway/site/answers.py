@@ -20,6 +20,7 @@ from gateway.api.routing import SiteRoute
 from gateway.responses import NOT_FOUND, READ_METHODS, Answer, NotFoundPage, Reply, redirect
 from gateway.site.downloads import Downloads, Missing
 from gateway.site.pages import Pages
+from mirror.dependencies import ANYTHING, note
 from mirror.reader import Reader
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class Site:
         """A download or page from the mirror.  What it lacks (a detail never
         fetched) is read upstream into the mirror once, then it is built
         again; ``None`` when it still cannot be."""
+        note(ANYTHING)  # (pages and downloads read widely: any change drops them)
         try:
             return await self._build(ctx)
         except Missing as missing:

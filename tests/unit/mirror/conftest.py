@@ -100,7 +100,9 @@ class Listing:
             q = await self.query(resource, params, "1.4", None, for_list=False)
         except EmptyResult:
             return None
-        return self.reader.one(res.table, Query([*q.where, "t.id = ?"], [*q.args, obj_id]))
+        return self.reader.one(
+            res.table, Query([*q.where, "t.id = ?"], [*q.args, obj_id]), ("ref", res.table, obj_id)
+        )
 
 
 Make = Callable[..., Awaitable[Listing]]

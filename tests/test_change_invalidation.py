@@ -1,0 +1,290 @@
+"""Caches drop what a change reaches, and nothing else.
+
+Two gateways share one mirror: one with every cache, answering each
+change the way a server does (reading the change log), the other an
+oracle that drops every cache before every request.  Randomized writes go
+through the store as the sync writes them; after each, randomized reads
+across resources, filters, orderings, pages and versions must be the
+oracle's, byte for byte.  A change is never hidden by a cache.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from cli.config import parse
+from gateway.http.app import STATE, create_app
+from mirror import reader as reader_module
+from mirror import schema, store
+from mirror.reader import Reader
+from mirror.store import Batch
+from tests.support import copy_mirror
+
+STATES = ("new", "under-review", "accepted", "rejected", "superseded", "changes-requested")
+
+READS = [
+    "/api/1.4/patches/",
+    "/api/1.4/patches/?project=patchwork",
+    "/api/1.4/patches/?project=2&order=-date",
+    "/api/1.4/patches/?project=1&state=new&state=accepted",
+    "/api/1.4/patches/?archived=false&order=name&per_page=7&page=2",
+    "/api/1.4/patches/?submitter=1&order=-id",
+    "/api/1.4/patches/?order=check&per_page=5",
+    "/api/1.1/patches/?project=1&per_page=250",
+    "/api/patches/?q=patch&per_page=9",
+    "/api/1.4/covers/?project=1",
+    "/api/1.4/series/?project=1&order=-id",
+    "/api/1.0/series/",
+    "/api/1.4/events/?project=1&per_page=50",
+    "/api/1.4/events/?category=check-created",
+    "/api/1.4/projects/",
+    "/api/1.4/projects/1/",
+    "/api/1.4/projects/patchwork/",
+    "/api/1.4/bundles/",
+    "/api/1.4/patches/?per_page=3&page=1&format=api",
+    # Deep pages (their ordered ids revised, where DEEP_OFFSET is 0).
+    "/api/1.4/patches/?project=1&order=-date&per_page=20&page=5",
+    "/api/1.4/patches/?order=name&per_page=30&page=3",
+    "/api/1.4/patches/?project=patchwork&state=new&state=accepted&per_page=5&page=3",
+    "/api/1.4/patches/?since=2010-01-01T00:00:00&per_page=10&page=4",
+    "/api/1.4/patches/?archived=true&order=-id&per_page=10&page=6",
+    "/api/1.4/patches/?before=2012-01-01&order=date&per_page=8&page=2",
+    "/api/1.4/events/?order=-date&per_page=40&page=3",
+    "/api/1.4/events/?project=1&category=check-created&per_page=5&page=2",
+    "/api/1.2/events/?per_page=100&page=2",
+    "/api/1.4/patches/1/checks/?order=-date",
+]
+
+
+def _mirror_ids(path: Path, table: str, where: str = "") -> list[int]:
+    with sqlite3.connect(path) as db:
+        return [r[0] for r in db.execute(f"SELECT id FROM {table} {where} ORDER BY id")]
+
+
+def _doc(path: Path, table: str, obj_id: int) -> dict:
+    with sqlite3.connect(path) as db:
+        doc, detail = db.execute(
+            f"SELECT doc, detail FROM {table} WHERE id = ?", (obj_id,)
+        ).fetchone()
+    found = orjson.loads(doc)
+    found.update(orjson.loads(detail) if detail else {})
+    return found
+
+
+class Writer:
+    """Randomized writes, through the store, of what the sync writes."""
+
+    def __init__(self, path: Path, rng: random.Random) -> None:
+        self.path = path
+        self.rng = rng
+        self.next_id = 900_000
+        #: Patches a series or an event already names, not yet mirrored.
+        self.to_come: list[int] = []
+
+    def new_id(self) -> int:
+        self.next_id += 1
+        return self.next_id
+
+    def batch(self) -> tuple[Batch, str]:
+        rng, path = self.rng, self.path
+        patches = _mirror_ids(path, "patches")
+        batch = Batch()
+        kind = rng.choice(
+            [
+                "state",
+                "state",
+                "archive",
+                "check",
+                "check",
+                "comment",
+                "rename person",
+                "rename patch",
+                "redate patch",
+                "move patch",
+                "rename project",
+                "rename series",
+                "new patch",
+                "new patch",
+                "named before it comes",
+                "delete check",
+                "delete patch",
+            ]
+        )
+        patch = rng.choice(patches)
+        if kind == "state":
+            batch.add("patches", {"id": patch, "state": rng.choice(STATES)})
+        elif kind == "archive":
+            doc = _doc(path, "patches", patch)
+            batch.add("patches", {"id": patch, "archived": not doc["archived"]})
+        elif kind == "check":
+            check = _doc(path, "checks", rng.choice(_mirror_ids(path, "checks")))
+            check.update(id=self.new_id(), patch=patch, state=rng.choice(["success", "fail"]))
+            batch.add("checks", check)
+            batch.add("patches", {"id": patch, "check": check["state"]})
+        elif kind == "comment":
+            comment = _doc(path, "patch_comments", rng.choice(_mirror_ids(path, "patch_comments")))
+            comment.update(id=self.new_id(), patch=patch, msgid=f"<{self.next_id}@example>")
+            batch.add("patch_comments", comment)
+        elif kind == "rename person":
+            person = rng.choice(_mirror_ids(path, "people"))
+            batch.add("people", {"id": person, "name": f"Renamed {self.new_id()}"})
+        elif kind == "rename patch":
+            batch.add("patches", {"id": patch, "name": f"[PATCH] renamed {self.new_id()}"})
+        elif kind == "redate patch":
+            # (Onto another's date: a tie, broken by id.)
+            other = _doc(path, "patches", rng.choice(patches))
+            batch.add("patches", {"id": patch, "date": other["date"]})
+        elif kind == "move patch":
+            doc = _doc(path, "patches", patch)
+            batch.add("patches", {"id": patch, "project": 3 - doc["project"]})
+        elif kind == "rename project":
+            batch.add("projects", {"id": rng.choice([1, 2]), "name": f"Project {self.new_id()}"})
+        elif kind == "rename series":
+            series = rng.choice(_mirror_ids(path, "series"))
+            batch.add("series", {"id": series, "name": f"Series {self.new_id()}"})
+        elif kind == "named before it comes":
+            # (The sync may read a series, or an event, before its patch.)
+            series = _doc(path, "series", rng.choice(_mirror_ids(path, "series")))
+            coming = self.new_id()
+            self.to_come.append(coming)
+            batch.add("series", {"id": series["id"], "patches": [*series["patches"], coming]})
+            event = {"id": self.new_id(), "category": "patch-created", "project": 1}
+            event.update(date="2030-01-01T00:00:00", actor=None, patch=coming)
+            batch.add("events", event)
+        elif kind == "new patch":
+            doc = _doc(path, "patches", patch)
+            new = self.to_come.pop() if self.to_come else self.new_id()
+            doc.update(
+                id=new,
+                msgid=f"<{new}@example>",
+                name=f"[PATCH] new {new}",
+                date=f"2030-01-01T00:00:{new % 60:02d}",
+                hash=f"{new:040x}",
+            )
+            batch.add("patches", doc)
+        elif kind == "delete check":
+            batch.deletions.append(("checks", rng.choice(_mirror_ids(path, "checks"))))
+        else:
+            batch.deletions.append(("patches", patch))
+        return batch, kind
+
+
+@pytest.fixture
+async def pair(deployment, tmp_path, aiohttp_client):
+    """(cached gateway, oracle gateway, mirror path) on one mirror file."""
+    mirror = copy_mirror(deployment.storage, tmp_path / "mirror.sqlite3")
+    settings = parse(
+        {"upstream": {"url": "http://127.0.0.1:9"}, "storage": {"path": str(mirror)}}
+    ).gateway
+    readers = [Reader(mirror), Reader(mirror)]
+    for reader in readers:
+        await reader.open(3600)  # (changes are picked up when the test says)
+    cached = await aiohttp_client(create_app(settings, readers[0]))
+    oracle = await aiohttp_client(create_app(settings, readers[1]))
+    yield cached, oracle, mirror
+    for reader in readers:
+        await reader.close()
+
+
+async def _read(client, path: str) -> tuple[int, bytes, str | None]:
+    """The answer, with the gateway's own origin (each has its port) made one."""
+    reply = await client.get(path)
+    origin = f"http://{client.host}:{client.port}"
+    link = reply.headers.get("Link")
+    return (
+        reply.status,
+        (await reply.read()).replace(origin.encode(), b"ORIGIN"),
+        link.replace(origin, "ORIGIN") if link else None,
+    )
+
+
+async def _expected(oracle, path: str) -> tuple[int, bytes, str | None]:
+    oracle.app[STATE].reader.invalidate()
+    return await _read(oracle, path)
+
+
+def _details(path: Path, rng: random.Random) -> list[str]:
+    patch = rng.choice(_mirror_ids(path, "patches"))
+    return [
+        f"/api/1.4/patches/{patch}/",
+        f"/api/1.3/patches/{patch}/checks/",
+        f"/api/1.4/patches/{patch}/comments/",
+        f"/api/1.0/people/{rng.choice(_mirror_ids(path, 'people'))}/",
+        f"/api/1.4/series/{rng.choice(_mirror_ids(path, 'series'))}/",
+        f"/api/1.4/patches/{rng.choice([999_999, 900_001, 900_002])}/",
+    ]
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["pages", "ordered ids"])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_randomized_writes_never_hide_behind_a_cache(pair, seed, deep, monkeypatch):
+    """``deep``: every page is cut from the list's ordered ids, kept and
+    revised by the changes (else only pages past DEEP_OFFSET are)."""
+    if deep:
+        monkeypatch.setattr(reader_module, "DEEP_OFFSET", 0)
+    cached, oracle, mirror = pair
+    rng = random.Random(seed)
+    writer = Writer(mirror, rng)
+    db = await schema.connect(mirror)
+    reader = cached.app[STATE].reader
+    try:
+        for path in READS:  # every list cached, once
+            await _read(cached, path)
+        for step in range(25):
+            for _ in range(rng.randint(1, 3)):
+                batch, kind = writer.batch()
+                await store.write(db, batch)
+            reader.check_changes()
+            paths = rng.sample(READS, 8) + _details(mirror, rng)
+            for path in paths:
+                for _ in range(2):  # built, then from the caches
+                    got = await _read(cached, path)
+                    assert got == await _expected(oracle, path), (seed, step, kind, path)
+    finally:
+        await db.close()
+
+
+async def test_an_answer_no_change_reaches_keeps_its_bytes_and_etag(pair):
+    cached, _, mirror = pair
+    state = cached.app[STATE]
+    other = "/api/1.4/patches/?project=2&per_page=5"
+    first = await cached.get(other)
+    etag = first.headers["ETag"]
+    db = await schema.connect(mirror)
+    try:
+        patch = _mirror_ids(mirror, "patches", "WHERE project_id = 1")[0]
+        batch = Batch()
+        batch.add("patches", {"id": patch, "state": "rejected"})
+        await store.write(db, batch)
+    finally:
+        await db.close()
+    assert state.reader.check_changes()
+    hits = state.cache.hits
+    again = await cached.get(other, headers={"If-None-Match": etag})
+    assert again.status == 304
+    assert state.cache.hits == hits + 1, "answered from the cache, not built again"
+    mine = await cached.get(f"/api/1.4/patches/{patch}/")
+    assert (await mine.json())["state"] == "rejected"
+
+
+async def test_a_reader_behind_the_trimmed_log_drops_everything(pair):
+    cached, _, mirror = pair
+    state = cached.app[STATE]
+    path = "/api/1.4/projects/"
+    await cached.get(path)
+    assert len(state.cache)
+    db = await schema.connect(mirror)
+    try:
+        batch = Batch()
+        batch.add("patches", {"id": _mirror_ids(mirror, "patches")[0], "state": "rejected"})
+        await store.write(db, batch)
+        assert await store.trim_changes(db, days=0.0) >= 1
+    finally:
+        await db.close()
+    assert state.reader.check_changes()
+    assert len(state.cache) == 0
