@@ -27,6 +27,7 @@ import contextlib
 import logging
 import re
 import sqlite3
+import threading
 import time
 from array import array
 from collections import defaultdict
@@ -92,6 +93,11 @@ _LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM changes"
 _TABLES = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)")
 
 
+def _interrupt(conn: aiosqlite.Connection) -> None:
+    """Stop the query ``conn`` runs (in its own thread) now."""
+    conn._conn.interrupt()  # (aiosqlite's own interrupt() would queue behind it)
+
+
 def _json(raw: str | None, kind: type) -> Any:
     found = orjson.loads(raw) if raw else None
     return found if isinstance(found, kind) else None
@@ -130,7 +136,6 @@ class Reader:
         self._size = connections
         self._idle: asyncio.Queue[aiosqlite.Connection] = asyncio.Queue()
         self._all: list[aiosqlite.Connection] = []
-        self._deadlines: dict[int, float] = {}
         self._waiting = 0
         self._direct: sqlite3.Connection | None = None
         # Bounded in bytes: parsed documents (a parsed document takes about
@@ -171,7 +176,6 @@ class Reader:
             conn = await schema.connect(self.path)
             await conn.execute("PRAGMA mmap_size = 0")  # (see below)
             await conn.execute("PRAGMA cache_size = -8192")
-            await conn.set_progress_handler(self._deadline_handler(conn), 1000)
             self._all.append(conn)
             self._idle.put_nowait(conn)
         self._direct = sqlite3.connect(
@@ -322,10 +326,6 @@ class Reader:
 
     # -- queries -------------------------------------------------------------
 
-    def _deadline_handler(self, conn: aiosqlite.Connection) -> Callable[[], bool]:
-        key = id(conn)
-        return lambda: time.monotonic() > self._deadlines.get(key, float("inf"))
-
     async def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a query whose cost may grow with the data, off the event loop."""
         if self._idle.empty() and self._waiting >= MAX_WAITING:
@@ -335,15 +335,20 @@ class Reader:
             conn = await self._idle.get()
         finally:
             self._waiting -= 1
-        self._deadlines[id(conn)] = time.monotonic() + QUERY_SECONDS
+        # Stopped from here when overdue: a progress handler would make the
+        # query's thread take the GIL back from the event loop thousands of
+        # times (each a wait of up to the switch interval, under load).
+        # (sqlite3's interrupt() may be called from any thread.)
+        overdue = time.monotonic() + QUERY_SECONDS
+        deadline = asyncio.get_running_loop().call_later(QUERY_SECONDS, _interrupt, conn)
         try:
             return [tuple(row) for row in await conn.execute_fetchall(sql, args)]
         except sqlite3.OperationalError as exc:
-            if time.monotonic() > self._deadlines[id(conn)]:
+            if time.monotonic() >= overdue:
                 raise QueryTooSlow(sql.split(" WHERE")[0]) from exc
             raise
         finally:
-            self._deadlines.pop(id(conn), None)
+            deadline.cancel()
             self._idle.put_nowait(conn)
 
     async def fetch_fast(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -424,8 +429,11 @@ class Reader:
             ordered = await self._ordered_ids(sql, tuple(query.args), deps, order)
             if ordered is not None:
                 return ordered.ids[offset : offset + limit].tolist()
-        rows = await self.fetch_fast(sql + " LIMIT ? OFFSET ?", [*query.args, limit, offset])
-        return [row[0] for row in rows]
+        # (One row, one JSON array: off the event loop, a row at a time would
+        # wait for the GIL after each row; see _read_ids.)
+        listing = f"SELECT json_group_array(id) FROM ({sql} LIMIT ? OFFSET ?)"
+        ((listed,),) = await self.fetch_fast(listing, [*query.args, limit, offset])
+        return list(orjson.loads(listed))
 
     async def _ordered_ids(
         self,
@@ -451,7 +459,9 @@ class Reader:
         generation = self.generation
         ordered: Ordered | None = None
         try:
-            ids, seq = await loop.run_in_executor(self._bulk_thread, self._read_ids, sql, args)
+            ids, seq = await loop.run_in_executor(
+                self._bulk_thread, self._read_ids, sql, args, order
+            )
             ordered = Ordered(ids, seq, order)
             if generation == self.generation:
                 cost = ids.itemsize * len(ids) + len(sql) + ENTRY_OVERHEAD
@@ -463,30 +473,50 @@ class Reader:
             future.set_result(ordered)
         return ordered
 
-    def _read_ids(self, sql: str, args: tuple[Any, ...]) -> tuple[array[int], int]:
-        """(In the ids thread.)  Streamed into an array: 4 bytes an id (8 past
-        2**31), six million ids in the default budget; with the change
-        log's position in the same snapshot."""
+    def _read_ids(
+        self, sql: str, args: tuple[Any, ...], order: tuple[tuple[str, bool], ...] | None = None
+    ) -> tuple[array[int], int]:
+        """(In the ids thread.)  Into an array: 4 bytes an id (8 past 2**31),
+        six million ids in the default budget; with the change log's
+        position in the same snapshot.
+
+        SQLite builds the whole list as one JSON array, in one step: read
+        row by row, this thread would need the GIL back after each row,
+        which a busy event loop hands over only every few milliseconds (a
+        million rows took minutes under load; as one array, a second).
+        """
         conn = self._bulk
         assert conn is not None
-        deadline = time.monotonic() + QUERY_SECONDS
-        conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
+        by_id = order is not None and all(column == "id" for column, _ in order)
+        if by_id:
+            # In id order, SQLite walks the table itself (every document, a
+            # whole big mirror read from disk); unordered, a narrow index:
+            # sorting a million ids here takes a tenth of a second.
+            sql = sql.rpartition(" ORDER BY ")[0]
+        # (A subquery keeps its ORDER BY when the query around it has none.)
+        listing = f"SELECT json_group_array(id) FROM ({sql})"
+        timer = threading.Timer(QUERY_SECONDS, conn.interrupt)
+        timer.start()
         conn.execute("BEGIN")
         try:
             ((seq,),) = conn.execute(_LAST_SEQ).fetchall()
-            ids = array("i")
-            for (obj_id,) in conn.execute(sql, args):
-                if ids.typecode == "i" and not -(2**31) <= obj_id < 2**31:
-                    ids = array("q", ids)
-                ids.append(obj_id)
+            ((listed,),) = conn.execute(listing, args).fetchall()
+            found = orjson.loads(listed)
+            if by_id:
+                assert order is not None
+                found.sort(reverse=order[0][1])
+            try:
+                ids = array("i", found)
+            except OverflowError:
+                ids = array("q", found)
             return ids, int(seq)
         except sqlite3.OperationalError as exc:
-            if time.monotonic() > deadline:
+            if not timer.is_alive():
                 raise QueryTooSlow(sql.split(" WHERE")[0]) from exc
             raise
         finally:
+            timer.cancel()
             conn.execute("COMMIT")
-            conn.set_progress_handler(None, 0)
 
     def one(self, table: str, query: Query, dep: Dep) -> Doc | None:
         """The first object matching ``query``, with its detail-only keys;
