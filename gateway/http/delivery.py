@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 from aiohttp import web
+from multidict import CIMultiDict
 
 from gateway.responses import HTML_SAFETY, Answer
 
@@ -55,6 +56,11 @@ class Prepared:
     gzipped: bytes | None = field(default=None)
     #: The route template it answers (a metrics label: gateway.ops.metrics).
     route: str = "unmatched"
+    #: The headers of a 304 by the tag it names and the extra headers
+    #: (built once: a poller's 304 is the most frequent answer of all).
+    not_modified: dict[tuple[str, tuple[tuple[str, str], ...], bool], CIMultiDict[str]] = field(
+        default_factory=dict
+    )
 
     @property
     def cost(self) -> int:
@@ -151,7 +157,7 @@ class Delivery:
         request: web.Request,
         prepared: Prepared,
         private: bool,
-        extra: dict[str, str] | None = None,
+        extra: tuple[tuple[str, str], ...] = (),
     ) -> web.Response:
         """The response to ``request``: 304, gzip or plain.
 
@@ -169,7 +175,8 @@ class Delivery:
         if etag is not None:
             condition = request.headers.get("If-None-Match")
             if condition is not None and _matches(condition, etag):
-                return self._not_modified(headers, etag, extra)
+                kept = _not_modified(prepared, headers, etag, extra)
+                return web.Response(status=304, headers=kept)
         body = prepared.answer.body
         if gzip:
             if prepared.gzipped is None:
@@ -179,21 +186,27 @@ class Delivery:
             if etag is not None:
                 headers["ETag"] = etag
         if extra:
-            headers = {**headers, **extra}
+            headers = {**headers, **dict(extra)}
         # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
         return web.Response(status=prepared.answer.status, body=body, headers=headers)
 
-    @staticmethod
-    def _not_modified(
-        headers: dict[str, str], etag: str, extra: dict[str, str] | None
-    ) -> web.Response:
-        kept = {"ETag": etag}
+
+def _not_modified(
+    prepared: Prepared, headers: dict[str, str], etag: str, extra: tuple[tuple[str, str], ...]
+) -> CIMultiDict[str]:
+    """A 304's headers: the tag, the caching headers, and ``extra``."""
+    key = (etag, extra, headers is prepared.headers)
+    kept = prepared.not_modified.get(key)
+    if kept is None:
+        kept = CIMultiDict(ETag=etag)
         for name in ("Cache-Control", "Vary", "X-Patchwork-Gateway"):
             if name in headers:
                 kept[name] = headers[name]
-        if extra:
-            kept.update(extra)
-        return web.Response(status=304, headers=kept)
+        kept.extend(extra)
+        if len(prepared.not_modified) >= 8:
+            prepared.not_modified.clear()  # (the synced header moved on)
+        prepared.not_modified[key] = kept
+    return kept
 
 
 def _gzip(body: bytes) -> bytes:

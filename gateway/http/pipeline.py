@@ -49,6 +49,8 @@ class Pipeline:
         self.state = state
         self.answering = answering
         self.counts = state.counts
+        #: Whether the access log reads the route template off the request.
+        self.logged = state.settings.server.access_log
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Every step, in order."""
@@ -122,7 +124,8 @@ class Pipeline:
         status, with its time (gateway.ops.metrics)."""
         label = UNMATCHED if ctx is None else ctx.label
         self.counts.request(label, request.method, status, time.perf_counter() - started)
-        request[LABEL] = label  # (for the access log)
+        if self.logged:
+            request[LABEL] = label
 
 
 def guarded(state: GatewayState, handler: Handler, loopback: bool = False) -> Handler:

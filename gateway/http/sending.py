@@ -17,7 +17,6 @@ from aiohttp import web
 from gateway.http.cache import Key
 from gateway.http.context import Cached, RequestContext
 from gateway.http.delivery import Prepared
-from gateway.ops.status import SYNCED_HEADER
 from gateway.responses import Reply
 from mirror.dependencies import Dep
 
@@ -49,11 +48,8 @@ def send(
 ) -> web.Response:
     """Send a prepared answer: 304, gzip or plain (gateway.http.delivery);
     ``key``: where it is kept, to account for its gzip bytes once made."""
-    synced = state.sync.header()
     had_gzip = prepared.gzipped is not None
-    response = state.delivery.send(
-        ctx.request, prepared, ctx.private, {SYNCED_HEADER: synced} if synced else None
-    )
+    response = state.delivery.send(ctx.request, prepared, ctx.private, state.sync.headers())
     if key is not None and not had_gzip and prepared.gzipped is not None:
         state.cache.put(key, prepared)
     return response

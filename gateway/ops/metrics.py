@@ -111,7 +111,13 @@ class Counts:
         self.upstream: dict[tuple[str, str], list[float]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
-        _add(self.requests, (route, method if method in METHODS else "other", status), seconds)
+        # (_add, inlined: every request comes here.)
+        key = (route, method if method in METHODS else "other", status)
+        row = self.requests.get(key)
+        if row is None:
+            row = self.requests[key] = [0.0] * (len(BUCKETS) + 2)
+        row[bisect.bisect_left(BUCKETS, seconds)] += 1
+        row[-1] += seconds
 
     def upstream_call(self, kind: str, outcome: str, seconds: float) -> None:
         """One request to upstream: ``outcome`` is a status class (``2xx``)

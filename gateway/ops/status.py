@@ -84,6 +84,7 @@ class SyncStatus:
         self._counted = -1
         self._last_success: datetime | None = None
         self._header: str | None = None
+        self._headers: tuple[tuple[str, str], ...] = ()
         self._counting: asyncio.Lock = asyncio.Lock()
         self._recount: asyncio.Task[None] | None = None
 
@@ -106,6 +107,7 @@ class SyncStatus:
                 if when
                 else None
             )
+            self._headers = ((SYNCED_HEADER, self._header),) if self._header else ()
         return self._status
 
     def last_success(self) -> datetime | None:
@@ -117,6 +119,12 @@ class SyncStatus:
         """``X-Patchwork-Gateway-Synced``: cheap, for every answer."""
         self.current()
         return self._header
+
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        """The same, as the headers every answer carries (the same tuple
+        until it changes: cheap to compare)."""
+        self.current()
+        return self._headers
 
     async def counts(self) -> dict[str, int]:
         """Objects per resource, counted off the event loop, one count at a
