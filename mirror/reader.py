@@ -155,8 +155,9 @@ class Reader:
             LOOKUPS_BYTES
         )
         #: The ordered ids of lists paged deeply (see DEEP_OFFSET).
+        # (One list may take half of it: page_ids reads no longer ones.)
         self._orders: DependentCache[tuple[str, tuple[Any, ...]], Ordered] = DependentCache(
-            cache_bytes * 3 // 8
+            cache_bytes * 3 // 8, max_share=2
         )
         self._ordering: dict[tuple[str, tuple[Any, ...]], asyncio.Future[Ordered | None]] = {}
         #: One thread, with a connection of its own, reads ordered ids.
@@ -425,7 +426,7 @@ class Reader:
         order = order_terms(query.order_by) if not query.joins else None
         deps, _ = _list_deps(table, query, order)
         dependencies.note_all(deps)
-        if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2:
+        if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2 - 65536:
             ordered = await self._ordered_ids(sql, tuple(query.args), deps, order)
             if ordered is not None:
                 return ordered.ids[offset : offset + limit].tolist()

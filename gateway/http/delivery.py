@@ -56,17 +56,19 @@ class Prepared:
     gzipped: bytes | None = field(default=None)
     #: The route template it answers (a metrics label: gateway.ops.metrics).
     route: str = "unmatched"
-    #: The headers of a 304 by the tag it names and the extra headers
-    #: (built once: a poller's 304 is the most frequent answer of all).
-    not_modified: dict[tuple[str, tuple[tuple[str, str], ...], bool], CIMultiDict[str]] = field(
+    #: The headers of each way it has left (304 or not, gzip or not,
+    #: private or not, the extra headers), built once: a cached answer
+    #: and a poller's 304 are the most frequent answers of all.
+    sent: dict[tuple[bool, bool, bool, tuple[tuple[str, str], ...]], CIMultiDict[str]] = field(
         default_factory=dict
     )
 
     @property
     def cost(self) -> int:
-        """Bytes kept beyond the answer itself (see gateway.http.cache)."""
+        """Bytes kept beyond the answer itself (see gateway.http.cache): the
+        headers, as prepared and as sent (most often: plain and 304)."""
         extra = sum(len(k) + len(v) for k, v in self.headers.items())
-        return extra + (len(self.gzipped) if self.gzipped is not None else 0)
+        return 3 * extra + (len(self.gzipped) if self.gzipped is not None else 0)
 
 
 def _vary(headers: dict[str, str], name: str) -> None:
@@ -165,9 +167,7 @@ class Delivery:
         may keep the answer; ``extra``: headers that change from one
         delivery to the next.
         """
-        headers = prepared.headers
-        if private and prepared.shareable:
-            headers = {**headers, "Cache-Control": PRIVATE}
+        private = private and prepared.shareable
         etag = prepared.etag
         gzip = prepared.compressible and accepts_gzip(request.headers.get("Accept-Encoding"))
         if gzip and etag is not None:
@@ -175,38 +175,47 @@ class Delivery:
         if etag is not None:
             condition = request.headers.get("If-None-Match")
             if condition is not None and _matches(condition, etag):
-                kept = _not_modified(prepared, headers, etag, extra)
-                return web.Response(status=304, headers=kept)
+                headers = _headers(prepared, True, gzip, private, extra)
+                return web.Response(status=304, headers=headers)
         body = prepared.answer.body
         if gzip:
             if prepared.gzipped is None:
                 prepared.gzipped = _gzip(body)
             body = prepared.gzipped
-            headers = {**headers, "Content-Encoding": "gzip"}
-            if etag is not None:
-                headers["ETag"] = etag
-        if extra:
-            headers = {**headers, **dict(extra)}
+        headers = _headers(prepared, False, gzip, private, extra)
         # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
         return web.Response(status=prepared.answer.status, body=body, headers=headers)
 
 
-def _not_modified(
-    prepared: Prepared, headers: dict[str, str], etag: str, extra: tuple[tuple[str, str], ...]
+def _headers(
+    prepared: Prepared,
+    not_modified: bool,
+    gzip: bool,
+    private: bool,
+    extra: tuple[tuple[str, str], ...],
 ) -> CIMultiDict[str]:
-    """A 304's headers: the tag, the caching headers, and ``extra``."""
-    key = (etag, extra, headers is prepared.headers)
-    kept = prepared.not_modified.get(key)
-    if kept is None:
-        kept = CIMultiDict(ETag=etag)
-        for name in ("Cache-Control", "Vary", "X-Patchwork-Gateway"):
-            if name in headers:
-                kept[name] = headers[name]
-        kept.extend(extra)
-        if len(prepared.not_modified) >= 8:
-            prepared.not_modified.clear()  # (the synced header moved on)
-        prepared.not_modified[key] = kept
-    return kept
+    """The headers of one way ``prepared`` leaves (see :meth:`Delivery.send`);
+    a 304 repeats the tag and the caching headers only."""
+    key = (not_modified, gzip, private, extra)
+    headers = prepared.sent.get(key)
+    if headers is not None:
+        return headers
+    full = dict(prepared.headers)
+    if private:
+        full["Cache-Control"] = PRIVATE
+    if gzip:
+        full["Content-Encoding"] = "gzip"
+        if prepared.etag is not None:
+            full["ETag"] = prepared.etag[:-1] + '-gz"'
+    if not_modified:
+        kept = ("ETag", "Cache-Control", "Vary", "X-Patchwork-Gateway")
+        full = {name: full[name] for name in kept if name in full}
+    headers = CIMultiDict(full)
+    headers.extend(extra)
+    if len(prepared.sent) >= 8:
+        prepared.sent.clear()  # (the synced header moved on)
+    prepared.sent[key] = headers
+    return headers
 
 
 def _gzip(body: bytes) -> bytes:
