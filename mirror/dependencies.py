@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Generic, TypeVar
 
-from mirror.resources import RESOURCES
+from mirror.resources import RESOURCES, Resource
 
 Dep = tuple[Any, ...]
 #: What every answer depends on, and what reaches every one.
@@ -218,9 +218,15 @@ class Changed:
 
 
 @cache
+def _resource_of(table: str) -> Resource | None:
+    """The resource stored in ``table`` (None: a table of no resource)."""
+    return next((r for r in RESOURCES.values() if r.table == table), None)
+
+
+@cache
 def _shown_keys(table: str) -> frozenset[str]:
     """The stored keys an object of ``table`` shows when embedded in another."""
-    res = next((r for r in RESOURCES.values() if r.table == table), None)
+    res = _resource_of(table)
     if res is None:
         return frozenset()
     fields = res.embedded or (*res.fields, *res.detail_fields)
@@ -229,7 +235,7 @@ def _shown_keys(table: str) -> frozenset[str]:
 
 @cache
 def _scope_columns(table: str) -> tuple[str | None, str | None]:
-    res = next((r for r in RESOURCES.values() if r.table == table), None)
+    res = _resource_of(table)
     if res is None:
         return None, None
     project = "project_id" if any(c.name == "project_id" for c in res.columns) else None
@@ -371,17 +377,6 @@ class DependentCache(Generic[K, V]):
                 keys.discard(key)
                 if not keys:
                     del self._by_dep[dep]
-
-    def drop(self, deps: Iterable[Dep]) -> int:
-        """Drop every entry built from any of ``deps``; how many went."""
-        gone: set[K] = set()
-        for dep in deps:
-            gone.update(self._by_dep.get(dep, ()))
-            for keys in self._by_list.get(dep, {}).values():
-                gone.update(keys)
-        for key in gone:
-            self.discard(key)
-        return len(gone)
 
     def apply(self, changes: list[Changed], revise: Revise[V] | None = None) -> int:
         """Drop what ``changes`` reach, but keep a list that held none of
