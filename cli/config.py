@@ -101,6 +101,8 @@ _KNOWN = {
         "ready_max_lag",
         "trusted_proxies",
         "status_details",
+        "feed_waiting",
+        "feed_waiting_per_client",
     },
     "sync": {
         "poll_interval",
@@ -250,6 +252,13 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         else tuple(_networks(sv, "status_details", []))
     )
 
+    feed_bounds = []
+    for key, default in (("feed_waiting", 1000), ("feed_waiting_per_client", 100)):
+        value = _get(sv, "server", key, int, default)
+        if not 0 <= value <= 100_000:
+            raise ConfigError(f"[server] {key}: expected an integer from 0 to 100000")
+        feed_bounds.append(value)
+
     sy = data.get("sync", {})
     seconds = {}
     for key, default, low, high in (
@@ -290,6 +299,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             ready_max_lag,
             trusted,
             details,
+            *feed_bounds,
         ),
         log_level=level,
         source=source,

@@ -42,6 +42,10 @@ class ServerSettings:
     #: users, private bundles): nobody (False), everybody (True), or the
     #: clients in these networks.
     status_details: bool | tuple[str, ...] = False
+    #: Change feed streams and held requests (``wait``) open at once, in
+    #: this process and from one client (beyond: 503).
+    feed_waiting: int = 1000
+    feed_waiting_per_client: int = 100
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ one: see ``mirror.store``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import secrets
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -44,6 +46,10 @@ CHANGES = (
     "project_id INTEGER, parent_id INTEGER, keys TEXT, cols TEXT, was TEXT)"
 )
 CHANGES_INDEX = "CREATE INDEX IF NOT EXISTS changes_at ON changes (at)"
+#: Meta key: what tells this mirror's log from another's, whose ``seq``
+#: may be the same numbers (a new file, a restored backup, a replica's
+#: copy, which counts its own changes from there).
+EPOCH = "changes.epoch"
 
 
 def _resource_tables() -> list[str]:
@@ -283,8 +289,20 @@ def prepare(path: str | Path) -> None:
         created = conn.execute("PRAGMA user_version").fetchone()[0] == 0
         migrate(conn)
         _check_layout(conn, created)
+        if conn.execute("SELECT 1 FROM meta WHERE key = ?", (EPOCH,)).fetchone() is None:
+            with contextlib.suppress(sqlite3.OperationalError):  # (a read-only file)
+                set_epoch(conn)
     finally:
         conn.close()
+
+
+def set_epoch(conn: sqlite3.Connection) -> None:
+    """Give the mirror's log a new identity: old positions in it are void."""
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (EPOCH, secrets.token_hex(4)),
+    )
 
 
 async def connect(path: str | Path) -> aiosqlite.Connection:

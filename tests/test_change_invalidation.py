@@ -11,10 +11,8 @@ oracle's, byte for byte.  A change is never hidden by a cache.
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 
-import orjson
 import pytest
 
 from cli.config import parse
@@ -24,8 +22,7 @@ from mirror import schema, store
 from mirror.reader import Reader
 from mirror.store import Batch
 from tests.support import copy_mirror
-
-STATES = ("new", "under-review", "accepted", "rejected", "superseded", "changes-requested")
+from tests.writes import Writer, mirror_ids
 
 READS = [
     "/api/1.4/patches/",
@@ -59,119 +56,6 @@ READS = [
     "/api/1.2/events/?per_page=100&page=2",
     "/api/1.4/patches/1/checks/?order=-date",
 ]
-
-
-def _mirror_ids(path: Path, table: str, where: str = "") -> list[int]:
-    with sqlite3.connect(path) as db:
-        return [r[0] for r in db.execute(f"SELECT id FROM {table} {where} ORDER BY id")]
-
-
-def _doc(path: Path, table: str, obj_id: int) -> dict:
-    with sqlite3.connect(path) as db:
-        doc, detail = db.execute(
-            f"SELECT doc, detail FROM {table} WHERE id = ?", (obj_id,)
-        ).fetchone()
-    found = orjson.loads(doc)
-    found.update(orjson.loads(detail) if detail else {})
-    return found
-
-
-class Writer:
-    """Randomized writes, through the store, of what the sync writes."""
-
-    def __init__(self, path: Path, rng: random.Random) -> None:
-        self.path = path
-        self.rng = rng
-        self.next_id = 900_000
-        #: Patches a series or an event already names, not yet mirrored.
-        self.to_come: list[int] = []
-
-    def new_id(self) -> int:
-        self.next_id += 1
-        return self.next_id
-
-    def batch(self) -> tuple[Batch, str]:
-        rng, path = self.rng, self.path
-        patches = _mirror_ids(path, "patches")
-        batch = Batch()
-        kind = rng.choice(
-            [
-                "state",
-                "state",
-                "archive",
-                "check",
-                "check",
-                "comment",
-                "rename person",
-                "rename patch",
-                "redate patch",
-                "move patch",
-                "rename project",
-                "rename series",
-                "new patch",
-                "new patch",
-                "named before it comes",
-                "delete check",
-                "delete patch",
-            ]
-        )
-        patch = rng.choice(patches)
-        if kind == "state":
-            batch.add("patches", {"id": patch, "state": rng.choice(STATES)})
-        elif kind == "archive":
-            doc = _doc(path, "patches", patch)
-            batch.add("patches", {"id": patch, "archived": not doc["archived"]})
-        elif kind == "check":
-            check = _doc(path, "checks", rng.choice(_mirror_ids(path, "checks")))
-            check.update(id=self.new_id(), patch=patch, state=rng.choice(["success", "fail"]))
-            batch.add("checks", check)
-            batch.add("patches", {"id": patch, "check": check["state"]})
-        elif kind == "comment":
-            comment = _doc(path, "patch_comments", rng.choice(_mirror_ids(path, "patch_comments")))
-            comment.update(id=self.new_id(), patch=patch, msgid=f"<{self.next_id}@example>")
-            batch.add("patch_comments", comment)
-        elif kind == "rename person":
-            person = rng.choice(_mirror_ids(path, "people"))
-            batch.add("people", {"id": person, "name": f"Renamed {self.new_id()}"})
-        elif kind == "rename patch":
-            batch.add("patches", {"id": patch, "name": f"[PATCH] renamed {self.new_id()}"})
-        elif kind == "redate patch":
-            # (Onto another's date: a tie, broken by id.)
-            other = _doc(path, "patches", rng.choice(patches))
-            batch.add("patches", {"id": patch, "date": other["date"]})
-        elif kind == "move patch":
-            doc = _doc(path, "patches", patch)
-            batch.add("patches", {"id": patch, "project": 3 - doc["project"]})
-        elif kind == "rename project":
-            batch.add("projects", {"id": rng.choice([1, 2]), "name": f"Project {self.new_id()}"})
-        elif kind == "rename series":
-            series = rng.choice(_mirror_ids(path, "series"))
-            batch.add("series", {"id": series, "name": f"Series {self.new_id()}"})
-        elif kind == "named before it comes":
-            # (The sync may read a series, or an event, before its patch.)
-            series = _doc(path, "series", rng.choice(_mirror_ids(path, "series")))
-            coming = self.new_id()
-            self.to_come.append(coming)
-            batch.add("series", {"id": series["id"], "patches": [*series["patches"], coming]})
-            event = {"id": self.new_id(), "category": "patch-created", "project": 1}
-            event.update(date="2030-01-01T00:00:00", actor=None, patch=coming)
-            batch.add("events", event)
-        elif kind == "new patch":
-            doc = _doc(path, "patches", patch)
-            new = self.to_come.pop() if self.to_come else self.new_id()
-            doc.update(
-                id=new,
-                msgid=f"<{new}@example>",
-                name=f"[PATCH] new {new}",
-                date=f"2030-01-01T00:00:{new % 60:02d}",
-                hash=f"{new:040x}",
-            )
-            batch.add("patches", doc)
-        elif kind == "delete check":
-            batch.deletions.append(("checks", rng.choice(_mirror_ids(path, "checks"))))
-        else:
-            batch.deletions.append(("patches", patch))
-        return batch, kind
 
 
 @pytest.fixture
@@ -209,13 +93,13 @@ async def _expected(oracle, path: str) -> tuple[int, bytes, str | None]:
 
 
 def _details(path: Path, rng: random.Random) -> list[str]:
-    patch = rng.choice(_mirror_ids(path, "patches"))
+    patch = rng.choice(mirror_ids(path, "patches"))
     return [
         f"/api/1.4/patches/{patch}/",
         f"/api/1.3/patches/{patch}/checks/",
         f"/api/1.4/patches/{patch}/comments/",
-        f"/api/1.0/people/{rng.choice(_mirror_ids(path, 'people'))}/",
-        f"/api/1.4/series/{rng.choice(_mirror_ids(path, 'series'))}/",
+        f"/api/1.0/people/{rng.choice(mirror_ids(path, 'people'))}/",
+        f"/api/1.4/series/{rng.choice(mirror_ids(path, 'series'))}/",
         f"/api/1.4/patches/{rng.choice([999_999, 900_001, 900_002])}/",
     ]
 
@@ -257,7 +141,7 @@ async def test_an_answer_no_change_reaches_keeps_its_bytes_and_etag(pair):
     etag = first.headers["ETag"]
     db = await schema.connect(mirror)
     try:
-        patch = _mirror_ids(mirror, "patches", "WHERE project_id = 1")[0]
+        patch = mirror_ids(mirror, "patches", "WHERE project_id = 1")[0]
         batch = Batch()
         batch.add("patches", {"id": patch, "state": "rejected"})
         await store.write(db, batch)
@@ -281,7 +165,7 @@ async def test_a_reader_behind_the_trimmed_log_drops_everything(pair):
     db = await schema.connect(mirror)
     try:
         batch = Batch()
-        batch.add("patches", {"id": _mirror_ids(mirror, "patches")[0], "state": "rejected"})
+        batch.add("patches", {"id": mirror_ids(mirror, "patches")[0], "state": "rejected"})
         await store.write(db, batch)
         assert await store.trim_changes(db, days=0.0) >= 1
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
@@ -238,6 +239,20 @@ async def _detail(
     embeds = Embeds(reader.docs(embedded_refs(res.name, doc), embedded=True))
     data = renderer(res.name, ctx.effective, True)(doc, embeds, ctx)
     return json_answer(200, data, allow)
+
+
+def representation(res: Resource, obj_id: int, origin: str, reader: Reader) -> Any:
+    """An object as the unversioned API shows it: its detail (the list's
+    item where it has none, as events); None if the mirror lacks it."""
+    ctx = Context(origin, None, effective_version(None))
+    detailed = res.detail_since is not None
+    doc = reader.full(res.table, obj_id) if detailed else None
+    if not detailed:
+        doc = reader.docs([(res.table, obj_id)]).get((res.table, obj_id))
+    if doc is None:
+        return None
+    embeds = Embeds(reader.docs(embedded_refs(res.name, doc), embedded=True))
+    return renderer(res.name, ctx.effective, detailed)(doc, embeds, ctx)
 
 
 def _narrowed(q: query.Query, condition: str, value: object) -> query.Query:

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from gateway.api import endpoints, openapi
 from gateway.api.routing import ApiRoute, resolves
+from gateway.feed.endpoint import Feed
 from gateway.http import limits
 from gateway.http.context import Cached, RequestContext
 from gateway.http.negotiation import Choice
@@ -246,6 +247,8 @@ def create_app(
     app.cleanup_ctx.extend((mirror_open, upstream_clients, publishing))
 
     # The gateway's own endpoints, beside (never among) Patchwork's paths.
+    feed = Feed(state)
+    app.on_shutdown.append(feed.close)
     details = state.may_see_details
     app.add_subapp(
         PREFIX,
@@ -258,6 +261,7 @@ def create_app(
             webhook_secret=settings.webhook_secret,
             control=control,
             guard=lambda handler, loopback: guarded(state, handler, loopback),
+            changes=feed.handle,
         ),
     )
     # Prometheus (gateway.ops.metrics): every process's counts.

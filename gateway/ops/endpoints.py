@@ -1,9 +1,10 @@
 """The gateway's own endpoints under ``/_gateway/``: a sub-application.
 
-``status`` (JSON), ``health/live`` and ``health/ready`` (for load
-balancers and probes), and ``webhook`` (Patchwork 4.0's signed
-deliveries).  They live beside, never among, Patchwork's paths; the main
-gateway's Host rule applies to them (health also answers loopback names:
+``status`` (JSON), ``changes`` (the change feed: gateway.feed),
+``health/live`` and ``health/ready`` (for load balancers and probes), and
+``webhook`` (Patchwork 4.0's signed deliveries).  They live beside,
+never among, Patchwork's paths; the main gateway's Host rule applies to
+them (health also answers loopback names:
 gateway.http.pipeline.host_checked).
 """
 
@@ -32,6 +33,7 @@ def ops_app(
     webhook_secret: str,
     control: Control | None,
     guard: Callable[[Handler, bool], Handler],
+    changes: Handler,
 ) -> web.Application:
     """The sub-application mounted at :data:`PREFIX`; ``details``: whether a
     request may see every count; ``guard(handler, loopback)``: the handler
@@ -45,4 +47,5 @@ def ops_app(
     app.router.add_get("/health/live", guard(live, True))
     app.router.add_get("/health/ready", guard(ready, True))
     app.router.add_post("/webhook", guard(webhook_handler(webhook_secret, control), False))
+    app.router.add_get("/changes", guard(changes, False))
     return app

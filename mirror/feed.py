@@ -1,0 +1,89 @@
+"""The change log read from outside: what changed after a position.
+
+The store appends one row per changed object to the log (mirror.schema
+``CHANGES``) in the transaction that changed it, numbered in commit
+order.  The gateway's change feed (gateway.feed) reads it in windows:
+the rows after a position, never more than ``scan`` of them, with the
+log's head and low-water mark, so that a reader knows whether it has
+everything up to a point, and whether the log still reaches back to
+where it stands.  Reading holds no connection between windows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from mirror.reader import Reader
+from mirror.schema import EPOCH
+from mirror.store import CHANGES_LOW, EVERYTHING
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One row of the log: an object created, changed or deleted."""
+
+    seq: int
+    #: When the mirror learnt it (seconds since the epoch).
+    at: float
+    resource: str
+    id: int
+    op: str
+    project_id: int | None
+    parent_id: int | None
+    #: The object's column values after the change (before, for a
+    #: deletion), and the earlier values of those that changed.
+    cols: dict[str, Any] | None
+    was: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The log after a position, as far as ``until``."""
+
+    entries: list[Entry]
+    #: Everything up to here was read (the window's end, or the log's head).
+    until: int
+    #: The log's last ``seq`` when the window was read.
+    head: int
+    #: The last ``seq`` trimmed away: a position before it has missed some.
+    low: int
+    epoch: str
+
+
+def _parsed(raw: str | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    value = orjson.loads(raw)
+    return value if isinstance(value, dict) else None
+
+
+def position(reader: Reader) -> tuple[int, str]:
+    """The log's head, and the mirror's epoch."""
+    head = reader.rows("SELECT coalesce(max(seq), 0) FROM changes")[0][0]
+    return int(head), reader.meta(EPOCH) or "0"
+
+
+async def window(reader: Reader, after: int, scan: int) -> Window:
+    """The rows after ``after``, at most ``scan`` of them, that change an
+    object (not what every answer shows: states, meta values)."""
+    # The head first: every row up to it is committed, so the rows read
+    # next reach it.  The low-water mark last: a trim in between shows.
+    head, epoch = position(reader)
+    until = min(head, after + scan)
+    rows = []
+    if until > after:
+        rows = await reader.fetch_fast(
+            "SELECT seq, at, resource, id, op, project_id, parent_id, cols, was FROM changes "
+            "WHERE seq > ? AND seq <= ? ORDER BY seq",
+            (after, until),
+        )
+    low = int(reader.meta(CHANGES_LOW) or 0)
+    entries = [
+        Entry(seq, at, resource, obj_id, op, project, parent, _parsed(cols), _parsed(was))
+        for seq, at, resource, obj_id, op, project, parent, cols, was in rows
+        if resource != EVERYTHING
+    ]
+    return Window(entries, until, head, low, epoch)
