@@ -295,8 +295,8 @@ class Shown:
                 parents.setdefault(parent.resource, set()).add(e.parent_id)
         of_parent: dict[tuple[str, int], int] = {}
         for name, ids in parents.items():
-            for obj_id, project in self._by_id(RESOURCES[name].table, "id, project_id", ids):
-                of_parent[(name, obj_id)] = project
+            for obj_id, its in self._by_id(RESOURCES[name].table, "id, project_id", ids):
+                of_parent[(name, obj_id)] = its
         found: dict[tuple[str, int, int], int | None] = {}
         for e in entries:
             parent = RESOURCES[e.resource].parent
