@@ -253,11 +253,11 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     )
 
     feed_bounds = []
-    for key, default in (("feed_waiting", 1000), ("feed_waiting_per_client", 100)):
-        value = _get(sv, "server", key, int, default)
-        if not 0 <= value <= 100_000:
+    for key, most in (("feed_waiting", 1000), ("feed_waiting_per_client", 100)):
+        bound = _get(sv, "server", key, int, most)
+        if not 0 <= bound <= 100_000:
             raise ConfigError(f"[server] {key}: expected an integer from 0 to 100000")
-        feed_bounds.append(value)
+        feed_bounds.append(bound)
 
     sy = data.get("sync", {})
     seconds = {}
