@@ -7,6 +7,7 @@ import json
 
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from mirror.versions import VERSIONS
 from tests.support import request
@@ -29,7 +30,12 @@ def test_every_endpoint_answers_as_described(deployment):
             database=None,
         )
         def check(case: schemathesis.Case) -> None:
-            case.call_and_validate()
+            # (A well-formed cursor of no log of ours, the likely one drawn,
+            # is gone: a documented 410, not an acceptance.)
+            feed = case.operation.path == "/_gateway/changes"
+            if feed and case.query and "wait" in case.query:
+                case.query["wait"] = min(float(case.query["wait"]), 0.5)  # (held that long)
+            case.call_and_validate(excluded_checks=[positive_data_acceptance] if feed else [])
 
         check()
 

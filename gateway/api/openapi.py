@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from gateway.api.routing import API
+from gateway.feed.changes import MAX_LIMIT, MAX_WAIT
 from gateway.responses import HTML_SAFETY
 from mirror.model import (
     BoolFilter,
@@ -34,6 +35,7 @@ from mirror.model import (
     SiteUrl,
     UrlList,
 )
+from mirror.resources import RESOURCES
 from mirror.versions import LATEST, VERSIONS, has_version
 
 _DETAIL = {
@@ -199,6 +201,7 @@ def spec() -> dict[str, Any]:
                     version, endpoint.resource, endpoint.kind, endpoint.parameters
                 )
                 paths[base + endpoint.path] = {"get": operation}
+    paths["/_gateway/changes"] = {"get": _changes_operation()}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -212,6 +215,90 @@ def spec() -> dict[str, Any]:
             ),
         },
         "paths": paths,
+    }
+
+
+def _changes_operation() -> dict[str, Any]:
+    """The gateway's change feed (gateway.feed), beside Patchwork's API."""
+
+    def query(name: str, schema: dict[str, Any], text: str, many: bool = False) -> dict[str, Any]:
+        if many:
+            schema = {"type": "array", "items": schema}
+        return {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "schema": schema,
+            "description": text,
+            **({"explode": True} if many else {}),
+        }
+
+    def failure(text: str) -> dict[str, Any]:
+        detail = {"type": "object", "properties": {"detail": {"type": "string"}}}
+        return {"description": text, "content": {"application/json": {"schema": detail}}}
+
+    entry = {
+        "type": "object",
+        "required": ["seq", "resource", "id", "op", "project", "date", "url"],
+        "properties": {
+            "seq": {"type": "integer"},
+            "resource": {"type": "string", "enum": list(RESOURCES)},
+            "id": {"type": "integer"},
+            "op": {"type": "string", "enum": ["created", "changed", "deleted"]},
+            "project": {"type": ["string", "null"]},
+            "date": {"type": "string"},
+            "url": {"type": ["string", "null"]},
+            "object": {"description": "With expand=1: the object as /api/ shows it, or null"},
+        },
+    }
+    page = {
+        "type": "object",
+        "required": ["changes", "next", "more"],
+        "properties": {
+            "changes": {"type": "array", "items": entry},
+            "next": {"type": "string"},
+            "more": {"type": "boolean"},
+        },
+    }
+    return {
+        "operationId": "gateway-changes",
+        "tags": ["gateway"],
+        "summary": "What changed in the mirror since a cursor",
+        "description": (
+            "Every object whose API representation changed, each change once and in "
+            "order, from the cursor 'since' on (without it: nothing, and the cursor of "
+            "now; '0': from the oldest change kept).  Anonymous callers see no people "
+            "or users; private bundles never appear.  With 'Accept: text/event-stream' "
+            "the same filters stream as server-sent events, whose id is the cursor "
+            "(resume with Last-Event-ID)."
+        ),
+        "parameters": [
+            query(
+                "since",
+                {"type": "string", "pattern": "^(0|[0-9a-f]+-[0-9]{1,18})$"},
+                "A cursor from an earlier answer",
+            ),
+            query("limit", {"type": "integer", "minimum": 1}, f"At most {MAX_LIMIT}"),
+            query("resource", {"type": "string", "enum": list(RESOURCES)}, "Only these", True),
+            query("project", {"type": "string"}, "Only these projects (link names or ids)", True),
+            query("expand", {"type": "string", "enum": ["0", "1"]}, "Include each object"),
+            query(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": MAX_WAIT},
+                "Seconds to hold the request until there are changes",
+            ),
+        ],
+        "responses": {
+            "200": {
+                "description": "The changes, where to go on from, whether more are waiting",
+                "content": {"application/json": {"schema": page}},
+            },
+            "400": failure("A parameter the feed cannot take"),
+            "401": failure("Upstream refused the credentials"),
+            "403": failure("Upstream refused the credentials"),
+            "410": failure("The cursor is older than what the change log keeps"),
+            "503": failure("Too many streams and held requests, or the mirror is busy"),
+        },
     }
 
 

@@ -144,13 +144,12 @@ def asked(params: MultiMapping[str], reader: Reader, since: str | None = None) -
 
 
 def _project_id(reader: Reader, name: str) -> int:
-    """A project by link name (or id, as the API's filters take it)."""
+    """A project by link name (or id, as the API's filters take it); one
+    the mirror does not have (yet) matches nothing, as in the API."""
     rows = reader.rows("SELECT id FROM projects WHERE linkname = ?", (name,))
     if not rows and name.isascii() and name.isdigit() and len(name) < 19:
         rows = reader.rows("SELECT id FROM projects WHERE id = ?", (int(name),))
-    if not rows:
-        raise FeedError(400, f"project: no such project {name!r}.")
-    return int(rows[0][0])
+    return int(rows[0][0]) if rows else -1
 
 
 @dataclass(frozen=True, slots=True)
