@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from mirror.reader import Reader
+from mirror.reader import LAST_SEQ, Reader
 from mirror.schema import EPOCH
 from mirror.store import CHANGES_LOW, EVERYTHING
 
@@ -62,7 +62,7 @@ def _parsed(raw: str | None) -> dict[str, Any] | None:
 
 def position(reader: Reader) -> tuple[int, str]:
     """The log's head, and the mirror's epoch."""
-    head = reader.rows("SELECT coalesce(max(seq), 0) FROM changes")[0][0]
+    head = reader.rows(LAST_SEQ)[0][0]
     return int(head), reader.meta(EPOCH) or "0"
 
 

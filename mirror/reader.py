@@ -88,7 +88,9 @@ def _storable(obj_id: int) -> bool:
 #: Changes read at once; more, and every cache is dropped instead.
 MAX_CHANGES = 5000
 #: The change log's position.
-_LAST_SEQ = "SELECT coalesce(max(seq), 0) FROM changes"
+#: The log's last ``seq`` (kept by SQLite even when the rows are gone: a
+#: trimmed log, or a snapshot's, which starts empty).
+LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
 #: The tables a look-up's SQL reads.
 _TABLES = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)")
 
@@ -230,7 +232,7 @@ class Reader:
 
     def _log_position(self) -> tuple[int, int]:
         """The change log's last ``seq``, and the schema version."""
-        (seq,) = self._lookup("SELECT coalesce(max(seq), 0) FROM changes")[0]
+        (seq,) = self._lookup(LAST_SEQ)[0]
         (version,) = self._lookup("PRAGMA user_version")[0]
         return int(seq), int(version)
 
@@ -403,7 +405,7 @@ class Reader:
         dependencies.note_all(deps)
         generation = self.generation
         # (The log's position in the same snapshot: the changes it has.)
-        counting = f"SELECT count(*), ({_LAST_SEQ}) FROM {table} AS t{query.where_sql()}"
+        counting = f"SELECT count(*), ({LAST_SEQ}) FROM {table} AS t{query.where_sql()}"
         count, seq = (await self.fetch_fast(counting, query.args))[0]
         if generation == self.generation:
             cost = len(sql) + sum(len(str(arg)) + 50 for arg in query.args) + ENTRY_OVERHEAD
@@ -500,7 +502,7 @@ class Reader:
         timer.start()
         conn.execute("BEGIN")
         try:
-            ((seq,),) = conn.execute(_LAST_SEQ).fetchall()
+            ((seq,),) = conn.execute(LAST_SEQ).fetchall()
             ((listed,),) = conn.execute(listing, args).fetchall()
             found = orjson.loads(listed)
             if by_id:
