@@ -20,6 +20,7 @@ from gateway.settings import LOOPBACK, GatewaySettings, ServerSettings
 
 TOKEN_ENV = "PATCHWORK_GATEWAY_TOKEN"
 WEBHOOK_SECRET_ENV = "PATCHWORK_GATEWAY_WEBHOOK_SECRET"
+REPLICATION_TOKEN_ENV = "PATCHWORK_GATEWAY_REPLICATION_TOKEN"
 
 
 class ConfigError(Exception):
@@ -103,6 +104,8 @@ _KNOWN = {
         "status_details",
         "feed_waiting",
         "feed_waiting_per_client",
+        "replication_token",
+        "snapshot_max_age",
     },
     "sync": {
         "poll_interval",
@@ -126,7 +129,7 @@ _KINDS = {
 
 
 #: Settings whose values are never echoed in an error (it reaches logs).
-_SECRETS = frozenset(("token", "webhook_secret"))
+_SECRETS = frozenset(("token", "webhook_secret", "replication_token"))
 
 
 def _get(table: dict[str, Any], section: str, key: str, kind: type, default: Any) -> Any:
@@ -258,6 +261,14 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
         if not 0 <= bound <= 100_000:
             raise ConfigError(f"[server] {key}: expected an integer from 0 to 100000")
         feed_bounds.append(bound)
+    replication_token = os.environ.get(REPLICATION_TOKEN_ENV) or _get(
+        sv, "server", "replication_token", str, ""
+    )
+    if replication_token and len(replication_token) < 16:
+        raise ConfigError("[server] replication_token: at least 16 characters")
+    snapshot_max_age = _get(sv, "server", "snapshot_max_age", float, 3600.0)
+    if not 60 <= snapshot_max_age <= 30 * 86400:
+        raise ConfigError("[server] snapshot_max_age: expected seconds from 60 to 2592000")
 
     sy = data.get("sync", {})
     seconds = {}
@@ -299,7 +310,10 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
             ready_max_lag,
             trusted,
             details,
-            *feed_bounds,
+            feed_waiting=feed_bounds[0],
+            feed_waiting_per_client=feed_bounds[1],
+            replication_token=replication_token,
+            snapshot_max_age=snapshot_max_age,
         ),
         log_level=level,
         source=source,

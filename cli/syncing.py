@@ -29,7 +29,13 @@ async def sync(config: Config, once: bool) -> None:
         changes_days=config.storage.change_log_days,
         changes_rows=config.storage.change_log_rows,
     )
-    where = UpstreamSettings(upstream.url, upstream.token, upstream.concurrency, upstream.timeout)
+    where = UpstreamSettings(
+        upstream.url,
+        upstream.token,
+        upstream.concurrency,
+        upstream.timeout,
+        config.server.replication_token,
+    )
     task = asyncio.current_task()
     assert task is not None
     loop = asyncio.get_running_loop()

@@ -46,6 +46,11 @@ class ServerSettings:
     #: this process and from one client (beyond: 503).
     feed_waiting: int = 1000
     feed_waiting_per_client: int = 100
+    #: What replicas present (``Authorization: Bearer ...``) to get the
+    #: whole mirror: every snapshot and feed entry ("": none may).
+    replication_token: str = ""
+    #: Seconds a snapshot is kept and served before the next is made.
+    snapshot_max_age: float = 3600.0
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ def backup(source: Path, destination: str | Path) -> tuple[Path, int]:
     target = folder / source.name if folder.is_dir() else folder
     try:
         _check_destination(source, target)
-        _copy(source, target)
+        consistent_copy(source, target)
     except BackupError:
         if created:  # (a failed backup leaves nothing)
             with contextlib.suppress(OSError):
@@ -61,7 +61,8 @@ def _make_folder(destination: str | Path) -> bool:
     return True
 
 
-def _copy(source: Path, target: Path) -> None:
+def consistent_copy(source: Path, target: Path) -> None:
+    """Copy the mirror at ``source`` to ``target`` as of one instant, checked."""
     partial = target.with_name(target.name + ".partial")
     partial.unlink(missing_ok=True)
     try:

@@ -23,6 +23,7 @@ from sync.events import CURSOR
 from sync.fetch import Fetcher, SyncError
 from sync.progress import Progress
 from sync.recorded import Recording, RecordingSource, read_records
+from sync.replica import Replica, is_gateway
 from sync.upstream import Upstream, UpstreamError, describe_failure
 from sync.worker import Settings, Worker
 
@@ -51,6 +52,8 @@ class UpstreamSettings:
     token: str
     concurrency: int
     timeout: float
+    #: Presented to an upstream that is another gateway (sync.replica).
+    replication_token: str = ""
 
 
 async def follow(
@@ -68,6 +71,15 @@ async def follow(
         max_backoff=60.0 if once else 10.0,
         say_retries=once,  # (following, the worker says it as it backs off)
     )
+    if await is_gateway(upstream.url):
+        # Another gateway: its snapshot, then its change feed (no crawl, no sweeps).
+        claimed = claim(mirror)
+        try:
+            log.info("%s is a gateway: following its change feed", upstream.url)
+            await Replica(mirror, upstream.url, upstream.replication_token).run(once)
+        finally:
+            claimed.close()
+        return
     if once and not mirror.exists():
         try:
             # Before any file is made: a start that cannot succeed leaves none.

@@ -20,11 +20,13 @@ the log no longer reaches, or of another log, is gone (410).
 from __future__ import annotations
 
 import datetime
+import hmac
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
 from multidict import MultiMapping
 
 from gateway.api.endpoints import representation
@@ -153,6 +155,28 @@ def _project_id(reader: Reader, name: str) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class Viewer:
+    """Who reads the feed: anonymous, a caller upstream accepts (people
+    and users shown), or a replica (``[server] replication_token``: what
+    the mirror holds, private bundles included)."""
+
+    authenticated: bool = False
+    everything: bool = False
+
+
+ANONYMOUS = Viewer()
+REPLICA = Viewer(True, True)
+
+
+def replica(request: web.BaseRequest, token: str) -> bool:
+    """Whether the caller presents the replication token (``Bearer``)."""
+    if not token:
+        return False
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    return scheme == "Bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     """One answer: the entries (JSON, with their ``seq``) and where next."""
 
@@ -173,9 +197,9 @@ def now(reader: Reader) -> Page:
     return Page([], head, False, epoch)
 
 
-async def read(reader: Reader, asked: Asked, after: int, authenticated: bool, origin: str) -> Page:
+async def read(reader: Reader, asked: Asked, after: int, viewer: Viewer, origin: str) -> Page:
     """The entries after ``after`` that this caller may read and asked for."""
-    shown = Shown(reader, asked, authenticated, origin)
+    shown = Shown(reader, asked, viewer, origin)
     entries: list[tuple[int, bytes]] = []
     size = 0
     position = after
@@ -208,10 +232,10 @@ URLS = {name: _self_url(res) for name, res in RESOURCES.items()}
 class Shown:
     """What one caller sees of a window of the log."""
 
-    def __init__(self, reader: Reader, asked: Asked, authenticated: bool, origin: str) -> None:
+    def __init__(self, reader: Reader, asked: Asked, viewer: Viewer, origin: str) -> None:
         self.reader = reader
         self.asked = asked
-        self.authenticated = authenticated
+        self.viewer = viewer
         self.origin = origin
 
     def entries(self, entries: list[Entry]) -> Iterable[tuple[Entry, bytes]]:
@@ -221,7 +245,7 @@ class Shown:
             e
             for e in entries
             if (asked.resources is None or e.resource in asked.resources)
-            and (self.authenticated or not RESOURCES[e.resource].requires_auth)
+            and (self.viewer.authenticated or not RESOURCES[e.resource].requires_auth)
         ]
         public = self._public_now(candidates)
         projects = self._projects(candidates)
@@ -259,7 +283,7 @@ class Shown:
     def _op(self, entry: Entry, public: dict[tuple[str, int], bool]) -> str | None:
         """The change as this caller sees it (None: not at all)."""
         column = RESOURCES[entry.resource].public_column
-        if column is None:
+        if column is None or self.viewer.everything:
             return entry.op
         if entry.cols is not None and column in entry.cols:
             now = bool(entry.cols[column])
@@ -330,7 +354,8 @@ class Shown:
     def _object(self, entry: Entry, public: dict[tuple[str, int], bool]) -> Any:
         """The object as ``/api/`` shows it now (None: gone, or not shown)."""
         res = RESOURCES[entry.resource]
-        if res.public_column is not None and not public.get((entry.resource, entry.id), False):
+        shown = self.viewer.everything or public.get((entry.resource, entry.id), False)
+        if res.public_column is not None and not shown:
             return None
         return representation(res, entry.id, self.origin, self.reader)
 

@@ -29,7 +29,7 @@ import orjson
 from aiohttp import web
 
 from gateway.feed import changes
-from gateway.feed.changes import Asked, FeedError, Page
+from gateway.feed.changes import ANONYMOUS, REPLICA, Asked, FeedError, Page, Viewer, replica
 from gateway.http.context import RequestContext
 from gateway.http.negotiation import Choice
 from gateway.http.state import GatewayState
@@ -79,13 +79,13 @@ class Feed:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         origin = self.state.origin(request) or ""
         try:
-            authenticated = await self._who(request, origin)
+            viewer = await self._who(request, origin)
             stream = EVENT_STREAM in request.headers.get("Accept", "")
             resumed = request.headers.get("Last-Event-ID") if stream else None
             asked = changes.asked(request.query, self.reader, resumed or None)
             if stream:
-                return await self._stream(request, asked, authenticated, origin)
-            page = await self._page(request, asked, authenticated, origin)
+                return await self._stream(request, asked, viewer, origin)
+            page = await self._page(request, asked, viewer, origin)
             return self._json(200, page.body())
         except _Refused as exc:
             return self._json(exc.status, exc.body)
@@ -100,20 +100,23 @@ class Feed:
             answer.headers["Retry-After"] = "5"
             return answer
 
-    async def _who(self, request: web.Request, origin: str) -> bool:
-        """Whether upstream accepts the caller's credentials (people and
-        users shown); a refusal is upstream's answer, as for the API."""
+    async def _who(self, request: web.Request, origin: str) -> Viewer:
+        """A replica (the replication token), a caller upstream accepts
+        (people and users shown), or anonymous; a refusal is upstream's
+        answer, as for the API."""
+        if replica(request, self.state.settings.server.replication_token):
+            return REPLICA
         creds = credentials(request)
         upstream = self.state.upstream
         if creds is None or upstream is None:
-            return False
+            return ANONYMOUS
         ctx = RequestContext(request, origin, True, Choice.JSON, creds, self.state.clients)
         caller = await upstream.who(ctx)
         if caller.refusal is not None:
             raise _Refused(caller.refusal.status, caller.refusal.body)
         if caller is THROTTLED:
             raise FeedError(503, "Too many new credentials to check at once; retry shortly.")
-        return caller.authenticated
+        return Viewer(authenticated=caller.authenticated)
 
     def _json(self, status: int, body: bytes) -> web.Response:
         response = web.Response(status=status, body=body, content_type="application/json")
@@ -122,9 +125,7 @@ class Feed:
         response.headers.extend(self.state.sync.headers())
         return response
 
-    async def _page(
-        self, request: web.Request, asked: Asked, authenticated: bool, origin: str
-    ) -> Page:
+    async def _page(self, request: web.Request, asked: Asked, viewer: Viewer, origin: str) -> Page:
         """The entries after the cursor; held up to ``wait`` for some."""
         if asked.since is None:
             return changes.now(self.reader)
@@ -135,7 +136,7 @@ class Feed:
         async with contextlib.AsyncExitStack() as held:
             while True:
                 moved = self._moved
-                page = await changes.read(self.reader, asked, after, authenticated, origin)
+                page = await changes.read(self.reader, asked, after, viewer, origin)
                 left = deadline - loop.time()
                 if page.entries or page.more or left <= 0 or self.closing:
                     return page
@@ -163,7 +164,7 @@ class Feed:
                 del self.by_client[client]
 
     async def _stream(
-        self, request: web.Request, asked: Asked, authenticated: bool, origin: str
+        self, request: web.Request, asked: Asked, viewer: Viewer, origin: str
     ) -> web.StreamResponse:
         """Server-sent events, from the cursor on, until the client goes."""
         after = changes.start(self.reader, asked.since)
@@ -183,7 +184,7 @@ class Feed:
             while sent and not self.closing:
                 moved = self._moved
                 try:
-                    page = await changes.read(self.reader, asked, after, authenticated, origin)
+                    page = await changes.read(self.reader, asked, after, viewer, origin)
                 except FeedError as exc:  # (the log was trimmed past it: start over)
                     event = b"event: gone\ndata: " + orjson.dumps({"detail": exc.detail})
                     await self._send(request, response, event + b"\n\n")

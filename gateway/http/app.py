@@ -30,6 +30,7 @@ from aiohttp import web
 from gateway.api import endpoints, openapi
 from gateway.api.routing import ApiRoute, resolves
 from gateway.feed.endpoint import Feed
+from gateway.feed.snapshot import Snapshots
 from gateway.http import limits
 from gateway.http.context import Cached, RequestContext
 from gateway.http.negotiation import Choice
@@ -262,6 +263,9 @@ def create_app(
             control=control,
             guard=lambda handler, loopback: guarded(state, handler, loopback),
             changes=feed.handle,
+            snapshot=Snapshots(
+                settings.mirror, settings.server.snapshot_max_age, settings.server.replication_token
+            ).handle,
         ),
     )
     # Prometheus (gateway.ops.metrics): every process's counts.

@@ -1,6 +1,7 @@
 """The gateway's own endpoints under ``/_gateway/``: a sub-application.
 
-``status`` (JSON), ``changes`` (the change feed: gateway.feed),
+``status`` (JSON), ``changes`` and ``snapshot`` (the change feed and
+snapshots for replicas: gateway.feed),
 ``health/live`` and ``health/ready`` (for load balancers and probes), and
 ``webhook`` (Patchwork 4.0's signed deliveries).  They live beside,
 never among, Patchwork's paths; the main gateway's Host rule applies to
@@ -34,6 +35,7 @@ def ops_app(
     control: Control | None,
     guard: Callable[[Handler, bool], Handler],
     changes: Handler,
+    snapshot: Handler,
 ) -> web.Application:
     """The sub-application mounted at :data:`PREFIX`; ``details``: whether a
     request may see every count; ``guard(handler, loopback)``: the handler
@@ -48,4 +50,5 @@ def ops_app(
     app.router.add_get("/health/ready", guard(ready, True))
     app.router.add_post("/webhook", guard(webhook_handler(webhook_secret, control), False))
     app.router.add_get("/changes", guard(changes, False))
+    app.router.add_get("/snapshot", guard(snapshot, False))
     return app

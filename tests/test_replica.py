@@ -1,0 +1,189 @@
+"""Replicas: a gateway whose upstream is another gateway starts from its
+snapshot and follows its change feed; its mirror then equals the source's,
+object by object, through randomized writes and kills of either side.
+
+Tier 1 is an in-process gateway on real loopback HTTP; tier 2 the sync's
+replica code on its own mirror file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import random
+import sqlite3
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from cli.config import parse
+from gateway.http.app import create_app
+from mirror import schema, snapshot, store
+from mirror.reader import Reader
+from mirror.store import Batch
+from sync.replica import Replica, is_gateway
+from tests.mirroring import mirror_snapshot
+from tests.support import copy_mirror, free_port
+from tests.writes import Writer
+
+TOKEN = "replicate-me-0123456789"
+
+
+class Tier1:
+    """A gateway on a mirror file, on a loopback port; stopped and started at will."""
+
+    def __init__(self, mirror: Path, tmp: Path) -> None:
+        self.mirror = mirror
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = parse(
+            {
+                "upstream": {"url": "http://127.0.0.1:9"},
+                "storage": {"path": str(mirror)},
+                "server": {"refresh_interval": 0.05, "replication_token": TOKEN},
+            }
+        )
+        self.runner: web.AppRunner | None = None
+        self.reader: Reader | None = None
+
+    async def start(self) -> None:
+        self.reader = Reader(self.mirror)
+        await self.reader.open(0.05)
+        self.runner = web.AppRunner(create_app(self.config.gateway, self.reader))
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+        if self.reader is not None:
+            await self.reader.close()
+            self.reader = None
+
+
+@pytest.fixture
+async def tier1(deployment, tmp_path):
+    server = Tier1(copy_mirror(deployment.storage, tmp_path / "tier1.sqlite3"), tmp_path)
+    await server.start()
+    yield server
+    await server.stop()
+
+
+async def _equal(tier1: Path, tier2: Path) -> None:
+    origin = "http://gateway"
+    first, second = await mirror_snapshot(tier1, origin), await mirror_snapshot(tier2, origin)
+    for name in first:
+        assert second[name] == first[name], name
+
+
+async def _write(mirror: Path, writer: Writer, count: int) -> None:
+    db = await schema.connect(mirror)
+    try:
+        for _ in range(count):
+            batch, _ = writer.batch()
+            await store.write(db, batch)
+    finally:
+        await db.close()
+
+
+async def test_a_replica_starts_from_the_snapshot_then_follows_the_feed(tier1, tmp_path):
+    assert await is_gateway(tier1.url)
+    tier2 = tmp_path / "tier2.sqlite3"
+    replica = Replica(tier2, tier1.url, TOKEN)
+    await replica.run(once=True)
+    assert replica.requests <= 3, "a snapshot and one read of the feed"
+    await _equal(tier1.mirror, tier2)
+    writer = Writer(tier1.mirror, random.Random(7))
+    await _write(tier1.mirror, writer, 25)
+    await Replica(tier2, tier1.url, TOKEN).run(once=True)
+    await _equal(tier1.mirror, tier2)
+
+
+async def test_kills_of_either_side_lose_nothing(tier1, tmp_path):
+    tier2 = tmp_path / "tier2.sqlite3"
+    rng = random.Random(3)
+    writer = Writer(tier1.mirror, rng)
+    for round_ in range(6):
+        following = asyncio.create_task(Replica(tier2, tier1.url, TOKEN).run(once=False))
+        await _write(tier1.mirror, writer, rng.randint(1, 6))
+        await asyncio.sleep(rng.uniform(0, 0.4))
+        following.cancel()  # (killed at some moment: the cursor commits with the objects)
+        await asyncio.gather(following, return_exceptions=True)
+        if round_ % 2:
+            await tier1.stop()  # (the source restarts; a change comes meanwhile)
+            await _write(tier1.mirror, writer, 2)
+            await tier1.start()
+    await Replica(tier2, tier1.url, TOKEN).run(once=True)
+    await _equal(tier1.mirror, tier2)
+
+
+async def test_a_cursor_the_source_no_longer_keeps_starts_over_from_a_snapshot(tier1, tmp_path):
+    tier2 = tmp_path / "tier2.sqlite3"
+    await Replica(tier2, tier1.url, TOKEN).run(once=True)
+    writer = Writer(tier1.mirror, random.Random(11))
+    await _write(tier1.mirror, writer, 5)
+    db = await schema.connect(tier1.mirror)
+    try:
+        await store.trim_changes(db, rows=1)
+    finally:
+        await db.close()
+    for path in (tier1.mirror.with_name(tier1.mirror.name + ".snapshots")).glob("*.gz"):
+        path.unlink()  # (the kept snapshot predates the writes)
+    await Replica(tier2, tier1.url, TOKEN).run(once=True)
+    await _equal(tier1.mirror, tier2)
+
+
+def _rows(path: Path, sql: str) -> list[tuple]:
+    with sqlite3.connect(path) as db:
+        return list(db.execute(sql))
+
+
+async def test_the_anonymous_snapshot_holds_only_what_anonymous_callers_may_read(tier1, tmp_path):
+    db = await schema.connect(tier1.mirror)
+    try:  # (a person no public object names: only callers with credentials may list them)
+        batch = Batch()
+        batch.add("people", {"id": 990_000, "name": "Nobody Named", "email": "nobody@example"})
+        await store.write(db, batch)
+    finally:
+        await db.close()
+    async with aiohttp.ClientSession() as session:
+        async with session.get(tier1.url + "/_gateway/snapshot") as resp:
+            assert resp.status == 200
+            assert resp.headers["X-Gateway-Snapshot"] == "public"
+            packed = await resp.read()
+        # An interrupted download resumes: the rest, from a byte on.
+        async with session.get(
+            tier1.url + "/_gateway/snapshot", headers={"Range": "bytes=1000-"}
+        ) as resp:
+            assert resp.status == 206
+            assert await resp.read() == packed[1000:]
+    public = tmp_path / "public.sqlite3"
+    public.write_bytes(gzip.decompress(packed))
+    assert _rows(tier1.mirror, "SELECT count(*) FROM bundles WHERE public = 0")[0][0] > 0
+    assert _rows(public, "SELECT count(*) FROM bundles WHERE public = 0") == [(0,)]
+    assert _rows(public, "SELECT count(*) FROM changes") == [(0,)]
+    assert _rows(public, "SELECT count(*) FROM people WHERE user_id IS NOT NULL") == [(0,)]
+    people = {row[0] for row in _rows(public, "SELECT id FROM people")}
+    assert people and 990_000 not in people
+    assert b"nobody@example" not in public.read_bytes()
+    # Nothing deleted is left in the file's free pages.
+    private = _rows(tier1.mirror, "SELECT name FROM bundles WHERE public = 0")
+    raw = public.read_bytes()
+    assert not [name for (name,) in private if name.encode() in raw]
+    # The whole mirror, to the replication token only.
+    full = tmp_path / "full.sqlite3.gz"
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            tier1.url + "/_gateway/snapshot", headers={"Authorization": f"Bearer {TOKEN}"}
+        ) as resp,
+    ):
+        assert resp.headers["X-Gateway-Snapshot"] == "full"
+        full.write_bytes(await resp.read())
+    installed = tmp_path / "installed.sqlite3"
+    cursor = snapshot.install(full, installed)
+    assert cursor == resp.headers["X-Gateway-Cursor"]
+    assert _rows(installed, "SELECT count(*) FROM bundles WHERE public = 0")[0][0] > 0
