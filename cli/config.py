@@ -229,7 +229,7 @@ def parse(data: dict[str, Any], source: Path | None = None) -> Config:
     mirror_cache = _get(sv, "server", "mirror_cache_bytes", int, 128 * 1024 * 1024)
     if mirror_cache < 16 * 1024 * 1024:
         raise ConfigError("[server] mirror_cache_bytes: at least 16777216 (16 MiB)")
-    refresh = _get(sv, "server", "refresh_interval", float, 1.0)
+    refresh = _get(sv, "server", "refresh_interval", float, 0.25)
     if not 0 < refresh <= 3600:
         raise ConfigError("[server] refresh_interval: expected seconds, more than 0")
     hosts = _get(sv, "server", "allowed_hosts", list, [])

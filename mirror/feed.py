@@ -87,3 +87,30 @@ async def window(reader: Reader, after: int, scan: int) -> Window:
         if resource != EVERYTHING
     ]
     return Window(entries, until, head, low, epoch)
+
+
+class Windows:
+    """The windows read since the log last moved, kept: every stream and
+    held request waiting at one cursor (most of them, at the head) reads
+    the log once when it moves, not once each."""
+
+    #: Windows kept, and the most entries one may have to be kept.
+    KEPT = 64
+    ENTRIES = 256
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader = reader
+        self._head: tuple[int, str] = (-1, "")
+        self._kept: dict[tuple[int, int], Window] = {}
+
+    async def window(self, after: int, scan: int) -> Window:
+        head = position(self.reader)
+        if head != self._head:  # (moved, or another log: a snapshot installed)
+            self._kept.clear()
+            self._head = head
+        found = self._kept.get((after, scan))
+        if found is None:
+            found = await window(self.reader, after, scan)
+            if len(self._kept) < self.KEPT and len(found.entries) <= self.ENTRIES:
+                self._kept[(after, scan)] = found
+        return found

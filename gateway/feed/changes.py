@@ -30,7 +30,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from gateway.api.endpoints import representation
-from mirror.feed import Entry, position, window
+from mirror.feed import Entry, Windows, position
 from mirror.model import Resource, SelfUrl
 from mirror.reader import Reader
 from mirror.resources import RESOURCES
@@ -197,14 +197,14 @@ def now(reader: Reader) -> Page:
     return Page([], head, False, epoch)
 
 
-async def read(reader: Reader, asked: Asked, after: int, viewer: Viewer, origin: str) -> Page:
+async def read(windows: Windows, asked: Asked, after: int, viewer: Viewer, origin: str) -> Page:
     """The entries after ``after`` that this caller may read and asked for."""
-    shown = Shown(reader, asked, viewer, origin)
+    shown = Shown(windows.reader, asked, viewer, origin)
     entries: list[tuple[int, bytes]] = []
     size = 0
     position = after
     for _ in range(SCANS):
-        found = await window(reader, position, SCAN)
+        found = await windows.window(position, SCAN)
         if position < found.low or position > found.head:
             raise FeedError(410, GONE)  # (trimmed past it, or a log restored to before it)
         for entry, body in shown.entries(found.entries):

@@ -35,6 +35,7 @@ from gateway.http.negotiation import Choice
 from gateway.http.state import GatewayState
 from gateway.upstream.identity import THROTTLED, credentials
 from mirror.dependencies import Changed
+from mirror.feed import Windows
 from mirror.reader import QueryTooSlow, ReaderBusy
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,7 @@ class Feed:
     def __init__(self, state: GatewayState) -> None:
         self.state = state
         self.reader = state.reader
+        self.windows = Windows(state.reader)
         self.most = state.settings.server.feed_waiting
         self.most_per_client = state.settings.server.feed_waiting_per_client
         self.waiting = 0
@@ -136,7 +138,7 @@ class Feed:
         async with contextlib.AsyncExitStack() as held:
             while True:
                 moved = self._moved
-                page = await changes.read(self.reader, asked, after, viewer, origin)
+                page = await changes.read(self.windows, asked, after, viewer, origin)
                 left = deadline - loop.time()
                 if page.entries or page.more or left <= 0 or self.closing:
                     return page
@@ -184,7 +186,7 @@ class Feed:
             while sent and not self.closing:
                 moved = self._moved
                 try:
-                    page = await changes.read(self.reader, asked, after, viewer, origin)
+                    page = await changes.read(self.windows, asked, after, viewer, origin)
                 except FeedError as exc:  # (the log was trimmed past it: start over)
                     event = b"event: gone\ndata: " + orjson.dumps({"detail": exc.detail})
                     await self._send(request, response, event + b"\n\n")
