@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import gzip
 import json
 import re
 import secrets
@@ -195,15 +196,18 @@ async def latency(mirror: Path, streams: int, writes: int) -> dict[str, Any]:
 
 async def bot(mirror: Path, rounds: int, per_round: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp, gateway(Path(tmp), mirror) as gw:
-        async with aiohttp.ClientSession() as session:
+        # (Bytes as they travel: gzip asked for, as bots' HTTP clients do.)
+        headers = {"Accept-Encoding": "gzip"}
+        async with aiohttp.ClientSession(auto_decompress=False, headers=headers) as session:
             cost = {"api": [0, 0], "feed": [0, 0]}
 
             async def get(kind: str, path: str, **params: str) -> Any:
                 async with session.get(gw.url + path, params=params) as resp:
                     body = await resp.read()
+                    packed = resp.headers.get("Content-Encoding") == "gzip"
                 cost[kind][0] += 1
                 cost[kind][1] += len(body)
-                return json.loads(body)
+                return json.loads(gzip.decompress(body) if packed else body)
 
             # Where each bot starts: the newest event's date, the feed's cursor.
             newest = sqlite3.connect(mirror).execute("SELECT max(date) FROM events").fetchone()[0]

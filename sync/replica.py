@@ -140,7 +140,8 @@ class Replica:
         """The snapshot into ``target``, resumed where an earlier try stopped."""
         url = self.base_url + SNAPSHOT
         tag = None
-        for attempt in range(30):
+        attempt = 0
+        while attempt < 30:
             have = target.stat().st_size if target.exists() else 0
             headers: dict[str, str] = {}
             if have and tag:
@@ -165,6 +166,7 @@ class Replica:
                     return
             except (aiohttp.ClientError, TimeoutError) as exc:
                 log.info("snapshot download interrupted (%s); resuming", exc)
+                attempt += 1
                 await asyncio.sleep(min(2**attempt, 30))
         raise UpstreamError(f"GET {SNAPSHOT}: no complete download after 30 tries")
 

@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import random
 import sqlite3
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -25,8 +26,8 @@ from mirror.reader import Reader
 from mirror.store import Batch
 from sync.replica import Replica, is_gateway
 from tests.mirroring import mirror_snapshot
-from tests.support import copy_mirror, free_port
-from tests.writes import Writer
+from tests.support import copy_mirror, free_port, write_config
+from tests.writes import Writer, mirror_ids
 
 TOKEN = "replicate-me-0123456789"
 
@@ -47,11 +48,18 @@ class Tier1:
         )
         self.runner: web.AppRunner | None = None
         self.reader: Reader | None = None
+        #: Requests answered, whatever their path.
+        self.requests = 0
+
+    async def _count(self, request: web.Request, response: web.StreamResponse) -> None:
+        self.requests += 1
 
     async def start(self) -> None:
         self.reader = Reader(self.mirror)
         await self.reader.open(0.05)
-        self.runner = web.AppRunner(create_app(self.config.gateway, self.reader))
+        app = create_app(self.config.gateway, self.reader)
+        app.on_response_prepare.append(self._count)
+        self.runner = web.AppRunner(app)
         await self.runner.setup()
         await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
 
@@ -187,3 +195,66 @@ async def test_the_anonymous_snapshot_holds_only_what_anonymous_callers_may_read
     cursor = snapshot.install(full, installed)
     assert cursor == resp.headers["X-Gateway-Cursor"]
     assert _rows(installed, "SELECT count(*) FROM bundles WHERE public = 0")[0][0] > 0
+
+
+READS = [
+    "/api/",
+    "/api/1.4/patches/?project=patchwork&order=-date&per_page=20&page=2",
+    "/api/1.1/patches/?state=new&state=accepted",
+    "/api/1.4/series/?per_page=5",
+    "/api/covers/?q=patch",
+    "/api/1.4/events/?category=check-created&per_page=50",
+    "/api/1.4/projects/patchwork/",
+    "/api/1.4/bundles/",
+    "/api/1.3/patches/{patch}/",
+    "/api/1.4/patches/{patch}/checks/",
+    "/api/1.4/patches/{patch}/comments/",
+    "/api/1.4/people/",
+    "/project/patchwork/list/",
+    "/api/patches/{patch}/",
+]
+
+
+async def test_sync_of_a_new_gateway_whose_upstream_is_a_gateway_replicates_it(tier1, tmp_path):
+    """``sync --once`` of a new tier 2 (the command line): a few requests to
+    tier 1, then tier 2's gateway answers as tier 1's."""
+    tier2 = tmp_path / "tier2.sqlite3"
+    config = write_config(
+        tmp_path / "tier2.toml",
+        tier1.url,
+        tier2,
+        free_port(),
+        server=f'replication_token = "{TOKEN}"',
+    )
+    before = tier1.requests
+    sync = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "cli.main",
+        "sync",
+        "--config",
+        str(config),
+        "--once",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(sync.communicate(), 120)
+    assert sync.returncode == 0, err.decode()
+    assert tier1.requests - before <= 5, "the probe, the snapshot, the feed"
+    await _equal(tier1.mirror, tier2)
+    second = Tier1(tier2, tmp_path)
+    await second.start()
+    try:
+        patch = mirror_ids(tier2, "patches")[7]
+        async with aiohttp.ClientSession() as session:
+            for path in READS:
+                path = path.format(patch=patch)
+                answers = []
+                for server in (tier1, second):
+                    async with session.get(server.url + path) as resp:
+                        body = (await resp.read()).replace(server.url.encode(), b"ORIGIN")
+                        answers.append((resp.status, body))
+                assert answers[0] == answers[1], path
+                assert answers[0][0] in (200, 403), path
+    finally:
+        await second.stop()

@@ -88,7 +88,9 @@ class Feed:
             if stream:
                 return await self._stream(request, asked, viewer, origin)
             page = await self._page(request, asked, viewer, origin)
-            return self._json(200, page.body())
+            answer = self._json(200, page.body())
+            answer.enable_compression()  # (gzip, when the client accepts it)
+            return answer
         except _Refused as exc:
             return self._json(exc.status, exc.body)
         except FeedError as exc:
