@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import sqlite3
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,6 +66,20 @@ async def is_gateway(base_url: str, timeout: float = 15.0) -> bool:
     except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError, ValueError):
         return False
     return isinstance(body, dict) and isinstance(body.get("next"), str)
+
+
+def is_replica(mirror: Path) -> bool:
+    """Whether ``mirror`` is already a replica (its source may be down now)."""
+    if not mirror.exists():
+        return False
+    try:
+        db = sqlite3.connect(f"file:{mirror}?mode=ro", uri=True)
+        try:
+            return db.execute("SELECT 1 FROM meta WHERE key = ?", (SOURCE,)).fetchone() is not None
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return False
 
 
 class Replica:

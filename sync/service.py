@@ -23,7 +23,7 @@ from sync.events import CURSOR
 from sync.fetch import Fetcher, SyncError
 from sync.progress import Progress
 from sync.recorded import Recording, RecordingSource, read_records
-from sync.replica import Replica, is_gateway
+from sync.replica import Replica, is_gateway, is_replica
 from sync.upstream import Upstream, UpstreamError, describe_failure
 from sync.worker import Settings, Worker
 
@@ -71,7 +71,7 @@ async def follow(
         max_backoff=60.0 if once else 10.0,
         say_retries=once,  # (following, the worker says it as it backs off)
     )
-    if await is_gateway(upstream.url):
+    if is_replica(mirror) or await is_gateway(upstream.url):
         # Another gateway: its snapshot, then its change feed (no crawl, no sweeps).
         claimed = claim(mirror)
         try:

@@ -202,6 +202,7 @@ def spec() -> dict[str, Any]:
                 )
                 paths[base + endpoint.path] = {"get": operation}
     paths["/_gateway/changes"] = {"get": _changes_operation()}
+    paths["/_gateway/snapshot"] = {"get": _snapshot_operation()}
     return {
         "openapi": "3.1.0",
         "info": {
@@ -298,6 +299,31 @@ def _changes_operation() -> dict[str, Any]:
             "403": failure("Upstream refused the credentials"),
             "410": failure("The cursor is older than what the change log keeps"),
             "503": failure("Too many streams and held requests, or the mirror is busy"),
+        },
+    }
+
+
+def _snapshot_operation() -> dict[str, Any]:
+    """A copy of the mirror for a replica to start from (gateway.feed.snapshot)."""
+    busy = {"type": "object", "properties": {"detail": {"type": "string"}}}
+    packed = {"application/gzip": {"schema": {"type": "string", "format": "binary"}}}
+    return {
+        "operationId": "gateway-snapshot",
+        "tags": ["gateway"],
+        "summary": "A consistent copy of the mirror (SQLite, gzip), for a replica to start from",
+        "description": (
+            "The whole mirror to callers presenting the replication token "
+            "(Authorization: Bearer), what anonymous callers may read to others "
+            "(X-Gateway-Snapshot says which); X-Gateway-Cursor is where it stands in "
+            "the change feed.  Range requests resume an interrupted download."
+        ),
+        "responses": {
+            "200": {"description": "The snapshot", "content": packed},
+            "206": {"description": "Part of it (Range)", "content": packed},
+            "503": {
+                "description": "Being made: retry after Retry-After seconds",
+                "content": {"application/json": {"schema": busy}},
+            },
         },
     }
 
