@@ -51,6 +51,8 @@ class Window:
     #: The last ``seq`` trimmed away: a position before it has missed some.
     low: int
     epoch: str
+    #: About the bytes its entries take (what a cache of windows counts).
+    size: int = 0
 
 
 def _parsed(raw: str | None) -> dict[str, Any] | None:
@@ -86,7 +88,9 @@ async def window(reader: Reader, after: int, scan: int) -> Window:
         for seq, at, resource, obj_id, op, project, parent, cols, was in rows
         if resource != EVERYTHING
     ]
-    return Window(entries, until, head, low, epoch)
+    # (A parsed entry takes about four times its JSON, plus the objects around it.)
+    size = sum(300 + 4 * (len(row[7] or "") + len(row[8] or "")) for row in rows)
+    return Window(entries, until, head, low, epoch, size)
 
 
 class Windows:
@@ -94,23 +98,26 @@ class Windows:
     held request waiting at one cursor (most of them, at the head) reads
     the log once when it moves, not once each."""
 
-    #: Windows kept, and the most entries one may have to be kept.
-    KEPT = 64
-    ENTRIES = 256
+    #: Bytes of windows kept, and the most one window may take to be kept.
+    BYTES = 4 << 20
+    WINDOW_BYTES = 256 << 10
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
         self._head: tuple[int, str] = (-1, "")
         self._kept: dict[tuple[int, int], Window] = {}
+        self.bytes = 0
 
     async def window(self, after: int, scan: int) -> Window:
         head = position(self.reader)
         if head != self._head:  # (moved, or another log: a snapshot installed)
             self._kept.clear()
-            self._head = head
+            self._head, self.bytes = head, 0
         found = self._kept.get((after, scan))
         if found is None:
             found = await window(self.reader, after, scan)
-            if len(self._kept) < self.KEPT and len(found.entries) <= self.ENTRIES:
+            fits = found.size <= self.WINDOW_BYTES and self.bytes + found.size <= self.BYTES
+            if fits:  # (a head moved meanwhile: the next look clears it)
                 self._kept[(after, scan)] = found
+                self.bytes += found.size
         return found

@@ -19,6 +19,9 @@ import orjson
 import pytest
 
 from cli.config import parse
+from gateway.feed import changes as changes_module
+from gateway.feed import endpoint as endpoint_module
+from gateway.http.app import FEED as FEED_KEY
 from gateway.http.app import STATE, create_app
 from mirror import schema, store
 from mirror.reader import Reader
@@ -403,3 +406,33 @@ async def test_hundreds_of_idle_streams_all_get_a_change_and_the_api_still_answe
         assert len({event_id for [(event_id, _)] in got}) == 1
         for stream in streams:
             stream.close()
+
+
+async def test_an_answer_with_objects_stops_at_its_byte_bound(live, monkeypatch):
+    monkeypatch.setattr(changes_module, "EXPAND_BYTES", 20_000)
+    reply = await live.get(FEED, params={"since": "0", "expand": "1", "limit": "1000"})
+    body = await reply.json()
+    assert 1 <= len(body["changes"]) < 1000 and body["more"] is True
+    assert len(orjson.dumps(body["changes"])) < 20_000 + 300_000  # (the last one may pass it)
+    following = await live.get(FEED, params={"since": body["next"], "expand": "1"})
+    assert (await following.json())["changes"][0]["seq"] > body["changes"][-1]["seq"]
+
+
+async def test_a_stream_whose_client_does_not_read_is_dropped(make_gateway, monkeypatch):
+    monkeypatch.setattr(endpoint_module, "WRITE_SECONDS", 1.0)
+    client = await make_gateway("")
+    feed = client.app[FEED_KEY]
+    _, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(
+        f"GET {FEED}?since=0&expand=1 HTTP/1.1\r\nHost: {client.host}:{client.port}\r\n"
+        "Accept: text/event-stream\r\n\r\n".encode()
+    )
+    await writer.drain()
+    for _ in range(300):  # (it never reads: the kernel's buffers fill, then the stream's)
+        if feed.waiting == 0 and feed.dropped:
+            break
+        await asyncio.sleep(0.1)
+    assert feed.waiting == 0 and feed.dropped == 1
+    # What it held meanwhile: at most one batch beyond what aiohttp waits at.
+    assert endpoint_module.STREAM_BATCH_BYTES + (64 << 10) <= endpoint_module.STREAM_BUFFER
+    writer.close()

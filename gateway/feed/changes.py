@@ -197,8 +197,18 @@ def now(reader: Reader) -> Page:
     return Page([], head, False, epoch)
 
 
-async def read(windows: Windows, asked: Asked, after: int, viewer: Viewer, origin: str) -> Page:
-    """The entries after ``after`` that this caller may read and asked for."""
+async def read(
+    windows: Windows,
+    asked: Asked,
+    after: int,
+    viewer: Viewer,
+    origin: str,
+    max_bytes: int | None = None,
+) -> Page:
+    """The entries after ``after`` that this caller may read and asked for
+    (``max_bytes``: about the most their JSON may take, one at least;
+    :data:`EXPAND_BYTES` by default)."""
+    max_bytes = EXPAND_BYTES if max_bytes is None else max_bytes
     shown = Shown(windows.reader, asked, viewer, origin)
     entries: list[tuple[int, bytes]] = []
     size = 0
@@ -210,7 +220,7 @@ async def read(windows: Windows, asked: Asked, after: int, viewer: Viewer, origi
         for entry, body in shown.entries(found.entries):
             entries.append((entry.seq, body))
             size += len(body)
-            if len(entries) >= asked.limit or size >= EXPAND_BYTES:
+            if len(entries) >= asked.limit or size >= max_bytes:
                 return Page(entries, entry.seq, entry.seq < found.head, found.epoch)
         position = found.until
         if position >= found.head:

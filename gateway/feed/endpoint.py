@@ -42,10 +42,12 @@ log = logging.getLogger(__name__)
 
 #: Seconds between keep-alive comments on an idle stream.
 KEEPALIVE = 15.0
-#: Unsent bytes a stream may have before its client is dropped.
+#: Unsent bytes a stream may have before its client is dropped (aiohttp
+#: waits for the client past 64 KiB; a batch written at once is smaller
+#: than the rest), and how long it may take to read what it was sent.
 STREAM_BUFFER = 1 << 20
-#: Seconds one write to a stream may take.
-WRITE_SECONDS = 30.0
+STREAM_BATCH_BYTES = STREAM_BUFFER // 2
+WRITE_SECONDS = 10.0
 #: Entries read at once for a stream.
 STREAM_BATCH = 200
 EVENT_STREAM = "text/event-stream"
@@ -63,6 +65,8 @@ class Feed:
         self.waiting = 0
         self.by_client: dict[str, int] = {}
         self.closing = False
+        #: Streams dropped for not reading what they were sent.
+        self.dropped = 0
         self._moved = asyncio.Event()
         state.reader.on_change(self._changed)
 
@@ -188,7 +192,9 @@ class Feed:
             while sent and not self.closing:
                 moved = self._moved
                 try:
-                    page = await changes.read(self.windows, asked, after, viewer, origin)
+                    page = await changes.read(
+                        self.windows, asked, after, viewer, origin, STREAM_BATCH_BYTES
+                    )
                 except FeedError as exc:  # (the log was trimmed past it: start over)
                     event = b"event: gone\ndata: " + orjson.dumps({"detail": exc.detail})
                     await self._send(request, response, event + b"\n\n")
@@ -216,10 +222,15 @@ class Feed:
             return False
         if transport.get_write_buffer_size() + len(data) > STREAM_BUFFER:
             transport.abort()  # (it resumes from its last event's id)
+            self.dropped += 1
             return False
         try:
             await asyncio.wait_for(response.write(data), WRITE_SECONDS)
-        except (OSError, TimeoutError, RuntimeError):
+        except TimeoutError:
+            transport.abort()  # (it does not read what it was sent)
+            self.dropped += 1
+            return False
+        except (OSError, RuntimeError):
             transport.abort()
             return False
         return True

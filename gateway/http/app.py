@@ -64,6 +64,7 @@ _NO_UPSTREAM = "This gateway has no upstream to forward this request to."
 _THROTTLED = "Too many new credentials to check at once; retry in a few seconds."
 
 STATE: web.AppKey[GatewayState] = web.AppKey("state")
+FEED: web.AppKey[Feed] = web.AppKey("feed")
 
 
 async def answering(ctx: RequestContext, state: GatewayState) -> web.Response:
@@ -248,7 +249,7 @@ def create_app(
     app.cleanup_ctx.extend((mirror_open, upstream_clients, publishing))
 
     # The gateway's own endpoints, beside (never among) Patchwork's paths.
-    feed = Feed(state)
+    feed = app[FEED] = Feed(state)
     app.on_shutdown.append(feed.close)
     details = state.may_see_details
     app.add_subapp(
