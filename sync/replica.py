@@ -37,7 +37,9 @@ import orjson
 from mirror import schema, snapshot, store
 from mirror.resources import RESOURCES
 from mirror.store import Batch
+from sync.fetch import mbox_patch_ids
 from sync.normalize import BadUpstreamData, Normalizer
+from sync.refresh import stale_bundle_orders
 from sync.upstream import USER_AGENT, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -112,7 +114,7 @@ class Replica:
                         cursor = await self.bootstrap(session)
                         db = await schema.connect(self.mirror)
                         continue
-                    await self._apply(db, page)
+                    await self._apply(db, page, session)
                     cursor = page["next"]
                     if once and not page["more"]:
                         return
@@ -210,8 +212,12 @@ class Replica:
             await asyncio.sleep(wait_for)
         raise AssertionError("unreachable")
 
-    async def _apply(self, db: aiosqlite.Connection, page: dict[str, Any]) -> None:
-        """Write one answer's changes, with the cursor after them."""
+    async def _apply(
+        self, db: aiosqlite.Connection, page: dict[str, Any], session: aiohttp.ClientSession
+    ) -> None:
+        """Write one answer's changes, with the cursor after them (and the
+        order of public bundles made or changed: the API does not show it,
+        their mbox does, as the sync reads it)."""
         batch = Batch()
         for entry in page["changes"]:
             resource, obj = entry.get("resource"), entry.get("object")
@@ -222,10 +228,28 @@ class Replica:
                     self.normalizer.add(resource, obj, batch)
             except (BadUpstreamData, KeyError, TypeError, ValueError) as exc:
                 log.warning("skipping a change the source sent malformed: %s", exc)
+        gone = {obj_id for resource, obj_id in batch.deletions if resource == "bundles"}
+        bundles = {i: d for i, d in batch.docs.get("bundles", {}).items() if i not in gone}
+        for bundle_id, path in sorted((await stale_bundle_orders(db, bundles)).items()):
+            order = await self._bundle_order(session, path)
+            if order is not None:
+                batch.bundle_orders[bundle_id] = order
         batch.meta[snapshot.REPLICA_CURSOR] = page["next"]
         batch.meta["sync.completed_at"] = datetime.now(UTC).isoformat()
         await store.write(db, batch)
         self.applied += len(page["changes"])
+
+    async def _bundle_order(self, session: aiohttp.ClientSession, path: str) -> list[int] | None:
+        """A public bundle's patch ids in its order, from its mbox at the source."""
+        try:
+            self.requests += 1
+            async with session.get(self.base_url + path) as resp:
+                if resp.status != 200:
+                    return None
+                return mbox_patch_ids(await resp.content.read(MAX_PAGE_BYTES))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            log.info("GET %s: %s; bundle order unknown until it changes", path, exc)
+            return None
 
 
 def _private(path: str, flags: int) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import json
 import random
 import sqlite3
 import sys
@@ -27,7 +28,7 @@ from mirror.store import Batch
 from sync.replica import Replica, is_gateway
 from tests.mirroring import mirror_snapshot
 from tests.support import copy_mirror, free_port, write_config
-from tests.writes import Writer, mirror_ids
+from tests.writes import Writer, mirror_ids, stored_doc
 
 TOKEN = "replicate-me-0123456789"
 
@@ -258,3 +259,30 @@ async def test_sync_of_a_new_gateway_whose_upstream_is_a_gateway_replicates_it(t
                 assert answers[0][0] in (200, 403), path
     finally:
         await second.stop()
+
+
+async def test_a_new_public_bundle_keeps_its_order_on_the_replica(tier1, tmp_path):
+    """The API does not show a bundle's order; its mbox does, and the
+    replica reads it from the source as the sync reads it upstream."""
+    tier2 = tmp_path / "tier2.sqlite3"
+    await Replica(tier2, tier1.url, TOKEN).run(once=True)
+    bundle = stored_doc(
+        tier1.mirror, "bundles", mirror_ids(tier1.mirror, "bundles", "WHERE public = 1")[0]
+    )
+    patches = mirror_ids(tier1.mirror, "patches", "WHERE project_id = 1")[:4]
+    order = [patches[2], patches[0], patches[3], patches[1]]
+    bundle.update(id=990_100, name="ordered", patches=patches, public=True)
+    bundle["mbox"] = bundle["mbox"].replace(str(bundle["mbox"].split("/")[-3]), "ordered")
+    db = await schema.connect(tier1.mirror)
+    try:
+        batch = Batch()
+        batch.add("bundles", bundle)
+        batch.bundle_orders[990_100] = order
+        await store.write(db, batch)
+    finally:
+        await db.close()
+    await Replica(tier2, tier1.url, TOKEN).run(once=True)
+    query = "SELECT ids FROM bundle_orders WHERE bundle_id = 990100"
+    assert (
+        _rows(tier2, query) == _rows(tier1.mirror, query) == [(json.dumps(order).replace(" ", ""),)]
+    )
