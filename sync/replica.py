@@ -142,7 +142,9 @@ class Replica:
         download.unlink(missing_ok=True)
         db = await schema.connect(self.mirror)
         try:
+            # (What it mirrors from now on: `check` compares it with its source.)
             await store.set_meta(db, SOURCE, self.base_url)
+            await store.set_meta(db, "upstream.url", self.base_url)
         finally:
             await db.close()
         log.info(
