@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -389,3 +390,21 @@ def test_a_long_link_header_passes(front):
     reply = front.get(path)
     assert reply.status == 200, (reply.status, front.error_log()[-500:])
     assert len(reply.header("Link") or "") > 3800
+
+
+def test_the_change_feed_passes_held_and_streamed(front):
+    now = front.get("/_gateway/changes")
+    assert now.status == 200 and _status(now) is None
+    cursor = json.loads(now.body)["next"]
+    # Held past nothing coming: the gateway answers, not nginx's time-out.
+    held = front.get(f"/_gateway/changes?since={cursor}&wait=2", timeout=10)
+    assert held.status == 200
+    assert json.loads(held.body) == {"changes": [], "next": cursor, "more": False}
+    # A stream's first events come through as they are sent, not buffered.
+    url = front.url + "/_gateway/changes?since=0&resource=checks&limit=1"
+    stream = urllib.request.urlopen(
+        urllib.request.Request(url, headers={"Accept": "text/event-stream"}), timeout=10
+    )
+    assert stream.headers["Content-Type"] == "text/event-stream"
+    assert stream.readline().startswith(b"id: ")
+    stream.close()
