@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from mirror.reader import LAST_SEQ, Reader
-from mirror.schema import EPOCH
+from mirror.reader import Reader
+from mirror.schema import EPOCH, LAST_SEQ
 from mirror.store import CHANGES_LOW, EVERYTHING
 
 
@@ -60,6 +60,11 @@ def _parsed(raw: str | None) -> dict[str, Any] | None:
         return None
     value = orjson.loads(raw)
     return value if isinstance(value, dict) else None
+
+
+def cursor(epoch: str, seq: int) -> str:
+    """A position in one mirror's log, as the feed gives it out."""
+    return f"{epoch}-{seq}"
 
 
 def position(reader: Reader) -> tuple[int, str]:

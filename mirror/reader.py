@@ -46,6 +46,7 @@ from mirror.model import Doc, Ref
 from mirror.query import Query
 from mirror.resources import RESOURCES
 from mirror.revision import Counted, Ordered, order_terms, revise_count, revise_order
+from mirror.schema import LAST_SEQ
 from mirror.store import CHANGES_LOW, EVERYTHING
 
 log = logging.getLogger(__name__)
@@ -88,9 +89,6 @@ def _storable(obj_id: int) -> bool:
 #: Changes read at once; more, and every cache is dropped instead.
 MAX_CHANGES = 5000
 #: The change log's position.
-#: The log's last ``seq`` (kept by SQLite even when the rows are gone: a
-#: trimmed log, or a snapshot's, which starts empty).
-LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
 #: The tables a look-up's SQL reads.
 _TABLES = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)")
 

@@ -50,6 +50,9 @@ CHANGES_INDEX = "CREATE INDEX IF NOT EXISTS changes_at ON changes (at)"
 #: may be the same numbers (a new file, a restored backup, a replica's
 #: copy, which counts its own changes from there).
 EPOCH = "changes.epoch"
+#: The log's last ``seq`` (kept by SQLite even when the rows are gone: a
+#: trimmed log, or a snapshot's, which starts empty).
+LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
 
 
 def _resource_tables() -> list[str]:
@@ -296,13 +299,18 @@ def prepare(path: str | Path) -> None:
         conn.close()
 
 
-def set_epoch(conn: sqlite3.Connection) -> None:
-    """Give the mirror's log a new identity: old positions in it are void."""
+def put_meta(conn: sqlite3.Connection, key: str, value: str) -> None:
+    """Set a meta value (on a plain connection, in the caller's transaction)."""
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (EPOCH, secrets.token_hex(4)),
+        (key, value),
     )
+
+
+def set_epoch(conn: sqlite3.Connection) -> None:
+    """Give the mirror's log a new identity: old positions in it are void."""
+    put_meta(conn, EPOCH, secrets.token_hex(4))
 
 
 async def connect(path: str | Path) -> aiosqlite.Connection:

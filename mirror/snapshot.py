@@ -26,7 +26,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from mirror import schema
+from mirror import feed, schema
 from mirror.backup import BackupError, consistent_copy
 from mirror.files import create_private
 from mirror.store import CHANGES_LOW
@@ -35,8 +35,6 @@ from mirror.store import CHANGES_LOW
 CURSOR = "snapshot.cursor"
 #: Meta key (a replica): the feed position it has applied.
 REPLICA_CURSOR = "replica.cursor"
-
-_LAST_SEQ = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'changes'), 0)"
 
 #: Columns naming the users and people that public objects show.
 _SHOWN_USERS = (
@@ -69,12 +67,12 @@ def make(source: Path, target: Path, public: bool) -> str:
         try:
             db.execute("PRAGMA secure_delete = ON")  # (what goes is zeroed, not left in pages)
             db.execute("BEGIN IMMEDIATE")
-            (head,) = db.execute(_LAST_SEQ).fetchone()
+            (head,) = db.execute(schema.LAST_SEQ).fetchone()
             row = db.execute("SELECT value FROM meta WHERE key = ?", (schema.EPOCH,)).fetchone()
-            cursor = f"{row[0] if row else '0'}-{head}"
+            cursor = feed.cursor(row[0] if row else "0", head)
             db.execute("DELETE FROM changes")
-            _set(db, CHANGES_LOW, str(head))
-            _set(db, CURSOR, cursor)
+            schema.put_meta(db, CHANGES_LOW, str(head))
+            schema.put_meta(db, CURSOR, cursor)
             if public:
                 _keep_public(db)
             db.execute("COMMIT")  # (the copy passed SQLite's check as it was made)
@@ -91,14 +89,6 @@ def make(source: Path, target: Path, public: bool) -> str:
         for leftover in (work, partial):
             with contextlib.suppress(OSError):
                 leftover.unlink(missing_ok=True)
-
-
-def _set(db: sqlite3.Connection, key: str, value: str) -> None:
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        (key, value),
-    )
 
 
 def _keep_public(db: sqlite3.Connection) -> None:
@@ -134,7 +124,7 @@ def install(snapshot: Path, mirror: Path) -> str:
                 dst.execute("PRAGMA journal_mode = WAL")
                 # A log of its own from here: positions in the source's are not ours.
                 schema.set_epoch(dst)
-                _set(dst, REPLICA_CURSOR, cursor)
+                schema.put_meta(dst, REPLICA_CURSOR, cursor)
             finally:
                 dst.close()
         finally:

@@ -30,7 +30,7 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from gateway.api.endpoints import representation
-from mirror.feed import Entry, Windows, position
+from mirror.feed import Entry, Windows, cursor, position
 from mirror.model import Resource, SelfUrl
 from mirror.reader import Reader
 from mirror.resources import RESOURCES
@@ -62,10 +62,6 @@ GONE = (
     "the mirror. Catch up by reading the API's lists again, then follow the feed "
     "from the cursor of a request without 'since'."
 )
-
-
-def cursor(epoch: str, seq: int) -> str:
-    return f"{epoch}-{seq}"
 
 
 def parse_cursor(text: str, epoch: str) -> int:

@@ -35,7 +35,7 @@ from gateway.http.negotiation import Choice
 from gateway.http.state import GatewayState
 from gateway.upstream.identity import THROTTLED, credentials
 from mirror.dependencies import Changed
-from mirror.feed import Windows
+from mirror.feed import Windows, cursor
 from mirror.reader import QueryTooSlow, ReaderBusy
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ class Feed:
 
 def _events(page: Page) -> bytes:
     return b"".join(
-        b"id: " + changes.cursor(page.epoch, seq).encode() + b"\ndata: " + body + b"\n\n"
+        b"id: " + cursor(page.epoch, seq).encode() + b"\ndata: " + body + b"\n\n"
         for seq, body in page.entries
     )
 
