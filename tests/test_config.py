@@ -206,6 +206,8 @@ def test_command_line_settings_win_and_are_checked_alike(tmp_path):
         ("[upstream]\ntoken = 1234567890\n", "1234567890"),
         ("[sync]\nwebhook_secret = 9876543210\n", "9876543210"),
         ('[upstream]\nurl = "ftp://me:hunter2@pw.example.com"\n', "hunter2"),
+        ("[server]\nreplication_token = 123456789012345678\n", "123456789012345678"),
+        ('[server]\nreplication_token = "too-short"\n', "too-short"),
     ],
 )
 def test_a_wrong_secret_is_named_not_shown(tmp_path, text, secret):
