@@ -436,3 +436,12 @@ async def test_a_stream_whose_client_does_not_read_is_dropped(make_gateway, monk
     # What it held meanwhile: at most one batch beyond what aiohttp waits at.
     assert endpoint_module.STREAM_BATCH_BYTES + (64 << 10) <= endpoint_module.STREAM_BUFFER
     writer.close()
+
+
+async def test_an_idle_stream_gets_a_comment_to_keep_it_open(make_gateway, monkeypatch):
+    monkeypatch.setattr(endpoint_module, "KEEPALIVE", 0.2)
+    client = await make_gateway("")
+    stream = await client.get(FEED, headers=STREAM)
+    lines = [await asyncio.wait_for(stream.content.readline(), 10) for _ in range(2)]
+    assert lines == [b": keep-alive\n", b"\n"]
+    stream.close()
