@@ -236,10 +236,7 @@ def _shown_keys(table: str) -> frozenset[str]:
 @cache
 def _scope_columns(table: str) -> tuple[str | None, str | None]:
     res = _resource_of(table)
-    if res is None:
-        return None, None
-    project = "project_id" if any(c.name == "project_id" for c in res.columns) else None
-    return project, res.parent.column if res.parent is not None else None
+    return (None, None) if res is None else res.scope_columns
 
 
 def reached(

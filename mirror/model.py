@@ -367,6 +367,13 @@ class Resource:
         embedded = {f.name for f in self.embedded}
         return bool(embedded) and bool(self.field_names - embedded)
 
+    @property
+    def scope_columns(self) -> tuple[str | None, str | None]:
+        """The columns naming the lists an object of it is in: its project,
+        its parent (comments, checks)."""
+        project = "project_id" if any(c.name == "project_id" for c in self.columns) else None
+        return project, self.parent.column if self.parent is not None else None
+
     def column(self, name: str) -> Column:
         for col in self.columns:
             if col.name == name:

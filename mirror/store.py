@@ -227,13 +227,6 @@ def _everything(key: str) -> Change:
     return Change(EVERYTHING, 0, "changed", keys=[key])
 
 
-def _scope_columns(res: Resource) -> tuple[str | None, str | None]:
-    """The columns naming the lists an object of ``res`` is in: its project,
-    its parent (comments, checks)."""
-    project = "project_id" if any(c.name == "project_id" for c in res.columns) else None
-    return project, res.parent.column if res.parent is not None else None
-
-
 async def _log(db: aiosqlite.Connection, changes: list[Change]) -> None:
     """Append ``changes`` to the change log (in the caller's transaction)."""
     if changes:
@@ -365,7 +358,7 @@ async def _merge(
     mirror: whichever commits last must not undo a newer reading.
     """
     ids = list(docs)
-    project_col, parent_col = _scope_columns(res)
+    project_col, parent_col = res.scope_columns
     column_names = [c.name for c in res.columns]
     existing: dict[int, tuple[Any, ...]] = {}
     for start in range(0, len(ids), 500):
@@ -439,7 +432,7 @@ async def _delete(db: aiosqlite.Connection, res: Resource, ids: list[int]) -> in
                 f"SELECT id FROM {table} WHERE {column} IN ({marks})", chunk
             )
             gone += await _delete(db, RESOURCES[child], [r[0] for r in rows])
-        project_col, parent_col = _scope_columns(res)
+        project_col, parent_col = res.scope_columns
         column_names = ["id", *(c.name for c in res.columns)]
         rows = await db.execute_fetchall(
             f"SELECT {', '.join(column_names)} FROM {res.table} WHERE id IN ({marks})", chunk
