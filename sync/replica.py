@@ -194,7 +194,8 @@ class Replica:
     ) -> dict[str, Any] | None:
         """One answer of the feed after ``cursor`` (None: gone, start over)."""
         params = {"since": cursor, "limit": str(PAGE), "expand": "1", "wait": str(wait)}
-        for attempt in range(1_000_000):
+        attempt = 0
+        while True:
             try:
                 self.requests += 1
                 async with session.get(self.base_url + FEED, params=params) as resp:
@@ -210,9 +211,9 @@ class Replica:
             except (aiohttp.ClientError, TimeoutError, orjson.JSONDecodeError) as exc:
                 reason = str(exc) or type(exc).__name__
             wait_for = min(2 ** min(attempt, 6), 60)
+            attempt += 1
             log.warning("the source's feed failed (%s); again in %d s", reason, wait_for)
             await asyncio.sleep(wait_for)
-        raise AssertionError("unreachable")
 
     async def _apply(
         self, db: aiosqlite.Connection, page: dict[str, Any], session: aiohttp.ClientSession

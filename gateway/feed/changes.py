@@ -259,7 +259,7 @@ class Shown:
         rendered: dict[tuple[str, int], Any] = {}
         for entry in candidates:
             op = self._op(entry, public)
-            project = projects.get((entry.resource, entry.id, entry.seq))
+            project = projects.get(entry.seq)
             if op is None or (asked.projects is not None and project not in asked.projects):
                 continue
             template = URLS[entry.resource]
@@ -315,8 +315,9 @@ class Shown:
                 found[(name, obj_id)] = bool(flag)
         return found
 
-    def _projects(self, entries: list[Entry]) -> dict[tuple[str, int, int], int | None]:
-        """Each entry's project: its own, or its parent's (comments, checks)."""
+    def _projects(self, entries: list[Entry]) -> dict[int, int | None]:
+        """Each entry's project (by ``seq``): its own, or its parent's
+        (comments, checks)."""
         parents: dict[str, set[int]] = {}
         for e in entries:
             parent = RESOURCES[e.resource].parent
@@ -326,7 +327,7 @@ class Shown:
         for name, ids in parents.items():
             for obj_id, its in self._by_id(RESOURCES[name].table, "id, project_id", ids):
                 of_parent[(name, obj_id)] = its
-        found: dict[tuple[str, int, int], int | None] = {}
+        found: dict[int, int | None] = {}
         for e in entries:
             parent = RESOURCES[e.resource].parent
             if e.resource == "projects":
@@ -335,12 +336,10 @@ class Shown:
                 project = of_parent.get((parent.resource, e.parent_id or 0))
             else:
                 project = e.project_id
-            found[(e.resource, e.id, e.seq)] = project
+            found[e.seq] = project
         return found
 
-    def _linknames(
-        self, entries: list[Entry], projects: dict[tuple[str, int, int], int | None]
-    ) -> dict[int, str]:
+    def _linknames(self, entries: list[Entry], projects: dict[int, int | None]) -> dict[int, str]:
         ids = {p for p in projects.values() if p is not None}
         names = {int(i): str(n) for i, n in self._by_id("projects", "id, linkname", ids)}
         for e in entries:  # (a deleted project: its name as it was)

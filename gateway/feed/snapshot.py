@@ -51,7 +51,9 @@ class Snapshots:
         if found is None:
             task = self._building.get(kind)
             if task is None or task.done():
-                task = self._building[kind] = asyncio.create_task(self._build(kind))
+                task = self._building[kind] = asyncio.create_task(
+                    asyncio.to_thread(self._build, kind)
+                )
             try:
                 found = await asyncio.wait_for(asyncio.shield(task), WAIT_SECONDS)
             except TimeoutError:
@@ -72,18 +74,15 @@ class Snapshots:
 
     def _kept(self, kind: str) -> Path | None:
         """The newest snapshot of ``kind`` still fresh enough."""
-        newest = None
+        newest: tuple[float, Path] | None = None
         with contextlib.suppress(OSError):
             for path in self.folder.glob(f"{kind}-*{SUFFIX}"):
-                age = time.time() - path.stat().st_mtime
-                if age <= self.max_age and (newest is None or path.stat().st_mtime > newest[0]):
-                    newest = (path.stat().st_mtime, path)
+                made = path.stat().st_mtime
+                if time.time() - made <= self.max_age and (newest is None or made > newest[0]):
+                    newest = (made, path)
         return newest[1] if newest else None
 
-    async def _build(self, kind: str) -> Path:
-        return await asyncio.to_thread(self._build_locked, kind)
-
-    def _build_locked(self, kind: str) -> Path:
+    def _build(self, kind: str) -> Path:
         """One at a time across processes; the older ones go once it is there."""
         self.folder.mkdir(mode=0o700, exist_ok=True)
         fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
