@@ -41,7 +41,6 @@ import secrets
 import sqlite3
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -91,27 +90,12 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))] if ordered else float("nan")
 
 
-class Writer:
-    """Churn's writes at ``rate`` a second in a thread; ``done`` when finished."""
-
-    def __init__(self, mirror: Path, writes: int, rate: float) -> None:
-        self.churn = Churn(mirror, seed=7)
-        self.writes, self.rate = writes, rate
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=asyncio.run, args=(self._run(),))
-
-    async def _run(self) -> None:
-        db = await schema.connect(self.churn.path)
-        try:
-            started = time.monotonic()
-            for n in range(self.writes):
-                await store.write(db, await self.churn._batch(db, n))
-                pause = started + (n + 1) / self.rate - time.monotonic()
-                if pause > 0:
-                    await asyncio.sleep(pause)
-        finally:
-            await db.close()
-            self.done.set()
+def write_for(churn: Churn, writes: int) -> None:
+    """Churn's writes, one a second, until ``writes`` are done (in its thread)."""
+    churn.start(1.0)
+    while churn.writes < writes:
+        time.sleep(0.05)
+    churn.stop()
 
 
 # -- latency -------------------------------------------------------------------
@@ -169,10 +153,9 @@ async def latency(mirror: Path, streams: int, writes: int) -> dict[str, Any]:
             tasks.append(asyncio.create_task(_long_poll(session, gw.url, polled, stop)))
             await asyncio.sleep(2)
             rss_open = rss(gw)
-            writer = Writer(mirror, writes, 1.0)
-            writer.thread.start()
+            writing = asyncio.create_task(asyncio.to_thread(write_for, Churn(mirror, 7), writes))
             during = await asyncio.to_thread(wrk, gw.url, [page], seconds=5, connections=8)
-            await asyncio.to_thread(writer.done.wait)
+            await writing
             await asyncio.sleep(3)
             stop.set()
             for task in tasks:
@@ -278,18 +261,14 @@ async def replica(mirror: Path, writes: int) -> dict[str, Any]:
             # Then the lag under one write a second.
             lags: list[float] = []
             following = asyncio.create_task(Replica(tier2, tier1.url, token).run(once=False))
-            writer = Writer(mirror, writes, 1.0)
             source = sqlite3.connect(mirror)
             seen = sqlite3.connect(tier2)
-            writer.thread.start()
-            last_head = source.execute(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
-            ).fetchone()[0]
+            last_head = source.execute(schema.LAST_SEQ).fetchone()[0]
+            writing = asyncio.create_task(asyncio.to_thread(write_for, Churn(mirror, 7), writes))
             pending: list[tuple[int, float]] = []
-            while not writer.done.is_set() or pending:
-                head = source.execute(
-                    "SELECT seq FROM sqlite_sequence WHERE name = 'changes'"
-                ).fetchone()[0]
+            deadline = time.monotonic() + writes + 60
+            while (not writing.done() or pending) and time.monotonic() < deadline:
+                head = source.execute(schema.LAST_SEQ).fetchone()[0]
                 if head != last_head:
                     pending.append((head, time.time()))
                     last_head = head
@@ -298,8 +277,7 @@ async def replica(mirror: Path, writes: int) -> dict[str, Any]:
                 while pending and pending[0][0] <= applied:
                     lags.append(time.time() - pending.pop(0)[1])
                 await asyncio.sleep(0.01)
-                if writer.done.is_set() and time.monotonic() - started > bootstrap + writes + 60:
-                    break
+            await writing
             following.cancel()
             await asyncio.gather(following, return_exceptions=True)
             size = tier2.stat().st_size
