@@ -35,6 +35,10 @@ SHAREABLE = frozenset((200, 301, 302, 403, 404, 406))
 PRIVATE = "private, no-cache"
 VARY = "Accept, Authorization, Cookie"
 VARY_ENCODED = VARY + ", Accept-Encoding"
+#: ``Accept-Encoding`` headers whose verdicts are remembered, and the
+#: longest remembered: at most 256 x 300 characters, whatever clients send.
+_REMEMBERED = 256
+_REMEMBERED_CHARS = 300
 
 
 def _etag(body: bytes) -> str:
@@ -56,19 +60,23 @@ class Prepared:
     gzipped: bytes | None = field(default=None)
     #: The route template it answers (a metrics label: gateway.ops.metrics).
     route: str = "unmatched"
+    #: Its tag as sent gzipped (the representation differs: so does the tag).
+    etag_gz: str | None = None
     #: The headers of each way it has left (304 or not, gzip or not,
-    #: private or not, the extra headers), built once: a cached answer
-    #: and a poller's 304 are the most frequent answers of all.
-    sent: dict[tuple[bool, bool, bool, tuple[tuple[str, str], ...]], CIMultiDict[str]] = field(
-        default_factory=dict
-    )
+    #: private or not), with ``extra``, built once: a cached answer and a
+    #: poller's 304 are the most frequent answers of all.
+    sent: dict[tuple[bool, bool, bool], CIMultiDict[str]] = field(default_factory=dict)
+    #: The extra headers ``sent`` was built with (the same tuple until the
+    #: synced header moves on: compared by identity, never hashed).
+    sent_extra: tuple[tuple[str, str], ...] = ()
 
     @property
     def cost(self) -> int:
         """Bytes kept beyond the answer itself (see gateway.http.cache): the
         headers, as prepared and as sent (most often: plain and 304)."""
         extra = sum(len(k) + len(v) for k, v in self.headers.items())
-        return 3 * extra + (len(self.gzipped) if self.gzipped is not None else 0)
+        gzipped = len(self.gzipped) if self.gzipped is not None else 0
+        return 3 * extra + gzipped + len(self.etag_gz or "")
 
 
 def _vary(headers: dict[str, str], name: str) -> None:
@@ -122,6 +130,18 @@ class Delivery:
     def __init__(self, max_age: int, mode_header: str) -> None:
         self.public = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
         self.mode_header = mode_header
+        self._gzip_verdicts: dict[str, bool] = {}
+
+    def accepts_gzip(self, header: str | None) -> bool:
+        """:func:`accepts_gzip`, remembered per header (clients send a few)."""
+        if header is None:
+            return False
+        verdict = self._gzip_verdicts.get(header)
+        if verdict is None:
+            verdict = accepts_gzip(header)
+            if len(self._gzip_verdicts) < _REMEMBERED and len(header) <= _REMEMBERED_CHARS:
+                self._gzip_verdicts[header] = verdict  # (bounded: the header is the client's)
+        return verdict
 
     def prepare(self, answer: Answer, source: str, private: bool) -> Prepared:
         """What every delivery of ``answer`` shares.
@@ -152,7 +172,8 @@ class Delivery:
                 _vary(headers, "Cookie")
             if compressible:  # (it may leave gzipped, see send)
                 _vary(headers, "Accept-Encoding")
-        return Prepared(answer, headers, etag, compressible, shareable)
+        etag_gz = etag[:-1] + '-gz"' if etag is not None and compressible else None
+        return Prepared(answer, headers, etag, compressible, shareable, etag_gz=etag_gz)
 
     def send(
         self,
@@ -168,12 +189,11 @@ class Delivery:
         delivery to the next.
         """
         private = private and prepared.shareable
-        etag = prepared.etag
-        gzip = prepared.compressible and accepts_gzip(request.headers.get("Accept-Encoding"))
-        if gzip and etag is not None:
-            etag = etag[:-1] + '-gz"'
+        headers_in = request.headers
+        gzip = prepared.compressible and self.accepts_gzip(headers_in.get("Accept-Encoding"))
+        etag = prepared.etag_gz if gzip else prepared.etag
         if etag is not None:
-            condition = request.headers.get("If-None-Match")
+            condition = headers_in.get("If-None-Match")
             if condition is not None and _matches(condition, etag):
                 headers = _headers(prepared, True, gzip, private, extra)
                 return web.Response(status=304, headers=headers)
@@ -196,7 +216,10 @@ def _headers(
 ) -> CIMultiDict[str]:
     """The headers of one way ``prepared`` leaves (see :meth:`Delivery.send`);
     a 304 repeats the tag and the caching headers only."""
-    key = (not_modified, gzip, private, extra)
+    if extra is not prepared.sent_extra:
+        prepared.sent.clear()  # (the synced header moved on)
+        prepared.sent_extra = extra
+    key = (not_modified, gzip, private)
     headers = prepared.sent.get(key)
     if headers is not None:
         return headers
@@ -205,15 +228,13 @@ def _headers(
         full["Cache-Control"] = PRIVATE
     if gzip:
         full["Content-Encoding"] = "gzip"
-        if prepared.etag is not None:
-            full["ETag"] = prepared.etag[:-1] + '-gz"'
+        if prepared.etag_gz is not None:
+            full["ETag"] = prepared.etag_gz
     if not_modified:
         kept = ("ETag", "Cache-Control", "Vary", "X-Patchwork-Gateway")
         full = {name: full[name] for name in kept if name in full}
     headers = CIMultiDict(full)
     headers.extend(extra)
-    if len(prepared.sent) >= 8:
-        prepared.sent.clear()  # (the synced header moved on)
     prepared.sent[key] = headers
     return headers
 

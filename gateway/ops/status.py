@@ -107,7 +107,9 @@ class SyncStatus:
                 if when
                 else None
             )
-            self._headers = ((SYNCED_HEADER, self._header),) if self._header else ()
+            headers = ((SYNCED_HEADER, self._header),) if self._header else ()
+            if headers != self._headers:
+                self._headers = headers  # (the same tuple until it changes)
         return self._status
 
     def last_success(self) -> datetime | None:
