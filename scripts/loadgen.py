@@ -41,7 +41,8 @@ def require_wrk() -> str:
 # -- servers -------------------------------------------------------------------
 
 #: A bare aiohttp server (uvloop, like the gateway) answering every path
-#: with the bytes of a file, or an empty 304 under /empty/: the ceiling.
+#: with the bytes of a file, or an empty 304 to a request with
+#: ``If-None-Match`` (or under /empty/): the ceiling.
 BARE = textwrap.dedent(
     """
     import sys
@@ -49,7 +50,7 @@ BARE = textwrap.dedent(
     from aiohttp import web
     body = open(sys.argv[2], "rb").read()
     async def handle(request):
-        if request.path.startswith("/empty/"):
+        if "If-None-Match" in request.headers or request.path.startswith("/empty/"):
             return web.Response(status=304)
         return web.Response(body=body, content_type="application/json")
     app = web.Application()
