@@ -57,6 +57,11 @@ INLINE_BUDGET = 5000
 _TICK = 100
 #: Longest a query may run on the pool before it is stopped.
 QUERY_SECONDS = 10.0
+#: Longest the ids thread may read one list's ordered ids: a list of
+#: millions read from a cold disk takes more than QUERY_SECONDS, and stopped
+#: it would be read again, and stopped again, at every deep page.  (Its own
+#: thread and connection: it holds up no other query.)
+IDS_SECONDS = 60.0
 #: Queries that may wait for a pool connection; beyond, ReaderBusy.
 MAX_WAITING = 32
 #: Bytes of Python objects around a cache entry, beyond its data.
@@ -496,7 +501,7 @@ class Reader:
             sql = sql.rpartition(" ORDER BY ")[0]
         # (A subquery keeps its ORDER BY when the query around it has none.)
         listing = f"SELECT json_group_array(id) FROM ({sql})"
-        timer = threading.Timer(QUERY_SECONDS, conn.interrupt)
+        timer = threading.Timer(IDS_SECONDS, conn.interrupt)
         timer.start()
         conn.execute("BEGIN")
         try:

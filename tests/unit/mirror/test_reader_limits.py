@@ -40,7 +40,7 @@ async def test_an_endless_query_is_stopped_at_the_deadline(mirror: Make, monkeyp
 
 async def test_reading_ordered_ids_is_stopped_at_the_deadline(mirror: Make, monkeypatch):
     listing = await mirror(projects=[project(1, "p")], patches=[patch(1), patch(2)])
-    monkeypatch.setattr(reader_module, "QUERY_SECONDS", 0.3)
+    monkeypatch.setattr(reader_module, "IDS_SECONDS", 0.3)
     with pytest.raises(QueryTooSlow):
         listing.reader._read_ids(ENDLESS_IDS, ())
     ids, _ = listing.reader._read_ids("SELECT t.id FROM patches AS t ORDER BY t.id DESC", ())
