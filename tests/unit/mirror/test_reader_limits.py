@@ -45,3 +45,34 @@ async def test_reading_ordered_ids_is_stopped_at_the_deadline(mirror: Make, monk
         listing.reader._read_ids(ENDLESS_IDS, ())
     ids, _ = listing.reader._read_ids("SELECT t.id FROM patches AS t ORDER BY t.id DESC", ())
     assert ids.tolist() == [2, 1]
+
+
+@pytest.mark.parametrize(
+    ("order_by", "order"),
+    [
+        ("t.date DESC, t.id", (("date", True), ("id", False))),
+        ("t.id", (("id", False),)),
+        ("t.id DESC", (("id", True),)),
+    ],
+)
+async def test_ordered_ids_come_in_the_lists_order_whatever_their_size(
+    mirror: Make, order_by: str, order: tuple[tuple[str, bool], ...]
+):
+    """Small ids, ids past 2**31 and an empty list: every id once, in the
+    order the list's SQL gives, whichever way the ids thread reads them."""
+    small = [7, 3, 12, 5, 9]
+    big = [2**31 + 5, 2**32 + 1, 40, 2**31 - 1]
+    dates = {7: 3, 3: 3, 12: 1, 5: 9, 9: 2, 2**31 + 5: 4, 2**32 + 1: 4, 40: 0, 2**31 - 1: 8}
+    listing = await mirror(
+        projects=[project(1, "p"), project(2, "q"), project(3, "r")],
+        patches=[
+            patch(i, project=1 if i in small else 2, date=f"2024-01-0{dates[i] + 1}T00:00:00")
+            for i in small + big
+        ],
+    )
+    for project_id in (1, 2, 3):
+        sql = f"SELECT t.id FROM patches AS t WHERE t.project_id = ? ORDER BY {order_by}"
+        expected = [row[0] for row in await listing.reader.fetch(sql, [project_id])]
+        ids, _ = listing.reader._read_ids(sql, (project_id,), order)
+        assert ids.tolist() == expected
+        assert len(expected) == {1: 5, 2: 4, 3: 0}[project_id]
