@@ -148,11 +148,14 @@ class Reader:
         # four times its JSON), encoded list items with their keys, counts
         # with their SQL and arguments.
         self._docs: LRUCache[Ref, tuple[Doc, int]] = LRUCache(
-            maxsize=cache_bytes * 3 // 8, getsizeof=lambda entry: entry[1]
+            maxsize=cache_bytes // 4, getsizeof=lambda entry: entry[1]
         )
-        # (Documents 3/8, list items a quarter, ordered ids 3/8.)
+        # (Documents a quarter, list items 3/8 with the counts and look-ups,
+        # ordered ids 3/8.  Items are what a list's pages are made of, and
+        # bytes: a page whose rows moved by one after a write is rebuilt
+        # from them, not from documents parsed again.)
         self._items: DependentCache[tuple[Any, ...], bytes] = DependentCache(
-            cache_bytes // 4 - COUNTS_BYTES - LOOKUPS_BYTES
+            cache_bytes * 3 // 8 - COUNTS_BYTES - LOOKUPS_BYTES
         )
         self._counts: DependentCache[tuple[str, tuple[Any, ...]], Counted] = DependentCache(
             COUNTS_BYTES
