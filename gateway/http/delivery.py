@@ -24,6 +24,7 @@ import xxhash
 from aiohttp import web
 from multidict import CIMultiDict
 
+from gateway.http.limits import Remembered
 from gateway.responses import HTML_SAFETY, Answer
 
 #: Bodies smaller than this are sent as they are (gzip would save little).
@@ -35,10 +36,6 @@ SHAREABLE = frozenset((200, 301, 302, 403, 404, 406))
 PRIVATE = "private, no-cache"
 VARY = "Accept, Authorization, Cookie"
 VARY_ENCODED = VARY + ", Accept-Encoding"
-#: ``Accept-Encoding`` headers whose verdicts are remembered, and the
-#: longest remembered: at most 256 x 300 characters, whatever clients send.
-_REMEMBERED = 256
-_REMEMBERED_CHARS = 300
 
 
 def _etag(body: bytes) -> str:
@@ -130,18 +127,10 @@ class Delivery:
     def __init__(self, max_age: int, mode_header: str) -> None:
         self.public = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
         self.mode_header = mode_header
-        self._gzip_verdicts: dict[str, bool] = {}
-
-    def accepts_gzip(self, header: str | None) -> bool:
-        """:func:`accepts_gzip`, remembered per header (clients send a few)."""
-        if header is None:
-            return False
-        verdict = self._gzip_verdicts.get(header)
-        if verdict is None:
-            verdict = accepts_gzip(header)
-            if len(self._gzip_verdicts) < _REMEMBERED and len(header) <= _REMEMBERED_CHARS:
-                self._gzip_verdicts[header] = verdict  # (bounded: the header is the client's)
-        return verdict
+        #: :func:`accepts_gzip`, remembered per header (clients send a few).
+        self.gzip_verdicts: Remembered[str | None, bool] = Remembered(
+            accepts_gzip, lambda header: len(header or "")
+        )
 
     def prepare(self, answer: Answer, source: str, private: bool) -> Prepared:
         """What every delivery of ``answer`` shares.
@@ -190,7 +179,7 @@ class Delivery:
         """
         private = private and prepared.shareable
         headers_in = request.headers
-        gzip = prepared.compressible and self.accepts_gzip(headers_in.get("Accept-Encoding"))
+        gzip = prepared.compressible and self.gzip_verdicts(headers_in.get("Accept-Encoding"))
         etag = prepared.etag_gz if gzip else prepared.etag
         if etag is not None:
             condition = headers_in.get("If-None-Match")

@@ -11,9 +11,14 @@ in a cache.
 
 aiohttp itself bounds the request line and each header (8 KiB) and
 answers malformed HTTP with a 400 (kept short: gateway.http.protocol).
+Verdicts on headers, remembered for speed (a Host, an Accept header, an
+Accept-Encoding), are bounded here too (:class:`Remembered`).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterator
+from typing import Generic, TypeVar
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -66,3 +71,42 @@ def check(request: web.Request, allow: str | None) -> Answer | None:
                 f"Search too long (at most {MAX_SEARCH} characters and {MAX_SEARCH_TERMS} words).",
             )
     return None
+
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+_UNKNOWN = object()
+
+
+class Remembered(Generic[K, V]):
+    """Verdicts on what clients send (a Host, an Accept header), remembered
+    for speed: at most ``entries`` of them, each of at most ``chars``
+    characters (``size``); beyond, a verdict is made anew each time, so
+    that ever new or huge values cannot grow it."""
+
+    def __init__(
+        self,
+        judge: Callable[[K], V],
+        size: Callable[[K], int],
+        entries: int = 256,
+        chars: int = 300,
+    ) -> None:
+        self._judge = judge
+        self._size = size
+        self._entries = entries
+        self._chars = chars
+        self._known: dict[K, V] = {}
+
+    def __call__(self, key: K) -> V:
+        verdict = self._known.get(key, _UNKNOWN)
+        if verdict is _UNKNOWN:
+            verdict = self._judge(key)
+            if len(self._known) < self._entries and self._size(key) <= self._chars:
+                self._known[key] = verdict
+        return verdict  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._known)

@@ -12,6 +12,7 @@ from aiohttp import web
 from gateway.http import limits
 from gateway.http.cache import ResponseCache
 from gateway.http.delivery import Delivery
+from gateway.http.limits import Remembered
 from gateway.http.negotiation import Choice, negotiate
 from gateway.ops import metrics
 from gateway.ops.status import SyncStatus
@@ -25,11 +26,6 @@ from mirror.dependencies import Changed
 from mirror.reader import Reader
 from mirror.store import REFUSED
 
-#: Host headers and Accept/format pairs whose verdicts are remembered, and
-#: the longest remembered (longer ones are judged anew each time): at most
-#: 256 x 2 x 300 characters, whatever clients send.
-_REMEMBERED = 256
-_REMEMBERED_CHARS = 300
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 DEMO_HEADER = "demo mirror built from a recorded instance (no upstream configured)"
 
@@ -65,8 +61,12 @@ class GatewayState:
         #: is anonymous): the mirror cannot answer them for anyone.
         self.unmirrored: frozenset[str] = frozenset()
         #: Verdicts on Host headers and on Accept/format pairs, bounded.
-        self.origins: dict[tuple[str, str], str | None] = {}
-        self.choices: dict[tuple[str | None, str | None], Choice] = {}
+        self.origins: Remembered[tuple[str, str], str | None] = Remembered(
+            self._origin_of, lambda key: len(key[1])
+        )
+        self.choices: Remembered[tuple[str | None, str | None], Choice] = Remembered(
+            lambda key: negotiate(*key), lambda key: len(key[0] or "") + len(key[1] or "")
+        )
         reader.on_change(self._changed)
 
     def _changed(self, changes: list[Changed] | None) -> None:
@@ -91,16 +91,10 @@ class GatewayState:
 
     def origin(self, request: web.Request) -> str | None:
         """The origin URLs point at, or ``None`` for a Host we do not serve."""
-        host = request.headers.get("Host", "")
-        key = (request.scheme, host)
-        if key in self.origins:
-            return self.origins[key]
-        origin = self._origin_of(host, request.scheme)
-        if len(self.origins) < _REMEMBERED and len(host) <= _REMEMBERED_CHARS:
-            self.origins[key] = origin  # (bounded: Host is the client's)
-        return origin
+        return self.origins((request.scheme, request.headers.get("Host", "")))
 
-    def _origin_of(self, host: str, scheme: str) -> str | None:
+    def _origin_of(self, key: tuple[str, str]) -> str | None:
+        scheme, host = key
         if len(host) > limits.MAX_HOST or not _HOST.match(host):
             return None
         allowed = self.settings.server.allowed_hosts
@@ -116,14 +110,7 @@ class GatewayState:
         if "format" in request.rel_url.raw_query_string:  # (parse the query only then)
             formats = request.query.getall("format", [])
             fmt = formats[-1] if formats else None
-        key = (fmt, request.headers.get("Accept"))
-        choice = self.choices.get(key)
-        if choice is None:
-            choice = negotiate(*key)
-            size = len(key[0] or "") + len(key[1] or "")
-            if len(self.choices) < _REMEMBERED and size <= _REMEMBERED_CHARS:
-                self.choices[key] = choice
-        return choice
+        return self.choices((fmt, request.headers.get("Accept")))
 
     def may_see_details(self, request: web.Request) -> bool:
         """Whether the request may see every count (``[server] status_details``)."""
