@@ -94,7 +94,6 @@ def _storable(obj_id: int) -> bool:
 
 #: Changes read at once; more, and every cache is dropped instead.
 MAX_CHANGES = 5000
-#: The change log's position.
 #: The tables a look-up's SQL reads.
 _TABLES = re.compile(r"\b(?:FROM|JOIN)\s+(\w+)")
 
