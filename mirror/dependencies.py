@@ -310,6 +310,9 @@ class DependentCache(Generic[K, V]):
         #: Entries by what they depend on; for lists, by scope, then membership.
         self._by_dep: dict[Dep, set[K]] = {}
         self._by_list: dict[Dep, dict[Membership | None, set[K]]] = {}
+        #: Look-ups that found an entry, and that did not.
+        self.hits = 0
+        self.misses = 0
 
     def __len__(self) -> int:
         return len(self._data)
@@ -317,7 +320,9 @@ class DependentCache(Generic[K, V]):
     def get(self, key: K) -> V | None:
         entry = self._data.get(key)
         if entry is None:
+            self.misses += 1
             return None
+        self.hits += 1
         self._data.move_to_end(key)
         if self._notes:
             note_all(entry[2])

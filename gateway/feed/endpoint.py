@@ -118,7 +118,7 @@ class Feed:
         upstream = self.state.upstream
         if creds is None or upstream is None:
             return ANONYMOUS
-        ctx = RequestContext(request, origin, True, Choice.JSON, creds, self.state.clients)
+        ctx = RequestContext(request, origin, True, Choice.JSON, False, creds, self.state.clients)
         caller = await upstream.who(ctx)
         if caller.refusal is not None:
             raise _Refused(caller.refusal.status, caller.refusal.body)

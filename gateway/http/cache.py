@@ -13,7 +13,7 @@ flood of distinct small answers is bounded as surely as a few large ones.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from gateway.http.delivery import Prepared
 from mirror.dependencies import Changed, Dep, DependentCache
@@ -38,9 +38,18 @@ class ResponseCache:
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
         self._entries: DependentCache[Key, Prepared] = DependentCache(max_bytes, notes=False)
-        #: Look-ups that found an answer, and that did not (gateway.ops.metrics).
-        self.hits = 0
-        self.misses = 0
+        #: The answer kept under a key, or None: the LRU's own look-up, with
+        #: no call around it (every cached answer and every 304 come here).
+        self.get: Callable[[Key], Prepared | None] = self._entries.get
+
+    @property
+    def hits(self) -> int:
+        """Look-ups that found an answer (gateway.ops.metrics)."""
+        return self._entries.hits
+
+    @property
+    def misses(self) -> int:
+        return self._entries.misses
 
     @property
     def bytes(self) -> int:
@@ -48,14 +57,6 @@ class ResponseCache:
 
     def __len__(self) -> int:
         return len(self._entries)
-
-    def get(self, key: Key) -> Prepared | None:
-        prepared = self._entries.get(key)
-        if prepared is None:
-            self.misses += 1
-            return None
-        self.hits += 1
-        return prepared
 
     def put(self, key: Key, prepared: Prepared, deps: Iterable[Dep] | None = None) -> None:
         """Keep ``prepared``, built from ``deps``; again after it grew (its

@@ -32,6 +32,8 @@ class RequestContext:
     read: bool
     #: What the client accepts (JSON, the browsable page, neither).
     choice: Choice
+    #: Whether it takes gzip.
+    gzip: bool
     #: What upstream would authenticate the request by (None: anonymous).
     credentials: Credentials | None
     clients: ClientAddresses
@@ -60,8 +62,10 @@ class RequestContext:
         return self._client
 
     def key(self, view: View = View.PUBLIC) -> Key:
-        """Where this request's answer (in ``view``) is kept."""
-        return (self.origin, self.request.rel_url.raw_path_qs, view)
+        """Where this request's answer (in ``view``) is kept: by the target
+        as sent (the same target, the same answer; read off the request
+        line, not parsed again)."""
+        return (self.origin, self.request.raw_path, view)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,6 @@ import xxhash
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.http.limits import Remembered
 from gateway.responses import HTML_SAFETY, Answer
 
 #: Bodies smaller than this are sent as they are (gzip would save little).
@@ -127,10 +126,6 @@ class Delivery:
     def __init__(self, max_age: int, mode_header: str) -> None:
         self.public = f"public, max-age={max_age}" if max_age > 0 else "no-cache"
         self.mode_header = mode_header
-        #: :func:`accepts_gzip`, remembered per header (clients send a few).
-        self.gzip_verdicts: Remembered[str | None, bool] = Remembered(
-            accepts_gzip, lambda header: len(header or "")
-        )
 
     def prepare(self, answer: Answer, source: str, private: bool) -> Prepared:
         """What every delivery of ``answer`` shares.
@@ -169,29 +164,34 @@ class Delivery:
         request: web.Request,
         prepared: Prepared,
         private: bool,
+        gzip: bool,
         extra: tuple[tuple[str, str], ...] = (),
     ) -> web.Response:
         """The response to ``request``: 304, gzip or plain.
 
         ``private``: the request carried credentials, so no shared cache
-        may keep the answer; ``extra``: headers that change from one
+        may keep the answer; ``gzip``: the client takes it
+        (:func:`accepts_gzip`); ``extra``: headers that change from one
         delivery to the next.
         """
         private = private and prepared.shareable
-        headers_in = request.headers
-        gzip = prepared.compressible and self.gzip_verdicts(headers_in.get("Accept-Encoding"))
+        gzip = gzip and prepared.compressible
         etag = prepared.etag_gz if gzip else prepared.etag
         if etag is not None:
-            condition = headers_in.get("If-None-Match")
-            if condition is not None and _matches(condition, etag):
-                headers = _headers(prepared, True, gzip, private, extra)
+            condition = request.headers.get("If-None-Match")
+            if condition is not None and (condition == etag or _matches(condition, etag)):
+                headers = prepared.sent.get((True, gzip, private))  # (_headers, inlined)
+                if headers is None or extra is not prepared.sent_extra:
+                    headers = _headers(prepared, True, gzip, private, extra)
                 return web.Response(status=304, headers=headers)
         body = prepared.answer.body
         if gzip:
             if prepared.gzipped is None:
                 prepared.gzipped = _gzip(body)
             body = prepared.gzipped
-        headers = _headers(prepared, False, gzip, private, extra)
+        headers = prepared.sent.get((False, gzip, private))  # (_headers, inlined)
+        if headers is None or extra is not prepared.sent_extra:
+            headers = _headers(prepared, False, gzip, private, extra)
         # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
         return web.Response(status=prepared.answer.status, body=body, headers=headers)
 

@@ -17,8 +17,8 @@ Accept-Encoding), are bounded here too (:class:`Remembered`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, TypeVar
+from collections.abc import Callable, Hashable
+from typing import TypeVar
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -75,14 +75,15 @@ def check(request: web.Request, allow: str | None) -> Answer | None:
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
-_UNKNOWN = object()
 
 
-class Remembered(Generic[K, V]):
+class Remembered(dict[K, V]):
     """Verdicts on what clients send (a Host, an Accept header), remembered
-    for speed: at most ``entries`` of them, each of at most ``chars``
-    characters (``size``); beyond, a verdict is made anew each time, so
-    that ever new or huge values cannot grow it."""
+    for speed: ``remembered[value]`` judges a value not seen yet.  At most
+    ``entries`` of them, each of at most ``chars`` characters (``size``);
+    beyond, a verdict is made anew each time, so that ever new or huge
+    values cannot grow it.  (A dict, so that a verdict known already costs
+    one look-up in C: every request asks for one.)"""
 
     def __init__(
         self,
@@ -91,22 +92,14 @@ class Remembered(Generic[K, V]):
         entries: int = 256,
         chars: int = 300,
     ) -> None:
+        super().__init__()
         self._judge = judge
         self._size = size
         self._entries = entries
         self._chars = chars
-        self._known: dict[K, V] = {}
 
-    def __call__(self, key: K) -> V:
-        verdict = self._known.get(key, _UNKNOWN)
-        if verdict is _UNKNOWN:
-            verdict = self._judge(key)
-            if len(self._known) < self._entries and self._size(key) <= self._chars:
-                self._known[key] = verdict
-        return verdict  # type: ignore[return-value]
-
-    def __len__(self) -> int:
-        return len(self._known)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._known)
+    def __missing__(self, key: K) -> V:
+        verdict = self._judge(key)
+        if len(self) < self._entries and self._size(key) <= self._chars:
+            self[key] = verdict
+        return verdict

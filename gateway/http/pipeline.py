@@ -31,7 +31,7 @@ from gateway.http.context import LABEL, RequestContext
 from gateway.http.negotiation import Choice
 from gateway.http.sending import deliver, send
 from gateway.http.state import GatewayState, is_loopback
-from gateway.responses import READ_METHODS, Reply
+from gateway.responses import READ_METHODS, Reply, View
 from gateway.upstream.identity import credentials
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -49,35 +49,54 @@ class Pipeline:
         self.state = state
         self.answering = answering
         self.counts = state.counts
+        self.clients = state.clients
+        self.cache_get = state.cache.get
         #: Whether the access log reads the route template off the request.
         self.logged = state.settings.server.access_log
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
-        """Every step, in order."""
+        """Every step, in order, then the count (gateway.ops.metrics)."""
         started = time.perf_counter()
         ctx = None
         try:
             ctx = self.context(request)
-            response = self.bad_host(ctx) or self.cached(ctx) or await self.routed(ctx)
+            # (Each step answers, or passes with None: never ``or``, which
+            # would ask aiohttp's Response for its truth, a call each time.)
+            response: web.StreamResponse | None = self.bad_host(ctx)
+            if response is None:
+                response = self.cached(ctx)
+            if response is None:
+                response = await self.routed(ctx)
         except Exception as exc:  # (aiohttp answers it: a 413 from read(), or a 500)
             status = exc.status if isinstance(exc, web.HTTPException) else 500
-            self.count(request, ctx, status, started)
+            self.count(request, UNMATCHED if ctx is None else ctx.label, status, started)
             raise
-        self.count(request, ctx, response.status, started)
+        elapsed = time.perf_counter() - started
+        self.counts.request(ctx.label, request.method, response.status, elapsed)
+        if self.logged:
+            request[LABEL] = ctx.label
         return response
+
+    def count(self, request: web.Request, label: str, status: int, started: float) -> None:
+        """The request, by route template, method and status, with its time
+        (as :meth:`handle` counts an answer)."""
+        self.counts.request(label, request.method, status, time.perf_counter() - started)
+        if self.logged:
+            request[LABEL] = label
 
     def context(self, request: web.Request) -> RequestContext:
         """1. What the request is (``origin`` empty: a Host not served)."""
-        state = self.state
-        ctx = RequestContext(
+        verdicts = self.state.judge(request)
+        headers = request.headers
+        return RequestContext(
             request,
-            state.origin(request) or "",
+            verdicts.origin,
             request.method in READ_METHODS,
-            state.choice(request),
-            credentials(request),
-            state.clients,
+            verdicts.choice,
+            verdicts.gzip,
+            credentials(request) if "Authorization" in headers or "Cookie" in headers else None,
+            self.clients,
         )
-        return ctx
 
     def bad_host(self, ctx: RequestContext) -> web.Response | None:
         """2. A Host the gateway does not serve: a 400, as Django's."""
@@ -86,8 +105,8 @@ class Pipeline:
     def cached(self, ctx: RequestContext) -> web.Response | None:
         """3. An anonymous JSON read answered from the cache of answers."""
         if ctx.read and ctx.choice is Choice.JSON and ctx.credentials is None:
-            key = ctx.key()
-            prepared = self.state.cache.get(key)
+            key = (ctx.origin, ctx.request.raw_path, View.PUBLIC)  # (ctx.key(), inlined)
+            prepared = self.cache_get(key)
             if prepared is not None:
                 ctx.label = prepared.route
                 return send(ctx, prepared, key, self.state)
@@ -116,16 +135,6 @@ class Pipeline:
         answer passed this before: same method class, Host and URL.)"""
         refusal = limits.check(ctx.request, allowed(ctx.route) if ctx.route else None)
         return None if refusal is None else deliver(ctx, Reply.mirror(refusal), self.state)
-
-    def count(
-        self, request: web.Request, ctx: RequestContext | None, status: int, started: float
-    ) -> None:
-        """Every request to a Patchwork path, by route template, method and
-        status, with its time (gateway.ops.metrics)."""
-        label = UNMATCHED if ctx is None else ctx.label
-        self.counts.request(label, request.method, status, time.perf_counter() - started)
-        if self.logged:
-            request[LABEL] = label
 
 
 def guarded(state: GatewayState, handler: Handler, loopback: bool = False) -> Handler:

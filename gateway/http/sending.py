@@ -49,7 +49,9 @@ def send(
     """Send a prepared answer: 304, gzip or plain (gateway.http.delivery);
     ``key``: where it is kept, to account for its gzip bytes once made."""
     had_gzip = prepared.gzipped is not None
-    response = state.delivery.send(ctx.request, prepared, ctx.private, state.sync.headers())
+    response = state.delivery.send(
+        ctx.request, prepared, ctx.private, ctx.gzip, state.sync.headers()
+    )
     if key is not None and not had_gzip and prepared.gzipped is not None:
         state.cache.put(key, prepared)
     return response

@@ -5,13 +5,14 @@ and the verdicts it remembers (Host names, Accept headers)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 import orjson
 from aiohttp import web
 
 from gateway.http import limits
 from gateway.http.cache import ResponseCache
-from gateway.http.delivery import Delivery
+from gateway.http.delivery import Delivery, accepts_gzip
 from gateway.http.limits import Remembered
 from gateway.http.negotiation import Choice, negotiate
 from gateway.ops import metrics
@@ -28,6 +29,26 @@ from mirror.store import REFUSED
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 DEMO_HEADER = "demo mirror built from a recorded instance (no upstream configured)"
+
+#: What a request is judged by: its scheme, Host, ``format``, Accept and
+#: Accept-Encoding (the few that clients send, always the same ones).
+Sent = tuple[str, str, str | None, str | None, str | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Verdicts:
+    """What a request's headers say, judged once per distinct set of them."""
+
+    #: The origin URLs point at ("": a Host the gateway does not serve).
+    origin: str
+    #: What to answer with (gateway.http.negotiation).
+    choice: Choice
+    #: Whether the client takes gzip.
+    gzip: bool
+
+
+def _length(sent: Sent) -> int:
+    return sum(len(part or "") for part in sent[1:])
 
 
 class GatewayState:
@@ -60,13 +81,8 @@ class GatewayState:
         #: Resources the sync identity may not list (people, users when it
         #: is anonymous): the mirror cannot answer them for anyone.
         self.unmirrored: frozenset[str] = frozenset()
-        #: Verdicts on Host headers and on Accept/format pairs, bounded.
-        self.origins: Remembered[tuple[str, str], str | None] = Remembered(
-            self._origin_of, lambda key: len(key[1])
-        )
-        self.choices: Remembered[tuple[str | None, str | None], Choice] = Remembered(
-            lambda key: negotiate(*key), lambda key: len(key[0] or "") + len(key[1] or "")
-        )
+        #: Verdicts on what clients send, bounded (gateway.http.limits).
+        self.verdicts: Remembered[Sent, Verdicts] = Remembered(self._judge, _length, chars=600)
         reader.on_change(self._changed)
 
     def _changed(self, changes: list[Changed] | None) -> None:
@@ -89,12 +105,27 @@ class GatewayState:
 
     # -- verdicts remembered per header ---------------------------------------
 
+    def judge(self, request: web.Request) -> Verdicts:
+        """Its origin, what to answer with and whether gzip: one look-up
+        for the headers every client sends the same at each request."""
+        headers = request.headers
+        fmt = None
+        if "format" in request.raw_path:  # (parse the query only then)
+            formats = request.query.getall("format", [])
+            fmt = formats[-1] if formats else None
+        host, accept = headers.get("Host", ""), headers.get("Accept")
+        return self.verdicts[(request.scheme, host, fmt, accept, headers.get("Accept-Encoding"))]
+
     def origin(self, request: web.Request) -> str | None:
         """The origin URLs point at, or ``None`` for a Host we do not serve."""
-        return self.origins((request.scheme, request.headers.get("Host", "")))
+        return self.judge(request).origin or None
 
-    def _origin_of(self, key: tuple[str, str]) -> str | None:
-        scheme, host = key
+    def _judge(self, sent: Sent) -> Verdicts:
+        scheme, host, fmt, accept, encodings = sent
+        origin = self._origin_of(scheme, host) or ""
+        return Verdicts(origin, negotiate(fmt, accept), accepts_gzip(encodings))
+
+    def _origin_of(self, scheme: str, host: str) -> str | None:
         if len(host) > limits.MAX_HOST or not _HOST.match(host):
             return None
         allowed = self.settings.server.allowed_hosts
@@ -103,14 +134,6 @@ class GatewayState:
         if self.settings.server.public_url:
             return self.settings.server.public_url
         return f"{scheme}://{host}"
-
-    def choice(self, request: web.Request) -> Choice:
-        """What to answer with (gateway.http.negotiation), remembered per header."""
-        fmt = None
-        if "format" in request.rel_url.raw_query_string:  # (parse the query only then)
-            formats = request.query.getall("format", [])
-            fmt = formats[-1] if formats else None
-        return self.choices((fmt, request.headers.get("Accept")))
 
     def may_see_details(self, request: web.Request) -> bool:
         """Whether the request may see every count (``[server] status_details``)."""

@@ -153,8 +153,11 @@ def _merge(rows: dict[str, list[float]], label: str, row: list[float]) -> None:
 class CacheStats(Protocol):
     """What the metrics read of the cache of answers (gateway.http.cache)."""
 
-    hits: int
-    misses: int
+    @property
+    def hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
 
     @property
     def bytes(self) -> int: ...
