@@ -258,29 +258,39 @@ class Reader:
             self._direct.execute("COMMIT")
 
     def _follow_changes(self) -> bool:
+        changes = self._changes_after(self._seq)
+        if changes is None:
+            # Behind what the log keeps, too much at once, a schema change,
+            # or what every answer shows: everything.
+            (self._schema,) = self._lookup("PRAGMA user_version")[0]
+            self._seq = self._log_position()[0]
+            self.invalidate()
+            return True
+        if not changes:
+            return False  # (progress marks, the cursor: nothing an answer shows)
+        self._seq = changes[-1].seq
+        self.invalidate(changes)
+        return True
+
+    def _changes_after(self, seq: int) -> list[Changed] | None:
+        """The log's changes after ``seq``, in this connection's snapshot;
+        None when the log cannot tell them (trimmed past ``seq``, too many,
+        the schema changed, or a change every answer shows)."""
         (schema_version,) = self._lookup("PRAGMA user_version")[0]
         rows = self._lookup(
             "SELECT seq, resource, id, op, project_id, parent_id, keys, cols, was FROM changes "
             f"WHERE seq > ? ORDER BY seq LIMIT {MAX_CHANGES + 1}",
-            (self._seq,),
+            (seq,),
         )
         low = self.meta(CHANGES_LOW)
         if (
             schema_version != self._schema
-            or (low is not None and int(low) > self._seq)
+            or (low is not None and int(low) > seq)
             or len(rows) > MAX_CHANGES
             or any(row[1] == EVERYTHING for row in rows)
         ):
-            # Behind what the log keeps, too much at once, or what every
-            # answer shows: everything.
-            self._schema = schema_version
-            self._seq = self._log_position()[0]
-            self.invalidate()
-            return True
-        if not rows:
-            return False  # (progress marks, the cursor: nothing an answer shows)
-        self._seq = rows[-1][0]
-        changes = [
+            return None
+        return [
             Changed.of(
                 seq,
                 RESOURCES[resource].table,
@@ -294,8 +304,36 @@ class Reader:
             )
             for seq, resource, obj_id, op, project, parent, keys, cols, was in rows
         ]
-        self.invalidate(changes)
-        return True
+
+    def _caught_up(self, ordered: Ordered, deps: frozenset[Dep]) -> Ordered | None:
+        """Ordered ids read while the mirror moved on, revised by every
+        change since their snapshot, as if they had been kept then; None
+        when that cannot be told (they are read again at the next deep
+        page).  Without this, a list whose reading takes longer than the
+        time between two writes (a million events: over a second) would
+        never be kept on a mirror written every second."""
+        members = [dep[1] for dep in deps if dep[0] == "member"]
+        joined = {dep[1] for dep in deps if dep[0] == "scope"}
+        if len(members) != 1:
+            return None
+        member = members[0]
+        assert self._direct is not None, "reader is not open"
+        self._direct.execute("BEGIN")  # (changes and the rows probed: one snapshot)
+        try:
+            changes = self._changes_after(ordered.seq)
+            if changes is None or any(change.table in joined for change in changes):
+                return None
+            if not changes:
+                return ordered
+            mine = [change for change in changes if change.table == member.table]
+            revised = self._revised_order(ordered, member, mine) if mine else (ordered, 0)
+            if revised is None:
+                return None
+            # (Its seq: the changes it has; the reader skips them when it
+            # follows them.)
+            return Ordered(revised[0].ids, changes[-1].seq, ordered.order)
+        finally:
+            self._direct.execute("COMMIT")
 
     def invalidate(self, changes: list[Changed] | None = None) -> None:
         """Follow ``changes`` (``None``: drop everything)."""
@@ -472,9 +510,11 @@ class Reader:
                 self._bulk_thread, self._read_ids, sql, args, order
             )
             ordered = Ordered(ids, seq, order)
-            if generation == self.generation:
-                cost = ids.itemsize * len(ids) + len(sql) + ENTRY_OVERHEAD
-                self._orders.put(key, ordered, cost, deps)
+            # (Those waiting get what was read; what is kept has every change.)
+            kept = ordered if generation == self.generation else self._caught_up(ordered, deps)
+            if kept is not None:
+                cost = kept.ids.itemsize * len(kept.ids) + len(sql) + ENTRY_OVERHEAD
+                self._orders.put(key, kept, cost, deps)
         except (sqlite3.Error, QueryTooSlow) as exc:
             log.warning("could not read the ordered ids of a list: %s", exc)
         finally:
