@@ -4,6 +4,7 @@ every server process."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sqlite3
 import time
@@ -112,6 +113,17 @@ async def test_mirror_and_sync_state_are_exported(gateway):
     assert _value(samples, "patchwork_gateway_mirror_size_bytes") >= os.path.getsize(gateway.mirror)
     # The recorded crawl's newest event is long past.
     assert _value(samples, "patchwork_gateway_sync_cursor_age_seconds") > 3600
+
+
+async def test_garbage_collector_pauses_are_exported(gateway):
+    """A full collection stops the event loop: operators see for how long,
+    by generation; what start-up made is out of the collector's sight."""
+    await _scrape(gateway)  # (the server's first steps are done)
+    assert gc.get_freeze_count() > 0
+    gc.collect()
+    samples = await _scrape(gateway)
+    assert _value(samples, "patchwork_gateway_gc_pause_seconds_count", generation="2") >= 1
+    assert _value(samples, "patchwork_gateway_gc_pause_seconds_sum", generation="2") > 0
 
 
 async def test_upstream_failures_are_counted_by_kind(gateway):

@@ -37,7 +37,7 @@ from gateway.http.negotiation import Choice
 from gateway.http.pipeline import Pipeline, guarded
 from gateway.http.sending import deliver
 from gateway.http.state import GatewayState
-from gateway.ops import metrics
+from gateway.ops import collector, metrics
 from gateway.ops.endpoints import PREFIX, ops_app
 from gateway.responses import (
     Answer,
@@ -224,7 +224,8 @@ def create_app(
     state = GatewayState(settings, reader, demo=demo, control=control)
     app = web.Application(client_max_size=limits.MAX_BODY)
     app[STATE] = state
-    publisher = metrics.Publisher(state.counts, state.cache)
+    pauses = collector.Pauses()
+    publisher = metrics.Publisher(state.counts, state.cache, pauses)
 
     async def mirror_open(app: web.Application) -> AsyncIterator[None]:
         if owned:
@@ -246,7 +247,11 @@ def create_app(
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    app.cleanup_ctx.extend((mirror_open, upstream_clients, publishing))
+    async def collecting(app: web.Application) -> AsyncIterator[None]:
+        async for _ in collector.collecting(pauses):
+            yield
+
+    app.cleanup_ctx.extend((mirror_open, upstream_clients, publishing, collecting))
 
     # The gateway's own endpoints, beside (never among) Patchwork's paths.
     feed = app[FEED] = Feed(state)

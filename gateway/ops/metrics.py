@@ -36,6 +36,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from gateway.ops.collector import BUCKETS as GC_BUCKETS
+from gateway.ops.collector import Pauses
 from gateway.ops.status import SyncStatus, mirror_bytes, parse_time, visible_counts
 from mirror.reader import QueryTooSlow, ReaderBusy
 
@@ -168,7 +170,7 @@ class CacheStats(Protocol):
 class Publisher:
     """The process's ``prometheus_client`` metrics, fed from :class:`Counts`."""
 
-    def __init__(self, counts: Counts, cache: CacheStats) -> None:
+    def __init__(self, counts: Counts, cache: CacheStats, pauses: Pauses | None = None) -> None:
         from prometheus_client import (
             CollectorRegistry,
             Counter,
@@ -181,6 +183,7 @@ class Publisher:
 
         self.counts = counts
         self.cache = cache
+        self.pauses = pauses
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         #: This process's own metrics (scraped through the files instead
         #: when several processes serve).
@@ -241,6 +244,14 @@ class Publisher:
             registry=reg,
             multiprocess_mode="livesum",
         )
+        self.gc_pauses = Histogram(
+            f"{PREFIX}_gc_pause_seconds",
+            "Pauses of the event loop for Python's garbage collector, by generation "
+            "(gateway.ops.collector).",
+            ["generation"],
+            buckets=GC_BUCKETS,
+            registry=reg,
+        )
         self._hits = self._misses = 0
 
     def publish(self) -> None:
@@ -268,6 +279,9 @@ class Publisher:
         self._hits, self._misses = hits, misses
         self.cache_bytes.set(self.cache.bytes)
         self.cache_entries.set(len(self.cache))
+        if self.pauses is not None:
+            for generation, row in self.pauses.take().items():
+                _add_histogram(self.gc_pauses.labels(str(generation)), row)
 
     def scrape_registry(self) -> CollectorRegistry:
         """Every process's published metrics (or this one's alone)."""
