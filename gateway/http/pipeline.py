@@ -31,7 +31,7 @@ from gateway.http.context import LABEL, RequestContext
 from gateway.http.negotiation import Choice
 from gateway.http.sending import deliver, send
 from gateway.http.state import GatewayState, is_loopback
-from gateway.responses import READ_METHODS, Reply, View
+from gateway.responses import READ_METHODS, Reply
 from gateway.upstream.identity import credentials
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -50,7 +50,6 @@ class Pipeline:
         self.answering = answering
         self.counts = state.counts
         self.clients = state.clients
-        self.cache_get = state.cache.get
         #: Whether the access log reads the route template off the request.
         self.logged = state.settings.server.access_log
 
@@ -71,15 +70,11 @@ class Pipeline:
             status = exc.status if isinstance(exc, web.HTTPException) else 500
             self.count(request, UNMATCHED if ctx is None else ctx.label, status, started)
             raise
-        elapsed = time.perf_counter() - started
-        self.counts.request(ctx.label, request.method, response.status, elapsed)
-        if self.logged:
-            request[LABEL] = ctx.label
+        self.count(request, ctx.label, response.status, started)
         return response
 
     def count(self, request: web.Request, label: str, status: int, started: float) -> None:
-        """The request, by route template, method and status, with its time
-        (as :meth:`handle` counts an answer)."""
+        """The request, by route template, method and status, with its time."""
         self.counts.request(label, request.method, status, time.perf_counter() - started)
         if self.logged:
             request[LABEL] = label
@@ -105,8 +100,8 @@ class Pipeline:
     def cached(self, ctx: RequestContext) -> web.Response | None:
         """3. An anonymous JSON read answered from the cache of answers."""
         if ctx.read and ctx.choice is Choice.JSON and ctx.credentials is None:
-            key = (ctx.origin, ctx.request.raw_path, View.PUBLIC)  # (ctx.key(), inlined)
-            prepared = self.cache_get(key)
+            key = ctx.key()
+            prepared = self.state.cache.get(key)
             if prepared is not None:
                 ctx.label = prepared.route
                 return send(ctx, prepared, key, self.state)
