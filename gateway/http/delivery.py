@@ -179,19 +179,15 @@ class Delivery:
         etag = prepared.etag_gz if gzip else prepared.etag
         if etag is not None:
             condition = request.headers.get("If-None-Match")
-            if condition is not None and (condition == etag or _matches(condition, etag)):
-                headers = prepared.sent.get((True, gzip, private))  # (_headers, inlined)
-                if headers is None or extra is not prepared.sent_extra:
-                    headers = _headers(prepared, True, gzip, private, extra)
+            if condition is not None and _matches(condition, etag):
+                headers = _headers(prepared, True, gzip, private, extra)
                 return web.Response(status=304, headers=headers)
         body = prepared.answer.body
         if gzip:
             if prepared.gzipped is None:
                 prepared.gzipped = _gzip(body)
             body = prepared.gzipped
-        headers = prepared.sent.get((False, gzip, private))  # (_headers, inlined)
-        if headers is None or extra is not prepared.sent_extra:
-            headers = _headers(prepared, False, gzip, private, extra)
+        headers = _headers(prepared, False, gzip, private, extra)
         # aiohttp sends no body for HEAD, but keeps the GET's Content-Length.
         return web.Response(status=prepared.answer.status, body=body, headers=headers)
 

@@ -82,14 +82,13 @@ class Pipeline:
     def context(self, request: web.Request) -> RequestContext:
         """1. What the request is (``origin`` empty: a Host not served)."""
         verdicts = self.state.judge(request)
-        headers = request.headers
         return RequestContext(
             request,
             verdicts.origin,
             request.method in READ_METHODS,
             verdicts.choice,
             verdicts.gzip,
-            credentials(request) if "Authorization" in headers or "Cookie" in headers else None,
+            credentials(request),
             self.clients,
         )
 

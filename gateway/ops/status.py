@@ -124,12 +124,8 @@ class SyncStatus:
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         """The same, as the headers every answer carries (the same tuple
-        until it changes: cheap to compare; re-read as :meth:`current`)."""
-        if (
-            self.reader.generation != self._read_generation
-            or time.monotonic() - self._read_at >= STATUS_TTL
-        ):
-            self.current()
+        until it changes: cheap to compare)."""
+        self.current()
         return self._headers
 
     async def counts(self) -> dict[str, int]:
