@@ -224,8 +224,7 @@ def create_app(
     state = GatewayState(settings, reader, demo=demo, control=control)
     app = web.Application(client_max_size=limits.MAX_BODY)
     app[STATE] = state
-    pauses = collector.Pauses()
-    publisher = metrics.Publisher(state.counts, state.cache, pauses)
+    publisher = metrics.Publisher(state.counts, state.cache)
 
     async def mirror_open(app: web.Application) -> AsyncIterator[None]:
         if owned:
@@ -248,7 +247,7 @@ def create_app(
             await task
 
     async def collecting(app: web.Application) -> AsyncIterator[None]:
-        async for _ in collector.collecting(pauses):
+        async with collector.collecting(state.counts.gc_pause):
             yield
 
     app.cleanup_ctx.extend((mirror_open, upstream_clients, publishing, collecting))

@@ -23,55 +23,38 @@ Every collection's pause is timed for ``/metrics``
 from __future__ import annotations
 
 import asyncio
-import bisect
+import contextlib
 import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 #: Seconds between freezes of what survived.
 FREEZE_EVERY = 60.0
 #: Seconds between full collections of everything (thawed, then frozen).
 THAW_EVERY = 3600.0
-#: Pause buckets (seconds).
-BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
-class Pauses:
-    """Collections by generation: a row of bucket counts (the last: +Inf)
-    and their sum, taken by the metrics publisher (gateway.ops.metrics)."""
+@contextlib.asynccontextmanager
+async def collecting(pause: Callable[[int, float], None]) -> AsyncIterator[None]:
+    """For the server's life: each collection's generation and seconds to
+    ``pause`` (gateway.ops.metrics), what survived frozen."""
+    started = 0.0
 
-    def __init__(self) -> None:
-        self.rows: dict[int, list[float]] = {}
-        self._started = 0.0
-
-    def __call__(self, phase: str, info: dict[str, Any]) -> None:
-        """A ``gc.callbacks`` entry: times each collection."""
+    def timed(phase: str, info: dict[str, Any]) -> None:
+        nonlocal started
         if phase == "start":
-            self._started = time.perf_counter()
-            return
-        seconds = time.perf_counter() - self._started
-        row = self.rows.get(info["generation"])
-        if row is None:
-            row = self.rows[info["generation"]] = [0.0] * (len(BUCKETS) + 2)
-        row[bisect.bisect_left(BUCKETS, seconds)] += 1
-        row[-1] += seconds
+            started = time.perf_counter()
+        else:
+            pause(info["generation"], time.perf_counter() - started)
 
-    def take(self) -> dict[int, list[float]]:
-        """What was timed since the last call."""
-        taken, self.rows = self.rows, {}
-        return taken
-
-
-async def collecting(pauses: Pauses) -> AsyncIterator[None]:
-    """For the server's life: collections timed, what survived frozen."""
-    gc.callbacks.append(pauses)
+    gc.callbacks.append(timed)
     task = asyncio.create_task(_freeze_what_lives())
     try:
         yield
     finally:
         task.cancel()
-        gc.callbacks.remove(pauses)
+        gc.callbacks.remove(timed)
         gc.unfreeze()
 
 

@@ -36,8 +36,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from gateway.ops.collector import BUCKETS as GC_BUCKETS
-from gateway.ops.collector import Pauses
 from gateway.ops.status import SyncStatus, mirror_bytes, parse_time, visible_counts
 from mirror.reader import QueryTooSlow, ReaderBusy
 
@@ -111,6 +109,7 @@ class Counts:
     def __init__(self) -> None:
         self.requests: dict[tuple[str, str, int], list[float]] = {}
         self.upstream: dict[tuple[str, str], list[float]] = {}
+        self.gc: dict[str, list[float]] = {}
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         # (_add, inlined: every request comes here.)
@@ -126,11 +125,16 @@ class Counts:
         or an error (``timeout``, ``unreachable``, ``too_large``, ``busy``)."""
         _add(self.upstream, (kind, outcome), seconds)
 
+    def gc_pause(self, generation: int, seconds: float) -> None:
+        """One garbage collection (gateway.ops.collector)."""
+        _add(self.gc, str(generation), seconds)
+
     def take(self) -> Counts:
         """What was counted; counting starts again from zero."""
         taken = Counts()
         taken.requests, self.requests = self.requests, {}
         taken.upstream, self.upstream = self.upstream, {}
+        taken.gc, self.gc = self.gc, {}
         return taken
 
 
@@ -170,7 +174,7 @@ class CacheStats(Protocol):
 class Publisher:
     """The process's ``prometheus_client`` metrics, fed from :class:`Counts`."""
 
-    def __init__(self, counts: Counts, cache: CacheStats, pauses: Pauses | None = None) -> None:
+    def __init__(self, counts: Counts, cache: CacheStats) -> None:
         from prometheus_client import (
             CollectorRegistry,
             Counter,
@@ -183,7 +187,6 @@ class Publisher:
 
         self.counts = counts
         self.cache = cache
-        self.pauses = pauses
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         #: This process's own metrics (scraped through the files instead
         #: when several processes serve).
@@ -249,7 +252,7 @@ class Publisher:
             "Pauses of the event loop for Python's garbage collector, by generation "
             "(gateway.ops.collector).",
             ["generation"],
-            buckets=GC_BUCKETS,
+            buckets=BUCKETS,
             registry=reg,
         )
         self._hits = self._misses = 0
@@ -279,9 +282,8 @@ class Publisher:
         self._hits, self._misses = hits, misses
         self.cache_bytes.set(self.cache.bytes)
         self.cache_entries.set(len(self.cache))
-        if self.pauses is not None:
-            for generation, row in self.pauses.take().items():
-                _add_histogram(self.gc_pauses.labels(str(generation)), row)
+        for generation, row in taken.gc.items():
+            _add_histogram(self.gc_pauses.labels(generation), row)
 
     def scrape_registry(self) -> CollectorRegistry:
         """Every process's published metrics (or this one's alone)."""
