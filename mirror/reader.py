@@ -46,7 +46,14 @@ from mirror.dependencies import Changed, Dep, DependentCache, Membership, note
 from mirror.model import Doc, Ref
 from mirror.query import Query
 from mirror.resources import RESOURCES
-from mirror.revision import Counted, Ordered, order_terms, revise_count, revise_order
+from mirror.revision import (
+    Counted,
+    Ids,
+    Ordered,
+    order_terms,
+    revise_count,
+    revise_order,
+)
 from mirror.schema import LAST_SEQ
 from mirror.store import CHANGES_LOW, EVERYTHING
 
@@ -359,17 +366,21 @@ class Reader:
     ) -> tuple[Ordered, int] | None:
         if value.order is None:
             return None
-        columns = ", ".join(column for column, _ in value.order)
-        sql = f"SELECT {columns} FROM {member.table} WHERE id = ?"
-
-        def probe(obj_id: int) -> tuple[Any, ...] | None:
-            rows = self._lookup(sql, (obj_id,))
-            return rows[0] if rows else None
-
-        revised = revise_order(value, member, changes, probe)
+        order, table = value.order, member.table
+        revised = revise_order(
+            value, member, changes, lambda obj_id: self._ordering_values(table, order, obj_id)
+        )
         if revised is None:
             return None
-        return revised, revised.ids.itemsize * (len(revised.ids) - len(value.ids))
+        return revised, revised.ids.nbytes - value.ids.nbytes
+
+    def _ordering_values(
+        self, table: str, order: tuple[tuple[str, bool], ...], obj_id: int
+    ) -> tuple[Any, ...] | None:
+        """A row's values of the columns ``order`` reads (None: no row)."""
+        columns = ", ".join(column for column, _ in order)
+        rows = self._lookup(f"SELECT {columns} FROM {table} WHERE id = ?", (obj_id,))
+        return tuple(rows[0]) if rows else None
 
     # -- queries -------------------------------------------------------------
 
@@ -475,7 +486,7 @@ class Reader:
         if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2 - 65536:
             ordered = await self._ordered_ids(sql, tuple(query.args), deps, order)
             if ordered is not None:
-                return ordered.ids[offset : offset + limit].tolist()
+                return ordered.ids.page(offset, offset + limit)
         # (One row, one JSON array: off the event loop, a row at a time would
         # wait for the GIL after each row; see _read_ids.)
         listing = f"SELECT json_group_array(id) FROM ({sql} LIMIT ? OFFSET ?)"
@@ -513,7 +524,7 @@ class Reader:
             # (Those waiting get what was read; what is kept has every change.)
             kept = ordered if generation == self.generation else self._caught_up(ordered, deps)
             if kept is not None:
-                cost = kept.ids.itemsize * len(kept.ids) + len(sql) + ENTRY_OVERHEAD
+                cost = kept.ids.nbytes + len(sql) + ENTRY_OVERHEAD
                 self._orders.put(key, kept, cost, deps)
         except (sqlite3.Error, QueryTooSlow) as exc:
             log.warning("could not read the ordered ids of a list: %s", exc)
@@ -524,7 +535,7 @@ class Reader:
 
     def _read_ids(
         self, sql: str, args: tuple[Any, ...], order: tuple[tuple[str, bool], ...] | None = None
-    ) -> tuple[array[int], int]:
+    ) -> tuple[Ids, int]:
         """(In the ids thread.)  Into an array: 4 bytes an id (8 past 2**31),
         six million ids in the default budget; with the change log's
         position in the same snapshot.
@@ -555,16 +566,16 @@ class Reader:
             ((seq,),) = conn.execute(LAST_SEQ).fetchall()
             ((count, highest, packed),) = conn.execute(listing, args).fetchall()
             if not count:
-                return array("i"), int(seq)
+                return Ids(array("i")), int(seq)
             if highest < 2**31 and len(packed) == 8 * count:  # (and none negative)
                 ids = array("i")
                 ids.frombytes(bytes.fromhex(packed))
                 if sys.byteorder == "little":
                     ids.byteswap()  # (the hex is big-endian)
-                return ids, int(seq)
+                return Ids(ids), int(seq)
             listing = f"SELECT json_group_array(id) FROM ({sql})"  # (ids past 2**31: rare)
             ((listed,),) = conn.execute(listing, args).fetchall()
-            return array("q", orjson.loads(listed)), int(seq)
+            return Ids(array("q", orjson.loads(listed))), int(seq)
         except sqlite3.OperationalError as exc:
             if not timer.is_alive():
                 raise QueryTooSlow(sql.split(" WHERE")[0]) from exc

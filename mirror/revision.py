@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 from array import array
-from collections.abc import Callable, Mapping, Sequence
+from bisect import bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,134 @@ class Counted:
     seq: int
 
 
+#: Ids in one chunk of :class:`Ids` (split at twice as many): a revision
+#: copies the chunks it changes (32 KB each) and the list of chunks, never
+#: the millions of ids of a list of events.
+CHUNK = 8192
+#: Rows of equal ordering values looked through for the one taken out.
+TIES = 64
+
+
+class Ids:
+    """A list's ordered ids: arrays of about :data:`CHUNK` ids each, 4
+    bytes an id (8 once one passes 2**31).
+
+    A kept value is never changed in place: a revision changes a
+    :meth:`copy`, which shares every chunk until it changes one.  One
+    array would cost a copy of all of it per revision, and an insertion
+    at the front of newest-first events a move of all of it (tens of
+    milliseconds on the event loop, at each write, for 5.7 million ids).
+    """
+
+    __slots__ = ("_chunks", "_fresh", "_length", "_starts")
+
+    def __init__(self, ids: array[int] | Iterable[int] = ()) -> None:
+        if not isinstance(ids, array):
+            ids = array("q", ids)
+        self._chunks = [ids[at : at + CHUNK] for at in range(0, len(ids), CHUNK)]
+        #: Whether each chunk belongs to this copy alone (it may change it).
+        self._fresh = [True] * len(self._chunks)
+        self._length = len(ids)
+        self._starts: list[int] = []
+        self._index(0)
+
+    def _index(self, first: int) -> None:
+        """Where each chunk from ``first`` on starts."""
+        del self._starts[first:]
+        at = self._starts[-1] + len(self._chunks[first - 1]) if first else 0
+        for chunk in self._chunks[first:]:
+            self._starts.append(at)
+            at += len(chunk)
+
+    def copy(self) -> Ids:
+        """A copy to revise, sharing the chunks until it changes them."""
+        other = Ids.__new__(Ids)
+        other._chunks = list(self._chunks)
+        other._fresh = [False] * len(self._chunks)
+        other._starts = list(self._starts)
+        other._length = self._length
+        return other
+
+    def __len__(self) -> int:
+        return self._length
+
+    @property
+    def nbytes(self) -> int:
+        return sum(chunk.itemsize * len(chunk) for chunk in self._chunks)
+
+    def _locate(self, at: int) -> tuple[int, int]:
+        """The chunk holding position ``at``, and the position in it."""
+        k = bisect_right(self._starts, at) - 1
+        return k, at - self._starts[k]
+
+    def __getitem__(self, at: int) -> int:
+        k, offset = self._locate(at)
+        return self._chunks[k][offset]
+
+    def page(self, start: int, stop: int) -> list[int]:
+        """The ids from position ``start`` up to ``stop``."""
+        out: list[int] = []
+        stop = min(stop, self._length)
+        while start < stop:
+            k, offset = self._locate(start)
+            part = self._chunks[k][offset : offset + stop - start].tolist()
+            out.extend(part)
+            start += len(part)
+        return out
+
+    def tolist(self) -> list[int]:
+        return self.page(0, self._length)
+
+    def _own(self, k: int) -> array[int]:
+        if not self._fresh[k]:
+            self._chunks[k] = array(self._chunks[k].typecode, self._chunks[k])
+            self._fresh[k] = True
+        return self._chunks[k]
+
+    def insert(self, at: int, obj_id: int) -> None:
+        """Put ``obj_id`` at position ``at`` (the end: ``len``)."""
+        if not self._chunks:
+            self._chunks, self._fresh = [array("i")], [True]
+            self._index(0)
+        if self._chunks[0].typecode == "i" and not -(2**31) <= obj_id < 2**31:
+            self._chunks = [array("q", chunk) for chunk in self._chunks]
+            self._fresh = [True] * len(self._chunks)
+        k, offset = self._locate(at) if at < self._length else (len(self._chunks) - 1, None)
+        chunk = self._own(k)
+        chunk.insert(len(chunk) if offset is None else offset, obj_id)
+        self._length += 1
+        if len(chunk) > 2 * CHUNK:
+            self._chunks[k : k + 1] = [chunk[:CHUNK], chunk[CHUNK:]]
+            self._fresh[k : k + 1] = [True, True]
+        self._index(k)
+
+    def __delitem__(self, at: int) -> None:
+        k, offset = self._locate(at)
+        chunk = self._own(k)
+        del chunk[offset]
+        self._length -= 1
+        if not chunk:
+            del self._chunks[k], self._fresh[k]
+        self._index(k)
+
+    def find(self, obj_id: int) -> int | None:
+        """Where ``obj_id`` is, by a byte search (a few ms for millions)."""
+        for k, chunk in enumerate(self._chunks):
+            size = chunk.itemsize
+            if not -(2 ** (8 * size - 1)) <= obj_id < 2 ** (8 * size - 1):
+                return None
+            needle, haystack = array(chunk.typecode, [obj_id]).tobytes(), chunk.tobytes()
+            found = haystack.find(needle)
+            while found >= 0 and found % size:
+                found = haystack.find(needle, found + 1)
+            if found >= 0:
+                return self._starts[k] + found // size
+        return None
+
+
 @dataclass(frozen=True, slots=True)
 class Ordered:
-    ids: array[int]
+    ids: Ids
     seq: int
     #: The ORDER BY, as (column, descending) terms of the table's own
     #: columns; None: it orders by something else (it cannot be revised).
@@ -110,8 +236,8 @@ def revise_order(
         return None
     columns = [column for column, _ in order]
     last: dict[int, Mapping[str, Any] | None] = {}
-    #: The rows changed that the ids held (as they were when read).
-    was_held: set[int] = set()
+    #: The rows changed that the ids held, and their ordering values then.
+    was_held: dict[int, Mapping[str, Any]] = {}
     moved = False
     for change in pending:
         if change.before is None and change.after is None:
@@ -124,23 +250,29 @@ def revise_order(
         ):
             moved = True
         if change.id not in last and held_before:
-            was_held.add(change.id)
+            was_held[change.id] = change.before  # type: ignore[assignment]
         last[change.id] = change.after if held_after else None
     if not moved:
         return value  # (the same rows, in the same order)
-    ids = value.ids[:]
-    for obj_id in was_held:
-        try:
-            del ids[ids.index(obj_id)]
-        except ValueError:
+    ids = value.ids.copy()
+
+    def held(obj_id: int) -> Sequence[Any] | None:
+        """A row's ordering values where the ids hold it (a changed row
+        not yet taken out: as it was)."""
+        row = was_held.get(obj_id)
+        return probe(obj_id) if row is None else [row.get(c) for c in columns]
+
+    for obj_id in list(was_held):
+        at = _held_at(ids, obj_id, held(obj_id), order, held)
+        if at is None:
             return None  # (not where the filters say: read the list again)
+        del ids[at]
+        del was_held[obj_id]
     for obj_id, row in last.items():
         if row is None:
             continue
         if any(c not in row for c in columns):
             return None
-        if ids.typecode == "i" and not -(2**31) <= obj_id < 2**31:
-            ids = array("q", ids)
         at = _position(ids, [row[c] for c in columns], order, probe)
         if at is None:
             return None
@@ -148,8 +280,22 @@ def revise_order(
     return Ordered(ids, value.seq, order)
 
 
+def _held_at(
+    ids: Ids, obj_id: int, key: Sequence[Any] | None, order: tuple[tuple[str, bool], ...],
+    probe: Probe,
+) -> int | None:  # fmt: skip
+    """Where ``obj_id``, ordered by ``key``, is among ``ids``: by
+    bisection, then among its ties; by a search of every id if not there."""
+    at = _position(ids, key, order, probe) if key is not None else None
+    if at is not None:
+        for near in range(at, min(at + TIES, len(ids))):
+            if ids[near] == obj_id:
+                return near
+    return ids.find(obj_id)
+
+
 def _position(
-    ids: array[int], key: Sequence[Any], order: tuple[tuple[str, bool], ...], probe: Probe
+    ids: Ids, key: Sequence[Any], order: tuple[tuple[str, bool], ...], probe: Probe
 ) -> int | None:
     """Where a row ordered by ``key`` goes among ``ids`` (bisection)."""
     lo, hi = 0, len(ids)

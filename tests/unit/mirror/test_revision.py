@@ -3,10 +3,12 @@ what reading them again would give."""
 
 from __future__ import annotations
 
+import random
 from array import array
 
+from mirror import revision
 from mirror.dependencies import Changed, Membership
-from mirror.revision import Counted, Ordered, order_terms, revise_count, revise_order
+from mirror.revision import Counted, Ids, Ordered, order_terms, revise_count, revise_order
 
 #: Rows of a table: id -> columns.
 ROWS = {
@@ -61,7 +63,7 @@ def test_membership_follows_sql_comparisons():
 def test_counts_and_ids_follow_creations_moves_and_deletions():
     rows = {k: dict(v) for k, v in ROWS.items()}
     count = Counted(3, seq=0)
-    ids = array("i", _sorted_ids(rows, NEW_IN_PROJECT_1, BY_DATE_DESC))
+    ids = Ids(array("i", _sorted_ids(rows, NEW_IN_PROJECT_1, BY_DATE_DESC)))
     ordered = Ordered(ids, 0, BY_DATE_DESC)
     changes = [
         _change(1, rows, 5, {**ROWS[3], "id": 5}),  # a tie on date, broken by id
@@ -95,5 +97,64 @@ def test_what_the_filters_do_not_decide_is_read_again():
     assert revise_count(Counted(3, 0), searched, [change]) is None
     unknown = Changed.of(2, "patches", 1, "changed", 1, None, ["order"], None, None)
     assert revise_count(Counted(3, 0), NEW_IN_PROJECT_1, [unknown]) is None
-    joined = Ordered(array("i", [1, 3, 2]), 0, None)
+    joined = Ordered(Ids(array("i", [1, 3, 2])), 0, None)
     assert revise_order(joined, NEW_IN_PROJECT_1, [change], lambda _: None) is None
+
+
+def test_ids_in_chunks_behave_as_one_list_and_copies_leave_the_original(monkeypatch):
+    monkeypatch.setattr(revision, "CHUNK", 3)
+    rng = random.Random(7)
+    model = [rng.randrange(1, 1000) for _ in range(40)]
+    ids = Ids(array("i", model))
+    for _ in range(300):
+        before, copy = list(model), ids.copy()
+        if model and rng.random() < 0.45:
+            at = rng.randrange(len(model))
+            del model[at], copy[at]
+        else:
+            at = rng.randrange(len(model) + 1)
+            value = rng.choice((rng.randrange(1, 1000), 2**31 + rng.randrange(9)))
+            model.insert(at, value)
+            copy.insert(at, value)
+        assert ids.tolist() == before  # (what readers hold never changes)
+        ids = copy
+        assert ids.tolist() == model and len(ids) == len(model)
+        start = rng.randrange(len(model) + 1)
+        assert ids.page(start, start + 5) == model[start : start + 5]
+        if model:
+            wanted = rng.choice(model)
+            assert ids[ids.find(wanted)] == wanted
+    assert ids.find(5000) is None
+
+
+def test_ids_revised_many_times_match_the_list_read_again(monkeypatch):
+    monkeypatch.setattr(revision, "CHUNK", 2)
+    rng = random.Random(3)
+    dates = [f"2024-01-{day:02d}" for day in range(1, 9)]  # (many ties, broken by id)
+    rows = {
+        i: {"id": i, "project_id": rng.choice((1, 2)), "state_id": 1, "date": rng.choice(dates)}
+        for i in range(1, 60)
+    }
+    first = _sorted_ids(rows, NEW_IN_PROJECT_1, BY_DATE_DESC)
+    ordered = Ordered(Ids(array("i", first)), 0, BY_DATE_DESC)
+
+    def probe(obj_id):
+        row = rows.get(obj_id)
+        return None if row is None else (row["date"], row["id"])
+
+    seq = 0
+    for _ in range(40):
+        changes = []
+        for _ in range(rng.randint(1, 4)):
+            seq += 1
+            obj_id = rng.choice([*rows, max(rows) + 1])
+            if obj_id in rows and rng.random() < 0.2:
+                changes.append(_change(seq, rows, obj_id, None))
+            else:
+                base = rows.get(obj_id, {"id": obj_id, "state_id": 1})
+                after = {**base, "project_id": rng.choice((1, 1, 2)), "date": rng.choice(dates)}
+                changes.append(_change(seq, rows, obj_id, after))
+        revised = revise_order(ordered, NEW_IN_PROJECT_1, changes, probe)
+        assert revised is not None
+        assert revised.ids.tolist() == _sorted_ids(rows, NEW_IN_PROJECT_1, BY_DATE_DESC)
+        ordered = Ordered(revised.ids, seq, BY_DATE_DESC)
