@@ -3,7 +3,7 @@
 Every answer leaves through here, whatever produced it, so that a reader
 finds in one place what a client and the HTTP caches between see:
 
-* a strong ``ETag`` (a digest of the body) on every 200 answered from the
+* a strong ``ETag`` (a digest of the body and its ``Link``) on every 200 answered from the
   mirror, and ``304 Not Modified`` to an ``If-None-Match`` naming it,
   answered from the cached answer without rendering anything;
 * ``Cache-Control``: ``public, max-age=N`` for anonymous answers (the same
@@ -37,9 +37,15 @@ VARY = "Accept, Authorization, Cookie"
 VARY_ENCODED = VARY + ", Accept-Encoding"
 
 
-def _etag(body: bytes) -> str:
-    """A 128-bit digest: a 50 KB page in a microsecond (blake2b takes 70)."""
-    return '"' + xxhash.xxh3_128_hexdigest(body) + '"'
+def _etag(body: bytes, link: str | None) -> str:
+    """A 128-bit digest of the body and the ``Link`` header: a page whose
+    rows stay while the list grows a page has new links, and a client
+    revalidating it must get them.  (A 50 KB page in a microsecond;
+    blake2b takes 70.)"""
+    digest = xxhash.xxh3_128(body)
+    if link:
+        digest.update(b"\nLink: " + link.encode())
+    return '"' + digest.hexdigest() + '"'
 
 
 @dataclass(slots=True)
@@ -143,7 +149,7 @@ class Delivery:
         shareable = False
         if source == "mirror":
             if answer.status == 200:
-                etag = _etag(answer.body)
+                etag = _etag(answer.body, headers.get("Link"))
                 headers["ETag"] = etag
             shareable = answer.status in SHAREABLE
             headers["Cache-Control"] = self.public if shareable else "no-store"
