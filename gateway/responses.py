@@ -12,6 +12,8 @@ from urllib.parse import quote
 
 import orjson
 
+from mirror.revision import Window
+
 JSON = "application/json"
 HTML = "text/html; charset=utf-8"
 #: On every page (HTML): never framed by another site (Patchwork's Django
@@ -29,6 +31,9 @@ class Answer:
     status: int
     body: bytes = b""
     headers: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    #: For a full page of a list: where it ends, so that a change after
+    #: it leaves the cached answer as it is (mirror.revision).
+    window: Window | None = None
 
 
 #: "No such thing here": the caller answers with the site's 404 page (the
@@ -61,7 +66,11 @@ def json_answer(
 
 
 def json_bytes_answer(
-    status: int, body: bytes, allow: str | None = None, link: str | None = None
+    status: int,
+    body: bytes,
+    allow: str | None = None,
+    link: str | None = None,
+    window: Window | None = None,
 ) -> Answer:
     hdrs = [("Content-Type", JSON)]
     if link:
@@ -69,7 +78,7 @@ def json_bytes_answer(
     if allow:
         hdrs.append(("Allow", allow))
     hdrs.append(("Vary", "Accept"))
-    return Answer(status, body, tuple(hdrs))
+    return Answer(status, body, tuple(hdrs), window)
 
 
 def detail(status: int, message: str, allow: str | None = None) -> Answer:

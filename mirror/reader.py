@@ -50,6 +50,7 @@ from mirror.revision import (
     Counted,
     Ids,
     Ordered,
+    Window,
     order_terms,
     revise_count,
     revise_order,
@@ -381,6 +382,17 @@ class Reader:
         columns = ", ".join(column for column, _ in order)
         rows = self._lookup(f"SELECT {columns} FROM {table} WHERE id = ?", (obj_id,))
         return tuple(rows[0]) if rows else None
+
+    def window(
+        self, table: str, query: Query, ids: list[int], per_page: int, count: int
+    ) -> Window | None:
+        """Where a page of ``ids`` ends in its list, if it is full and its
+        order is the table's own columns (see mirror.revision.Window)."""
+        order = order_terms(query.order_by) if not query.joins else None
+        if order is None or len(ids) != per_page:
+            return None
+        last = self._ordering_values(table, order, ids[-1])
+        return None if last is None else Window(order, last, count, per_page)
 
     # -- queries -------------------------------------------------------------
 

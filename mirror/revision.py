@@ -204,6 +204,53 @@ def revise_count(value: Counted, member: Membership, changes: list[Changed]) -> 
     return Counted(count, value.seq)
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A full page of a list, as a cached answer shows it: where it ends
+    (its last row's ordering values) and the list's count, which its
+    ``Link`` header shows as a number of pages.
+
+    A row entering or leaving the list after the page's last row (in the
+    list's order: appended to a project's patches, say) leaves the page's
+    rows as they were; the answer changes only if the number of pages
+    does.  A change on the page itself reaches the answer by its row.
+    """
+
+    order: tuple[tuple[str, bool], ...]
+    last: tuple[Any, ...]
+    count: int
+    per_page: int
+
+
+def _pages(count: int, per_page: int) -> int:
+    return max(1, -(-count // per_page))
+
+
+def revise_window(window: Window, member: Membership, changes: list[Changed]) -> Window | None:
+    """The page after ``changes``, when they leave its answer as it is;
+    None when they may not (the filters do not tell, a row before or on
+    it, another number of pages)."""
+    columns = [column for column, _ in window.order]
+    count = window.count
+    for change in changes:
+        if change.before is None and change.after is None:
+            return None
+        if not (member.decides(change.before) and member.decides(change.after)):
+            return None
+        for row in (change.before, change.after):
+            if not member.holds(row):
+                continue
+            assert row is not None
+            if any(c not in row for c in columns):
+                return None
+            if not _before(window.last, [row[c] for c in columns], window.order):
+                return None  # (before the page's end: its rows move)
+        count += member.holds(change.after) - member.holds(change.before)
+    if _pages(count, window.per_page) != _pages(window.count, window.per_page):
+        return None
+    return Window(window.order, window.last, count, window.per_page)
+
+
 def _rank(value: Any) -> tuple[int, Any]:
     """SQLite's order of values: NULL, numbers, text, blobs."""
     if value is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+import orjson
 import pytest
 
 from cli.config import parse
@@ -22,7 +23,7 @@ from mirror import schema, store
 from mirror.reader import Reader
 from mirror.store import Batch
 from tests.support import copy_mirror
-from tests.writes import Writer, mirror_ids
+from tests.writes import Writer, mirror_ids, stored_doc
 
 READS = [
     "/api/1.4/patches/",
@@ -154,6 +155,51 @@ async def test_an_answer_no_change_reaches_keeps_its_bytes_and_etag(pair):
     assert state.cache.hits == hits + 1, "answered from the cache, not built again"
     mine = await cached.get(f"/api/1.4/patches/{patch}/")
     assert (await mine.json())["state"] == "rejected"
+
+
+async def _add_patch(mirror: Path, project: int) -> int:
+    """A new patch at the end of ``project``'s list (the highest id)."""
+    doc = stored_doc(mirror, "patches", mirror_ids(mirror, "patches")[-1])
+    new = max(mirror_ids(mirror, "patches")) + 1
+    doc.update(id=new, project=project, msgid=f"<{new}@example>", hash=f"{new:040x}")
+    db = await schema.connect(mirror)
+    try:
+        batch = Batch()
+        batch.add("patches", doc)
+        await store.write(db, batch)
+    finally:
+        await db.close()
+    return new
+
+
+async def test_a_full_page_keeps_its_answer_when_a_patch_lands_after_it(pair):
+    cached, oracle, mirror = pair
+    state = cached.app[STATE]
+    count = len(mirror_ids(mirror, "patches", "WHERE project_id = 1"))
+    # (A page size that leaves the number of pages as it is after one more.)
+    size = next(n for n in range(2, count) if -(-count // n) == -(-(count + 1) // n))
+    first = f"/api/1.4/patches/?project=1&per_page={size}"
+    etag = (await cached.get(first)).headers["ETag"]
+    last = f"/api/1.4/patches/?project=1&per_page={size}&page=last"
+    await cached.get(last)
+
+    new = await _add_patch(mirror, 1)
+    assert state.reader.check_changes()
+    hits = state.cache.hits
+    again = await cached.get(first, headers={"If-None-Match": etag})
+    assert again.status == 304, "rows and links as they were: the cached answer stands"
+    assert state.cache.hits == hits + 1
+    assert await _read(cached, last) == await _expected(oracle, last)
+    assert new in [p["id"] for p in orjson.loads((await _read(cached, last))[1])]
+
+    # Enough more to add a page: the first page's links name it.
+    while -(-len(mirror_ids(mirror, "patches", "WHERE project_id = 1")) // size) == -(
+        -count // size
+    ):
+        await _add_patch(mirror, 1)
+    assert state.reader.check_changes()
+    assert await _read(cached, first) == await _expected(oracle, first)
+    assert (await cached.get(first, headers={"If-None-Match": etag})).status == 200
 
 
 async def test_a_reader_behind_the_trimmed_log_drops_everything(pair):

@@ -153,12 +153,14 @@ async def _list(
         return detail(404, "Invalid page.", allow)
 
     ids: list[int] = []
+    window = None
     if q is not None and page.limit > 0:
         query.order(res, q, page.limit)
         ids = await reader.page_ids(res.table, q, page.offset, page.limit, count)
+        window = reader.window(res.table, q, ids, page.per_page, count)
     items = await _render_list(res, ids, ctx, reader)
     link = pagination.link_header(ctx.origin + escape_uri_path(path), raw_query, page)
-    return json_bytes_answer(200, b"[" + b",".join(items) + b"]", allow, link)
+    return json_bytes_answer(200, b"[" + b",".join(items) + b"]", allow, link, window)
 
 
 async def _render_list(res: Resource, ids: list[int], ctx: Context, reader: Reader) -> list[bytes]:

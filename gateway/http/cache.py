@@ -14,9 +14,11 @@ flood of distinct small answers is bounded as surely as a few large ones.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 
 from gateway.http.delivery import Prepared
-from mirror.dependencies import Changed, Dep, DependentCache
+from mirror.dependencies import Changed, Dep, DependentCache, Membership
+from mirror.revision import revise_window
 
 #: (origin, raw path and query, view: see gateway.responses.View).
 Key = tuple[str, str, int]
@@ -24,6 +26,19 @@ Key = tuple[str, str, int]
 #: Bytes of Python objects around an entry (tuples, the Answer, the LRU's
 #: own bookkeeping), beyond the strings and bytes counted one by one.
 OVERHEAD = 600
+
+
+def _revised_page(
+    prepared: Prepared, member: Membership, changes: list[Changed]
+) -> tuple[Prepared, int] | None:
+    """A page of a list whose rows and links ``changes`` leave as they
+    were: the same answer, with the list's count as it is now."""
+    window = prepared.answer.window
+    revised = None if window is None else revise_window(window, member, changes)
+    if revised is None:
+        return None
+    prepared.answer = replace(prepared.answer, window=revised)
+    return prepared, 0
 
 
 def cost(key: Key, prepared: Prepared) -> int:
@@ -67,8 +82,9 @@ class ResponseCache:
         self._entries.put(key, prepared, cost(key, prepared), entry)
 
     def follow(self, changes: list[Changed]) -> int:
-        """Drop the answers ``changes`` reach; how many went."""
-        return self._entries.apply(changes)
+        """Drop the answers ``changes`` reach, but keep a full page that
+        they leave as it was (a row added after it); how many went."""
+        return self._entries.apply(changes, _revised_page)
 
     def clear(self) -> None:
         self._entries.clear()
