@@ -9,7 +9,7 @@ the reader fills with one batched lookup per page (see ``mirror.reader``).
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from mirror.model import (
@@ -68,6 +68,7 @@ class Context:
         self.suffix = suffix
 
 
+@lru_cache(maxsize=64)  # (every list or detail asks; a few versions are named)
 def effective_version(requested: str | None) -> str:
     """The newest known version whose fields a request for ``requested`` sees."""
     best = VERSIONS[0]

@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 #: Seconds between freezes of what survived.
-FREEZE_EVERY = 60.0
+FREEZE_EVERY = 10.0
 #: Seconds between full collections of everything (thawed, then frozen).
 THAW_EVERY = 3600.0
 
