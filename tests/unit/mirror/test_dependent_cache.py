@@ -1,0 +1,48 @@
+"""The caches' index of what each entry was built from (mirror.dependencies):
+a change reaches every entry built from what it changed, including one
+put again under a key whose earlier entry is not yet unindexed."""
+
+from __future__ import annotations
+
+import random
+
+from mirror import dependencies
+from mirror.dependencies import Changed, DependentCache
+
+
+def _change(seq: int, obj_id: int) -> Changed:
+    return Changed(seq, "patches", obj_id, "changed", None, None, frozenset({_ref(obj_id)}))
+
+
+def _ref(obj_id: int) -> tuple[str, str, int]:
+    return ("ref", "patches", obj_id)
+
+
+def test_changes_reach_every_entry_built_from_them_while_old_entries_are_unindexed(monkeypatch):
+    monkeypatch.setattr(dependencies, "UNINDEX_PER_PUT", 1)
+    monkeypatch.setattr(dependencies, "MAX_GONE", 50)
+    rng = random.Random(5)
+    cache: DependentCache[str, int] = DependentCache(10**9, notes=False)
+    live: dict[str, frozenset] = {}
+    ever: dict[str, set] = {}  # (every dependency a key was put with)
+    for step in range(4000):
+        if rng.random() < 0.55:
+            key = f"k{rng.randrange(40)}"
+            deps = frozenset(_ref(rng.randrange(25)) for _ in range(rng.randint(1, 4)))
+            cache.put(key, step, 10, deps)
+            live[key] = deps
+            ever.setdefault(key, set()).update(deps)
+        else:
+            obj = rng.randrange(25)
+            before = {key for key in live if cache.get(key) is not None}
+            cache.apply([_change(step, obj)])
+            reached = {key for key, deps in live.items() if _ref(obj) in deps}
+            for key in reached:
+                assert cache.get(key) is None, "a change hidden by the cache"
+                del live[key]
+            for key in before - reached:
+                if _ref(obj) not in ever[key]:
+                    assert cache.get(key) is not None, "dropped what the change cannot reach"
+                elif cache.get(key) is None:
+                    del live[key]  # (put again since: an earlier entry's index may reach it)
+    assert cache.bytes == sum(10 + dependencies.DEP_COST * len(d) for d in live.values())
