@@ -1,4 +1,4 @@
-"""Counts and ordered ids revised by the change log, not read again.
+"""Counts, ordered ids and cached pages revised by the change log, not read again.
 
 At a million patches, counting a big project's list or reading its
 ordered ids costs tens to hundreds of milliseconds; a change of one of
@@ -11,11 +11,16 @@ which rows it holds:
 * a count adds one for a row it now holds and did not, and takes one
   away for a row it no longer holds;
 * ordered ids are left as they are when no row entered or left and no
-  ordering column changed; otherwise the rows changed are taken out and
-  those held now put back in order, found by bisection (their ordering
-  values from the change log; those of rows in place read by id, in the
+  ordering column changed; otherwise the rows changed are taken out
+  (found by bisection on their ordering values as they were) and those
+  held now put back in order, found by bisection (their ordering values
+  from the change log; those of rows in place read by id, in the
   snapshot the changes were read in).  An ordering on anything but the
-  table's own columns (a joined name) is read again instead.
+  table's own columns (a joined name) is read again instead.  The ids
+  are kept in chunks (:class:`Ids`), so that a revision copies what it
+  changes, not the whole list;
+* a cached full page of a list (:class:`Window`) stays as it is when
+  rows enter or leave after its last row and the number of pages stays.
 
 Where the filters do not decide (a search), the entry is dropped and
 read again, as before.
