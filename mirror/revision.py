@@ -33,6 +33,7 @@ from array import array
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from mirror.dependencies import Changed, Membership
@@ -183,6 +184,7 @@ class Ordered:
     order: tuple[tuple[str, bool], ...] | None
 
 
+@lru_cache(maxsize=512)  # (a few orderings, asked for every list)
 def order_terms(order_by: str) -> tuple[tuple[str, bool], ...] | None:
     """``t.date DESC, t.id`` as ((date, True), (id, False)); None unless
     every term is a plain column of the table."""
