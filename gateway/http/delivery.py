@@ -3,9 +3,10 @@
 Every answer leaves through here, whatever produced it, so that a reader
 finds in one place what a client and the HTTP caches between see:
 
-* a strong ``ETag`` (a digest of the body and its ``Link``) on every 200 answered from the
-  mirror, and ``304 Not Modified`` to an ``If-None-Match`` naming it,
-  answered from the cached answer without rendering anything;
+* a strong ``ETag`` (a digest of the body and its ``Link``) on every 200
+  answered from the mirror, and ``304 Not Modified`` to an
+  ``If-None-Match`` naming it, answered from the cached answer without
+  rendering anything;
 * ``Cache-Control``: ``public, max-age=N`` for anonymous answers (the same
   for every anonymous caller), ``private, no-cache`` for callers with
   credentials, ``no-store`` for failures that may pass; and ``Vary`` on
