@@ -134,6 +134,12 @@ def _list_deps(
     return frozenset(deps), membership
 
 
+def _own_order(query: Query) -> tuple[tuple[str, bool], ...] | None:
+    """The list's ORDER BY as terms of its table's own columns (None: it
+    joins another table, and cannot be revised; see mirror.revision)."""
+    return order_terms(query.order_by) if not query.joins else None
+
+
 def _revised_count(
     value: Counted, member: Membership, changes: list[Changed]
 ) -> tuple[Counted, int] | None:
@@ -388,7 +394,7 @@ class Reader:
     ) -> Window | None:
         """Where a page of ``ids`` ends in its list, if it is full and its
         order is the table's own columns (see mirror.revision.Window)."""
-        order = order_terms(query.order_by) if not query.joins else None
+        order = _own_order(query)
         if order is None or len(ids) != per_page:
             return None
         last = self._ordering_values(table, order, ids[-1])
@@ -492,7 +498,7 @@ class Reader:
             f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
             f"{query.where_sql()} ORDER BY {query.order_by}"
         )
-        order = order_terms(query.order_by) if not query.joins else None
+        order = _own_order(query)
         deps, _ = _list_deps(table, query, order)
         dependencies.note_all(deps)
         if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2 - 65536:

@@ -103,7 +103,8 @@ class Ids:
 
     @property
     def nbytes(self) -> int:
-        return sum(chunk.itemsize * len(chunk) for chunk in self._chunks)
+        """Bytes of ids (every chunk has one item size)."""
+        return self._length * self._chunks[0].itemsize if self._chunks else 0
 
     def _locate(self, at: int) -> tuple[int, int]:
         """The chunk holding position ``at``, and the position in it."""
@@ -197,15 +198,21 @@ def order_terms(order_by: str) -> tuple[tuple[str, bool], ...] | None:
     return tuple(terms)
 
 
+def _told(change: Changed, member: Membership) -> bool:
+    """Whether the list's filters say exactly if it held the row before
+    ``change`` and after (the row's values are known, and decide)."""
+    if change.before is None and change.after is None:
+        return False
+    return member.decides(change.before) and member.decides(change.after)
+
+
 def revise_count(value: Counted, member: Membership, changes: list[Changed]) -> Counted | None:
     """The count after ``changes``; None when the filters do not tell."""
     count = value.count
     for change in changes:
         if change.seq <= value.seq:
             continue  # (counted already)
-        if change.before is None and change.after is None:
-            return None
-        if not (member.decides(change.before) and member.decides(change.after)):
+        if not _told(change, member):
             return None
         count += member.holds(change.after) - member.holds(change.before)
     return Counted(count, value.seq)
@@ -238,11 +245,8 @@ def revise_window(window: Window, member: Membership, changes: list[Changed]) ->
     None when they may not (the filters do not tell, a row before or on
     it, another number of pages)."""
     columns = [column for column, _ in window.order]
-    count = window.count
     for change in changes:
-        if change.before is None and change.after is None:
-            return None
-        if not (member.decides(change.before) and member.decides(change.after)):
+        if not _told(change, member):
             return None
         for row in (change.before, change.after):
             if not member.holds(row):
@@ -252,10 +256,12 @@ def revise_window(window: Window, member: Membership, changes: list[Changed]) ->
                 return None
             if not _before(window.last, [row[c] for c in columns], window.order):
                 return None  # (before the page's end: its rows move)
-        count += member.holds(change.after) - member.holds(change.before)
-    if _pages(count, window.per_page) != _pages(window.count, window.per_page):
+    counted = revise_count(Counted(window.count, seq=-1), member, changes)  # (all newer)
+    if counted is None or _pages(counted.count, window.per_page) != _pages(
+        window.count, window.per_page
+    ):
         return None
-    return Window(window.order, window.last, count, window.per_page)
+    return Window(window.order, window.last, counted.count, window.per_page)
 
 
 def _rank(value: Any) -> tuple[int, Any]:
@@ -294,9 +300,7 @@ def revise_order(
     was_held: dict[int, Mapping[str, Any]] = {}
     moved = False
     for change in pending:
-        if change.before is None and change.after is None:
-            return None
-        if not (member.decides(change.before) and member.decides(change.after)):
+        if not _told(change, member):
             return None
         held_before, held_after = member.holds(change.before), member.holds(change.after)
         if held_before != held_after or (
