@@ -281,11 +281,26 @@ def _merged(members: dict[str, Membership | None], member: Membership) -> Member
 #: Entries gone whose index entries one put removes (more are put than
 #: dropped, over time: the backlog drains).
 UNINDEX_PER_PUT = 2
-#: Entries gone at most before their index entries are removed at once.
+#: Entries gone at most before their index entries are removed at once
+#: (half of them; also when what they hold passes one entry's share).
 MAX_GONE = 20_000
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+A = TypeVar("A", bound=Hashable)
+
+
+def _unlisted(index: dict[A, set[K]], at: A, key: K) -> bool:
+    """``key`` out of ``index[at]`` (the set gone once empty); whether
+    ``index`` is empty now."""
+    keys = index.get(at)
+    if keys is not None:
+        keys.discard(key)
+        if not keys:
+            del index[at]
+    return not index
+
+
 #: Revises a kept value for changes to rows its list may hold: the new
 #: value and the bytes it takes more (or fewer), or None (drop it).
 Revise = Callable[[V, Membership, list[Changed]], tuple[V, int] | None]
@@ -321,6 +336,8 @@ class DependentCache(Generic[K, V]):
         #: otherwise spend a few dozen index updates on each (about 25 µs)
         #: on the event loop before any request waiting is served.
         self._gone: deque[tuple[K, frozenset[Dep], dict[str, Membership | None]]] = deque()
+        #: What they hold (their dependencies), bounded like one entry.
+        self.backlog_bytes = 0
         #: Look-ups that found an entry, and that did not.
         self.hits = 0
         self.misses = 0
@@ -373,39 +390,27 @@ class DependentCache(Generic[K, V]):
             return
         self.bytes -= entry[1]
         self._gone.append((key, entry[2], entry[3]))
-        if len(self._gone) > MAX_GONE:
-            self._unindex(len(self._gone) - MAX_GONE // 2)
+        self.backlog_bytes += DEP_COST * len(entry[2])
+        if len(self._gone) > MAX_GONE or self.backlog_bytes > self._max_entry:
+            self._unindex(len(self._gone) - len(self._gone) // 2)
 
     def _unindex(self, n: int) -> None:
         """Remove the index entries of ``n`` entries gone (but those the
         entry now under the same key has again)."""
-        gone = self._gone
-        for _ in range(min(n, len(gone))):
-            key, deps, members = gone.popleft()
+        for _ in range(min(n, len(self._gone))):
+            key, deps, members = self._gone.popleft()
+            self.backlog_bytes -= DEP_COST * len(deps)
             current = self._data.get(key)
             live, live_members = (current[2], current[3]) if current is not None else ((), {})
             for dep in deps:
                 if dep[0] == "list":
                     member = members.get(dep[1])
-                    if dep in live and live_members.get(dep[1]) == member:
-                        continue
-                    groups = self._by_list.get(dep)
-                    if groups is not None:
-                        keys = groups.get(member)
-                        if keys is not None:
-                            keys.discard(key)
-                            if not keys:
-                                del groups[member]
-                                if not groups:
-                                    del self._by_list[dep]
-                    continue
-                if dep in live:
-                    continue
-                keys = self._by_dep.get(dep)
-                if keys is not None:
-                    keys.discard(key)
-                    if not keys:
-                        del self._by_dep[dep]
+                    if dep not in live or live_members.get(dep[1]) != member:
+                        groups = self._by_list.get(dep)
+                        if groups is not None and _unlisted(groups, member, key):
+                            del self._by_list[dep]
+                elif dep not in live:
+                    _unlisted(self._by_dep, dep, key)
 
     def apply(self, changes: list[Changed], revise: Revise[V] | None = None) -> int:
         """Drop what ``changes`` reach, but keep a list that held none of
@@ -461,4 +466,5 @@ class DependentCache(Generic[K, V]):
         self._by_dep.clear()
         self._by_list.clear()
         self._gone.clear()
+        self.backlog_bytes = 0
         self.bytes = 0

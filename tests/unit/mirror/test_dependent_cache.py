@@ -46,3 +46,16 @@ def test_changes_reach_every_entry_built_from_them_while_old_entries_are_unindex
                 elif cache.get(key) is None:
                     del live[key]  # (put again since: an earlier entry's index may reach it)
     assert cache.bytes == sum(10 + dependencies.DEP_COST * len(d) for d in live.values())
+
+
+def test_what_waits_to_be_unindexed_is_bounded_in_bytes():
+    budget = 200 * (10 + 40 * dependencies.DEP_COST)
+    cache: DependentCache[str, int] = DependentCache(budget, notes=False)
+    for n in range(200):  # (each built from the same object and 39 of its own)
+        cache.put(f"k{n}", n, 10, {_ref(0), *(_ref(1000 * n + i) for i in range(1, 40))})
+    cache.apply([_change(1, 0)])  # (every one of them dropped at once, none put since)
+    assert len(cache) == 0
+    assert 0 < cache.backlog_bytes <= budget // 8
+    cache.put("again", 1, 10, {_ref(0)})
+    cache.apply([_change(2, 0)])
+    assert cache.get("again") is None
