@@ -72,6 +72,9 @@ class Query:
     constraints: list[Constraint] = field(default_factory=list)
     #: Terms of ``where`` whose constraints are not said.
     unsaid: int = 0
+    #: A search's term of ``where`` (``t.id IN (...)``) and the search
+    #: index's query inside it (see :func:`_search`).
+    searched: tuple[str, str] | None = None
 
     def require(
         self, sql: str, args: Sequence[Any], *said: Constraint, unsaid: bool = False
@@ -96,6 +99,14 @@ class Query:
 
     def where_sql(self) -> str:
         return " WHERE " + " AND ".join(self.where) if self.where else ""
+
+    def search_alone(self) -> str | None:
+        """The search index's query, when it alone decides the rows (no
+        other filter, no join): its ids are the list's, with no row of the
+        table read to check them."""
+        if self.searched is None or self.joins or self.where != [self.searched[0]]:
+            return None
+        return self.searched[1]
 
 
 def like_escape(value: str) -> str:
@@ -306,31 +317,30 @@ _TRIGRAM = 3
 def _search(res: Resource, q: str, query: Query) -> None:
     """``q``: every term in some search column (``icontains``).
 
-    Where the table has a trigram index, it first narrows each term of
-    three characters or more to the rows holding it (folding case more
-    widely than LIKE does: a superset); ``LIKE`` then decides, exactly, on
-    the index's copy of the column.
+    Where the table has a trigram index, the terms of three characters or
+    more are looked up there alone, in one query: the index holds the
+    column in lower case (ASCII letters only, as ``LIKE`` folds) and
+    matches it as it is, so the terms in lower case find exactly the rows
+    ``LIKE`` would.
     """
-    ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
+    terms = search_terms(q)
+    indexed = [t for t in terms if res.search_index and len(t) >= _TRIGRAM]
     conditions = []
-    for term in search_terms(q):
-        pattern = f"%{like_escape(term)}%"
-        if res.search_index and len(term) >= _TRIGRAM:
-            # LIKE on the index's own copy of the column: the rows it
-            # narrows to are never read for that.
-            (column,) = res.search
-            fts = f"{res.table}_search"
-            conditions.append(
-                f"t.id IN (SELECT rowid FROM {fts} WHERE {fts} MATCH ? "
-                f"AND {column} LIKE ? ESCAPE '\\')"
-            )
-            query.args.extend(('"' + term.replace('"', '""') + '"', pattern))
-        else:
+    if indexed:
+        fts = f"{res.table}_search"
+        lookup = f"SELECT rowid AS id FROM {fts} WHERE {fts} MATCH ?"
+        conditions.append(f"t.id IN ({lookup})")
+        query.args.append(" AND ".join('"' + fold(t).replace('"', '""') + '"' for t in indexed))
+    ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
+    for term in terms:
+        if term not in indexed:
             conditions.append(ors)
-            query.args.extend(pattern for _ in res.search)
+            query.args.extend(f"%{like_escape(term)}%" for _ in res.search)
     query.filtered.add("q")
-    said = [("contains", tuple(res.search), fold(term)) for term in search_terms(q)]
+    said = [("contains", tuple(res.search), fold(term)) for term in terms]
     query.require(_all_of(conditions), [], *said)
+    if indexed and len(conditions) == 1:
+        query.searched = (conditions[0], lookup)
 
 
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
@@ -371,7 +381,8 @@ def order(res: Resource, query: Query, limit: int) -> None:
     # reading the order straight off an index).
     seen = {part.removesuffix(" DESC") for part in parts}
     parts.extend(expr + direction for expr in ties if expr not in seen)
-    parts.append("t.id" + direction)
+    if "t.id" not in seen:
+        parts.append("t.id" + direction)
     joins.extend(j for j in tie_joins if j not in joins)
     query.order_by = ", ".join(parts)
     query.joins = [ORDERING_JOINS[j] for j in joins]

@@ -134,6 +134,14 @@ def _list_deps(
     return frozenset(deps), membership
 
 
+def _rows(table: str, query: Query) -> str:
+    """The FROM and WHERE of the rows a list holds, without joins: the
+    search index's ids where a search alone decides them (no row of the
+    table read to count them)."""
+    alone = query.search_alone()
+    return f"({alone}) AS t" if alone else f"{table} AS t{query.where_sql()}"
+
+
 def _own_order(query: Query) -> tuple[tuple[str, bool], ...] | None:
     """The list's ORDER BY as terms of its table's own columns (None: it
     joins another table, and cannot be revised; see mirror.revision)."""
@@ -478,7 +486,7 @@ class Reader:
         dependencies.note_all(deps)
         generation = self.generation
         # (The log's position in the same snapshot: the changes it has.)
-        counting = f"SELECT count(*), ({LAST_SEQ}) FROM {table} AS t{query.where_sql()}"
+        counting = f"SELECT count(*), ({LAST_SEQ}) FROM {_rows(table, query)}"
         count, seq = (await self.fetch_fast(counting, query.args))[0]
         if generation == self.generation:
             cost = len(sql) + sum(len(str(arg)) + 50 for arg in query.args) + ENTRY_OVERHEAD
@@ -494,11 +502,12 @@ class Reader:
         documents, keeps unindexed orderings cheap; deep pages are cut
         from the list's ordered ids (see DEEP_OFFSET).
         """
-        sql = (
-            f"SELECT t.id FROM {table} AS t {' '.join(query.joins)}"
-            f"{query.where_sql()} ORDER BY {query.order_by}"
-        )
         order = _own_order(query)
+        if order is not None and all(column == "id" for column, _ in order):
+            rows = _rows(table, query)  # (a search's ids alone, in id order)
+        else:
+            rows = f"{table} AS t {' '.join(query.joins)}{query.where_sql()}"
+        sql = f"SELECT t.id FROM {rows} ORDER BY {query.order_by}"
         deps, _ = _list_deps(table, query, order)
         dependencies.note_all(deps)
         if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2 - 65536:

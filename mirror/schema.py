@@ -22,7 +22,7 @@ import aiosqlite
 from mirror.resources import DEFAULT_STATES, RESOURCES
 
 #: Bump with a new entry in MIGRATIONS whenever the layout changes.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 #: A bundle's patch ids in upstream's order (its mbox's), which the API does
 #: not show: a JSON list, written with the bundle (see ``mirror.store``).
@@ -83,9 +83,12 @@ def _resource_tables() -> list[str]:
 def _search_tables() -> list[tuple[str, str, str, list[str]]]:
     """Per searched table: its trigram index, how to fill it, its triggers.
 
-    The index keeps its own copy of the searched column, so that the
-    triggers need no old values: the store's ``INSERT OR REPLACE`` fires
-    only the insert trigger, which replaces the row's entry.
+    The index holds the column with ASCII letters in lower case (SQLite's
+    ``lower``) and matches case-sensitively: a term in lower case then
+    matches exactly the rows ``LIKE`` would, which folds ASCII only, with
+    no row read to check.  It keeps its own copy, so that the triggers
+    need no old values: the store's ``INSERT OR REPLACE`` fires only the
+    insert trigger, which replaces the row's entry.
     """
     found = []
     for res in RESOURCES.values():
@@ -95,14 +98,14 @@ def _search_tables() -> list[tuple[str, str, str, list[str]]]:
         table, fts = res.table, f"{res.table}_search"
         replace = (
             f"DELETE FROM {fts} WHERE rowid = new.id; "
-            f"INSERT INTO {fts} (rowid, {column}) VALUES (new.id, new.{column});"
+            f"INSERT INTO {fts} (rowid, {column}) VALUES (new.id, lower(new.{column}));"
         )
         found.append(
             (
                 fts,
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} "
-                f"USING fts5({column}, tokenize='trigram')",
-                f"INSERT INTO {fts} (rowid, {column}) SELECT id, {column} FROM {table}",
+                f"USING fts5({column}, tokenize='trigram case_sensitive 1')",
+                f"INSERT INTO {fts} (rowid, {column}) SELECT id, lower({column}) FROM {table}",
                 [
                     f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON {table} "
                     f"BEGIN {replace} END",
@@ -179,10 +182,19 @@ def _v4(conn: sqlite3.Connection) -> None:
 
 
 def _v5(conn: sqlite3.Connection) -> None:
-    """Trigram indexes for searches (``q``) of patches, covers and series."""
+    """Trigram indexes for searches (``q``): built by :func:`_v8` now, in
+    the form that replaced this one's."""
+
+
+def _v8(conn: sqlite3.Connection) -> None:
+    """Trigram indexes for searches (``q``) of patches, covers and series,
+    in lower case and matched case-sensitively (see :func:`_search_tables`);
+    those of :func:`_v5`, case-folding, needed LIKE to check every row."""
     for fts, create, fill, triggers in _search_tables():
+        for event in ("insert", "update", "delete"):
+            conn.execute(f"DROP TRIGGER IF EXISTS {fts}_{event}")
+        conn.execute(f"DROP TABLE IF EXISTS {fts}")
         conn.execute(create)
-        conn.execute(f"DELETE FROM {fts}")  # (filled anew)
         conn.execute(fill)
         for trigger in triggers:
             conn.execute(trigger)
@@ -205,7 +217,7 @@ def _v7(conn: sqlite3.Connection) -> None:
 
 
 #: MIGRATIONS[n] brings a database from user_version n to n + 1.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
 

@@ -57,6 +57,7 @@ READS = [
     "/api/1.4/events/?project=1&category=check-created&per_page=5&page=2",
     "/api/1.2/events/?per_page=100&page=2",
     "/api/1.4/patches/1/checks/?order=-date",
+    "/api/1.4/patches/?q=the%20fix&order=-id&per_page=4&page=3",
 ]
 
 

@@ -99,3 +99,55 @@ async def test_the_index_follows_writes(gateway):
     finally:
         await db.close()
     assert await _settled(gateway, url, lambda data: data == []) == []
+
+
+async def test_letters_beyond_ascii_match_as_like_does(gateway):
+    # LIKE folds ASCII letters only: "SÉRIE" is not "série", the Kelvin
+    # sign is not "k", "ǅ" is none of "Ǆ", "ǆ"; an index folding all of
+    # Unicode would answer more.
+    names = {5: "net: Série of fixes", 6: "mm: 5 \u212a steps", 7: "ǅungla: driver"}
+    db = await schema.connect(gateway.mirror)
+    try:
+        batch = Batch()
+        for patch_id, name in names.items():
+            batch.add("patches", {"id": patch_id, "name": name})
+        await store.write(db, batch)
+    finally:
+        await db.close()
+    await _settled(gateway, "/api/1.4/patches/?q=ungla", lambda data: data)
+    for q in ("SÉRIE", "série", "SéRIE", "5 k s", "5 \u212a S", "ǆungla", "Ǆungla", "ǅUNGLA"):
+        expected = _like(gateway.mirror, "patches", q)
+        assert await _ids(gateway, "patches", q) == expected, q
+    assert _like(gateway.mirror, "patches", "SéRIE") == [5]
+    assert _like(gateway.mirror, "patches", "ǅUNGLA") == [7]
+
+
+def test_a_version_7_mirror_gets_the_lower_case_index(tmp_path):
+    path = tmp_path / "v7.sqlite3"
+    schema.prepare(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    # What version 7 had: the names as they are, folded by the tokenizer.
+    conn.execute("DROP TABLE patches_search")
+    conn.execute("CREATE VIRTUAL TABLE patches_search USING fts5(name, tokenize='trigram')")
+    conn.execute("DROP TRIGGER patches_search_insert")
+    conn.execute(
+        "CREATE TRIGGER patches_search_insert AFTER INSERT ON patches BEGIN "
+        "INSERT INTO patches_search (rowid, name) VALUES (new.id, new.name); END"
+    )
+    conn.execute("INSERT INTO patches (id, name, doc) VALUES (1, 'Fix the Frobs', '{}')")
+    conn.execute("PRAGMA user_version = 7")
+    conn.execute("UPDATE meta SET value = 'v7-layout' WHERE key = 'schema.layout'")
+    conn.close()
+
+    schema.prepare(path)
+
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone() == (schema.SCHEMA_VERSION,)
+        found = "SELECT rowid FROM patches_search WHERE patches_search MATCH ?"
+        assert conn.execute(found, ('"fix the frobs"',)).fetchall() == [(1,)]
+        assert conn.execute(found, ('"Fix"',)).fetchall() == []
+        conn.execute("INSERT INTO patches (id, name, doc) VALUES (2, 'FIX IT', '{}')")
+        assert conn.execute(found, ('"fix"',)).fetchall() == [(1,), (2,)]
+    finally:
+        conn.close()
