@@ -21,7 +21,10 @@ Measured for each kind of ``scripts/scale_bench.py`` and for a CI poll mix
 active states since a date, newest series, patch and series details, a
 patch's checks and comments), at each rate: requests/s, p50, p99 and the
 share of answers found in the response cache (from /metrics), side by
-side.  Each measurement follows a short warm-up, as a live server is warm.
+side.  Each kind's URLs are first read once each (their first reads, which
+no cache serves, are timed and shown apart: ``scripts/scale_bench.py``
+measures uncached reads), and each measurement follows a short warm-up, as
+a live server has seen its pollers' URLs before.
 
 The writer adds what it writes to the mirror (a few objects a second,
 with new ids and dates after the newest): run it on a copy if that
@@ -283,6 +286,21 @@ def cache_counts(base: str) -> tuple[float, float]:
     return found["hits"], found["misses"]
 
 
+def prime(base: str, paths: list[str]) -> list[float]:
+    """Read each distinct URL once, as a live server has: the seconds each
+    first read took (none cached yet), slowest last."""
+    took = []
+    for path in dict.fromkeys(paths):
+        started = time.monotonic()
+        try:
+            with urllib.request.urlopen(base + path, timeout=120) as resp:
+                resp.read()
+        except OSError:
+            pass  # (wrk counts what fails)
+        took.append(time.monotonic() - started)
+    return sorted(took)
+
+
 def measure(
     server: Gateway, churn: Churn, kind: str, paths: list[str], rate: float, seconds: float,
     args: argparse.Namespace, script: Path,
@@ -360,6 +378,12 @@ def main() -> int:
         try:
             server.start()
             for kind, paths in lists.items():
+                took = prime(server.base, paths)
+                print(
+                    f"  {kind}: {len(took)} first reads in {sum(took):.1f} s, "
+                    f"p50 {1000 * took[len(took) // 2]:.1f} ms, slowest {1000 * took[-1]:.0f} ms",
+                    flush=True,
+                )
                 for rate in mix_rates if kind == MIX else rates:
                     seconds = args.mix_seconds if kind == MIX else args.seconds
                     run = measure(
