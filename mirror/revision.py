@@ -236,7 +236,9 @@ class Window:
     per_page: int
 
 
-def _pages(count: int, per_page: int) -> int:
+def pages(count: int, per_page: int) -> int:
+    """How many pages a list of ``count`` rows has (one when empty), as
+    Django's paginator counts them: what a page's ``Link`` header shows."""
     return max(1, -(-count // per_page))
 
 
@@ -257,7 +259,7 @@ def revise_window(window: Window, member: Membership, changes: list[Changed]) ->
             if not _before(window.last, [row[c] for c in columns], window.order):
                 return None  # (before the page's end: its rows move)
     counted = revise_count(Counted(window.count, seq=-1), member, changes)  # (all newer)
-    if counted is None or _pages(counted.count, window.per_page) != _pages(
+    if counted is None or pages(counted.count, window.per_page) != pages(
         window.count, window.per_page
     ):
         return None

@@ -10,13 +10,13 @@ reproduce with the same standard-library functions.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from urllib.parse import parse_qs, urlencode
 
 from multidict import MultiMapping
 
 from mirror.query import last_value
+from mirror.revision import pages
 
 DEFAULT_PER_PAGE = 30
 MAX_PER_PAGE = 250
@@ -58,7 +58,7 @@ def per_page(params: MultiMapping[str]) -> int:
 
 def paginate(params: MultiMapping[str], count: int) -> Page:
     size = per_page(params)
-    num_pages = max(1, math.ceil(count / size))
+    num_pages = pages(count, size)
     raw = last_value(params, "page") or "1"
     if raw == "last":
         number = num_pages
