@@ -334,26 +334,19 @@ class Reader:
         page).  Without this, a list whose reading takes longer than the
         time between two writes (a million events: over a second) would
         never be kept on a mirror written every second."""
-        members = [dep[1] for dep in deps if dep[0] == "member"]
-        joined = {dep[1] for dep in deps if dep[0] == "scope"}
-        if len(members) != 1:
-            return None
-        member = members[0]
         assert self._direct is not None, "reader is not open"
         self._direct.execute("BEGIN")  # (changes and the rows probed: one snapshot)
         try:
             changes = self._changes_after(ordered.seq)
-            if changes is None or any(change.table in joined for change in changes):
-                return None
             if not changes:
-                return ordered
-            mine = [change for change in changes if change.table == member.table]
-            revised = self._revised_order(ordered, member, mine) if mine else (ordered, 0)
+                return None if changes is None else ordered
+            # (Revised as the cache of ordered ids revises what it keeps.)
+            revised = DependentCache.followed(ordered, deps, changes, self._revised_order)
             if revised is None:
                 return None
             # (Its seq: the changes it has; the reader skips them when it
             # follows them.)
-            return Ordered(revised[0].ids, changes[-1].seq, ordered.order)
+            return Ordered(revised.ids, changes[-1].seq, ordered.order)
         finally:
             self._direct.execute("COMMIT")
 
