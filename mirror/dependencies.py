@@ -456,17 +456,6 @@ class DependentCache(Generic[K, V]):
             self.discard(key)
         return kept - len(self._data)
 
-    @classmethod
-    def followed(
-        cls, value: V, deps: Iterable[Dep], changes: list[Changed], revise: Revise[V]
-    ) -> V | None:
-        """What :meth:`apply` makes of one entry built from ``deps``: its
-        value revised by ``changes``, or None where it would be dropped."""
-        one: DependentCache[int, V] = cls(max_bytes=1 << 62, max_share=1, notes=False)
-        one.put(0, value, 0, deps)
-        one.apply(changes, revise)
-        return one.get(0)
-
     def _replace(self, key: K, value: V, grown: int) -> None:
         _, cost, deps, members = self._data[key]
         self._data[key] = (value, cost + grown, deps, members)
@@ -479,3 +468,13 @@ class DependentCache(Generic[K, V]):
         self._gone.clear()
         self.backlog_bytes = 0
         self.bytes = 0
+
+
+def followed(value: V, deps: Iterable[Dep], changes: list[Changed], revise: Revise[V]) -> V | None:
+    """What :meth:`DependentCache.apply` makes of one entry built from
+    ``deps``: its value revised by ``changes``, or None where it would be
+    dropped."""
+    one: DependentCache[int, V] = DependentCache(max_bytes=1 << 62, max_share=1, notes=False)
+    one.put(0, value, 0, deps)
+    one.apply(changes, revise)
+    return one.get(0)

@@ -341,7 +341,7 @@ class Reader:
             if not changes:
                 return None if changes is None else ordered
             # (Revised as the cache of ordered ids revises what it keeps.)
-            revised = DependentCache.followed(ordered, deps, changes, self._revised_order)
+            revised = dependencies.followed(ordered, deps, changes, self._revised_order)
             if revised is None:
                 return None
             # (Its seq: the changes it has; the reader skips them when it
