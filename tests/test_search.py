@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from gateway.http.limits import MAX_SEARCH_TERMS
 from mirror import schema, store
 from mirror.query import like_escape, search_terms
 from mirror.store import Batch
@@ -151,3 +152,13 @@ def test_a_version_7_mirror_gets_the_lower_case_index(tmp_path):
         assert conn.execute(found, ('"fix"',)).fetchall() == [(1,), (2,)]
     finally:
         conn.close()
+
+
+async def test_a_search_of_as_many_terms_as_allowed_answers(gateway):
+    # Every term in one query of the index: its query language nests each
+    # AND one level deeper (at most 256).
+    q = " ".join(["the", "FIX"] * (MAX_SEARCH_TERMS // 2))
+    assert len(search_terms(q)) == MAX_SEARCH_TERMS
+    expected = _like(gateway.mirror, "patches", q)
+    assert expected, "the terms find something"
+    assert await _ids(gateway, "patches", q) == expected
