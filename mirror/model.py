@@ -138,6 +138,10 @@ class IdOf:
     key: str
 
 
+#: The search index's column of projects (:attr:`Resource.search_scope`).
+SEARCH_PROJECT = "project"
+
+
 @dataclass(frozen=True)
 class Column:
     """A SQL column extracted from the stored document, for WHERE/ORDER BY."""
@@ -310,8 +314,9 @@ class Resource:
     #: Whether filters also apply to the detail view (as for checks).
     filters_on_detail: bool = False
     search: tuple[str, ...] = ()
-    #: A trigram index narrows searches of the (one) search column: for the
-    #: large tables, where ``LIKE '%term%'`` alone reads every row.
+    #: A trigram index answers searches of the (one) search column: for the
+    #: large tables, where ``LIKE '%term%'`` alone reads every row.  It
+    #: also holds each object's project (see :attr:`search_scope`).
     search_index: bool = False
     orderings: dict[str, Ordering] = field(default_factory=dict)
     default_order: str = "id"
@@ -373,6 +378,13 @@ class Resource:
         its parent (comments, checks)."""
         project = "project_id" if any(c.name == "project_id" for c in self.columns) else None
         return project, self.parent.column if self.parent is not None else None
+
+    @property
+    def search_scope(self) -> str | None:
+        """The column of the search index holding an object's project, as
+        ``<id>``, so that a search within a project is one query of the
+        index; None where the index has none."""
+        return SEARCH_PROJECT if self.search_index and self.scope_columns[0] else None
 
     def column(self, name: str) -> Column:
         for col in self.columns:

@@ -72,9 +72,11 @@ class Query:
     constraints: list[Constraint] = field(default_factory=list)
     #: Terms of ``where`` whose constraints are not said.
     unsaid: int = 0
-    #: A search's term of ``where`` (``t.id IN (...)``) and the search
-    #: index's query inside it (see :func:`_search`).
-    searched: tuple[str, str] | None = None
+    #: The project filter's term of ``where``, when it set ``scope``.
+    project_term: str | None = None
+    #: A search answered by its index (see :func:`_search`): the terms of
+    #: ``where`` the index's query stands for, that query and its values.
+    searched: tuple[list[str], str, list[Any]] | None = None
 
     def require(
         self, sql: str, args: Sequence[Any], *said: Constraint, unsaid: bool = False
@@ -100,13 +102,13 @@ class Query:
     def where_sql(self) -> str:
         return " WHERE " + " AND ".join(self.where) if self.where else ""
 
-    def search_alone(self) -> str | None:
-        """The search index's query, when it alone decides the rows (no
-        other filter, no join): its ids are the list's, with no row of the
-        table read to check them."""
-        if self.searched is None or self.joins or self.where != [self.searched[0]]:
+    def search_alone(self) -> tuple[str, list[Any]] | None:
+        """The search index's query and its values, when it alone decides
+        the rows (no other filter but the project, no join): its ids are
+        the list's, with no row of the table read to check them."""
+        if self.searched is None or self.joins or self.where != self.searched[0]:
             return None
-        return self.searched[1]
+        return self.searched[1], self.searched[2]
 
 
 def like_escape(value: str) -> str:
@@ -264,6 +266,7 @@ async def _apply_filter(flt: Filter, params: MultiMapping[str], query: Query, fe
         query.narrowed_by(flt, len(keys))
         if flt.column == "project_id" and not query.scope:
             query.scope = [("project", key) for key in keys]
+            query.project_term = query.where[-1]
         return
 
     value = last_value(params, flt.param)
@@ -318,19 +321,27 @@ def _search(res: Resource, q: str, query: Query) -> None:
     """``q``: every term in some search column (``icontains``).
 
     Where the table has a trigram index, the terms of three characters or
-    more are looked up there alone, in one query: the index holds the
-    column in lower case (ASCII letters only, as ``LIKE`` folds) and
-    matches it as it is, so the terms in lower case find exactly the rows
-    ``LIKE`` would.
+    more are looked up there alone, in one query, with the project filter
+    if any: the index holds the column in lower case (ASCII letters only,
+    as ``LIKE`` folds) and matches it as it is, so the terms in lower case
+    find exactly the rows ``LIKE`` would.
     """
     terms = search_terms(q)
     indexed = [t for t in terms if res.search_index and len(t) >= _TRIGRAM]
     conditions = []
     if indexed:
         fts = f"{res.table}_search"
+        (column,) = res.search
+        phrases = " AND ".join('"' + fold(t).replace('"', '""') + '"' for t in indexed)
+        match = f"{column} : ({phrases})"
+        projects = [key for kind, key in query.scope if kind == "project"]
+        within = bool(res.search_scope and projects and query.project_term)
+        if within:
+            marks = " OR ".join(f'"<{key}>"' for key in projects)
+            match += f" AND {res.search_scope} : ({marks})"
         lookup = f"SELECT rowid AS id FROM {fts} WHERE {fts} MATCH ?"
         conditions.append(f"t.id IN ({lookup})")
-        query.args.append(" AND ".join('"' + fold(t).replace('"', '""') + '"' for t in indexed))
+        query.args.append(match)
     ors = "(" + " OR ".join(f"t.{col} LIKE ? ESCAPE '\\'" for col in res.search) + ")"
     for term in terms:
         if term not in indexed:
@@ -340,7 +351,8 @@ def _search(res: Resource, q: str, query: Query) -> None:
     said = [("contains", tuple(res.search), fold(term)) for term in terms]
     query.require(_all_of(conditions), [], *said)
     if indexed and len(conditions) == 1:
-        query.searched = (conditions[0], lookup)
+        stands_for = [query.project_term, conditions[0]] if within else [conditions[0]]
+        query.searched = ([t for t in stands_for if t is not None], lookup, [match])
 
 
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:

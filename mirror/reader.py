@@ -134,12 +134,14 @@ def _list_deps(
     return frozenset(deps), membership
 
 
-def _rows(table: str, query: Query) -> str:
-    """The FROM and WHERE of the rows a list holds, without joins: the
-    search index's ids where a search alone decides them (no row of the
-    table read to count them)."""
+def _rows(table: str, query: Query) -> tuple[str, list[Any]]:
+    """The FROM and WHERE of the rows a list holds, without joins, and
+    their values: the search index's ids where a search (and the project)
+    alone decides them (no row of the table read to count them)."""
     alone = query.search_alone()
-    return f"({alone}) AS t" if alone else f"{table} AS t{query.where_sql()}"
+    if alone is not None:
+        return f"({alone[0]}) AS t", alone[1]
+    return f"{table} AS t{query.where_sql()}", query.args
 
 
 def _own_order(query: Query) -> tuple[tuple[str, bool], ...] | None:
@@ -479,8 +481,9 @@ class Reader:
         dependencies.note_all(deps)
         generation = self.generation
         # (The log's position in the same snapshot: the changes it has.)
-        counting = f"SELECT count(*), ({LAST_SEQ}) FROM {_rows(table, query)}"
-        count, seq = (await self.fetch_fast(counting, query.args))[0]
+        rows, args = _rows(table, query)
+        counting = f"SELECT count(*), ({LAST_SEQ}) FROM {rows}"
+        count, seq = (await self.fetch_fast(counting, args))[0]
         if generation == self.generation:
             cost = len(sql) + sum(len(str(arg)) + 50 for arg in query.args) + ENTRY_OVERHEAD
             self._counts.put(key, Counted(int(count), int(seq)), cost, deps)
@@ -496,21 +499,25 @@ class Reader:
         from the list's ordered ids (see DEEP_OFFSET).
         """
         order = _own_order(query)
-        if order is not None and all(column == "id" for column, _ in order):
-            rows = _rows(table, query)  # (a search's ids alone, in id order)
+        if order is not None and order[0][0] == "id":
+            # (Ids are unique: the first term decides, whatever follows; a
+            # search's ids alone come in that order.)
+            rows, args = _rows(table, query)
+            by = "t.id DESC" if order[0][1] else "t.id"
         else:
             rows = f"{table} AS t {' '.join(query.joins)}{query.where_sql()}"
-        sql = f"SELECT t.id FROM {rows} ORDER BY {query.order_by}"
+            args, by = query.args, query.order_by
+        sql = f"SELECT t.id FROM {rows} ORDER BY {by}"
         deps, _ = _list_deps(table, query, order)
         dependencies.note_all(deps)
         if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2 - 65536:
-            ordered = await self._ordered_ids(sql, tuple(query.args), deps, order)
+            ordered = await self._ordered_ids(sql, tuple(args), deps, order)
             if ordered is not None:
                 return ordered.ids.page(offset, offset + limit)
         # (One row, one JSON array: off the event loop, a row at a time would
         # wait for the GIL after each row; see _read_ids.)
         listing = f"SELECT json_group_array(id) FROM ({sql} LIMIT ? OFFSET ?)"
-        ((listed,),) = await self.fetch_fast(listing, [*query.args, limit, offset])
+        ((listed,),) = await self.fetch_fast(listing, [*args, limit, offset])
         return list(orjson.loads(listed))
 
     async def _ordered_ids(
@@ -571,12 +578,12 @@ class Reader:
         """
         conn = self._bulk
         assert conn is not None
-        if order is not None and all(column == "id" for column, _ in order):
+        if order is not None and order[0][0] == "id":
             # In id order, SQLite walks the table itself (every document, a
             # whole big mirror read from disk); ``+`` keeps it on a narrow
             # index and has it sort the ids (a million in half a second).
-            terms = ", ".join(f"+t.id{' DESC' if desc else ''}" for _, desc in order)
-            sql = f"{sql.rpartition(' ORDER BY ')[0]} ORDER BY {terms}"
+            term = f"+t.id{' DESC' if order[0][1] else ''}"
+            sql = f"{sql.rpartition(' ORDER BY ')[0]} ORDER BY {term}"
         # (A subquery keeps its ORDER BY when the query around it aggregates.)
         listing = f"SELECT count(*), max(id), group_concat(printf('%08x', id), '') FROM ({sql})"
         timer = threading.Timer(IDS_SECONDS, conn.interrupt)

@@ -86,9 +86,11 @@ def _search_tables() -> list[tuple[str, str, str, list[str]]]:
     The index holds the column with ASCII letters in lower case (SQLite's
     ``lower``) and matches case-sensitively: a term in lower case then
     matches exactly the rows ``LIKE`` would, which folds ASCII only, with
-    no row read to check.  It keeps its own copy, so that the triggers
-    need no old values: the store's ``INSERT OR REPLACE`` fires only the
-    insert trigger, which replaces the row's entry.
+    no row read to check.  It holds each object's project too, as
+    ``<id>``, so that a search within a project is one query of the index.
+    It keeps its own copy, so that the triggers need no old values: the
+    store's ``INSERT OR REPLACE`` fires only the insert trigger, which
+    replaces the row's entry.
     """
     found = []
     for res in RESOURCES.values():
@@ -96,21 +98,29 @@ def _search_tables() -> list[tuple[str, str, str, list[str]]]:
             continue
         (column,) = res.search
         table, fts = res.table, f"{res.table}_search"
+        columns, values, watched = [column], [f"lower(new.{column})"], [column]
+        project = res.scope_columns[0]
+        if res.search_scope and project:
+            columns.append(res.search_scope)
+            values.append(f"'<' || new.{project} || '>'")
+            watched.append(project)
+        listed = ", ".join(columns)
         replace = (
             f"DELETE FROM {fts} WHERE rowid = new.id; "
-            f"INSERT INTO {fts} (rowid, {column}) VALUES (new.id, lower(new.{column}));"
+            f"INSERT INTO {fts} (rowid, {listed}) VALUES (new.id, {', '.join(values)});"
         )
+        filled = ", ".join(value.replace("new.", "") for value in values)
         found.append(
             (
                 fts,
                 f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} "
-                f"USING fts5({column}, tokenize='trigram case_sensitive 1')",
-                f"INSERT INTO {fts} (rowid, {column}) SELECT id, lower({column}) FROM {table}",
+                f"USING fts5({listed}, tokenize='trigram case_sensitive 1')",
+                f"INSERT INTO {fts} (rowid, {listed}) SELECT id, {filled} FROM {table}",
                 [
                     f"CREATE TRIGGER IF NOT EXISTS {fts}_insert AFTER INSERT ON {table} "
                     f"BEGIN {replace} END",
-                    f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF {column} "
-                    f"ON {table} BEGIN {replace} END",
+                    f"CREATE TRIGGER IF NOT EXISTS {fts}_update AFTER UPDATE OF "
+                    f"{', '.join(watched)} ON {table} BEGIN {replace} END",
                     f"CREATE TRIGGER IF NOT EXISTS {fts}_delete AFTER DELETE ON {table} "
                     f"BEGIN DELETE FROM {fts} WHERE rowid = old.id; END",
                 ],
@@ -188,8 +198,9 @@ def _v5(conn: sqlite3.Connection) -> None:
 
 def _v8(conn: sqlite3.Connection) -> None:
     """Trigram indexes for searches (``q``) of patches, covers and series,
-    in lower case and matched case-sensitively (see :func:`_search_tables`);
-    those of :func:`_v5`, case-folding, needed LIKE to check every row."""
+    in lower case and matched case-sensitively, with each object's project
+    (see :func:`_search_tables`); those of :func:`_v5`, case-folding,
+    needed LIKE to check every row."""
     for fts, create, fill, triggers in _search_tables():
         for event in ("insert", "update", "delete"):
             conn.execute(f"DROP TRIGGER IF EXISTS {fts}_{event}")

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 
 import pytest
@@ -33,10 +34,13 @@ TERMS = [
 ]
 
 
-def _like(mirror, table: str, q: str) -> list[int]:
+def _like(mirror, table: str, q: str, project: int | None = None) -> list[int]:
     terms = search_terms(q)
     where = " AND ".join("name LIKE ? ESCAPE '\\'" for _ in terms) or "1"
-    args = [f"%{like_escape(t)}%" for t in terms]
+    args: list[object] = [f"%{like_escape(t)}%" for t in terms]
+    if project is not None:
+        where += " AND project_id = ?"
+        args.append(project)
     conn = sqlite3.connect(mirror)
     try:
         return [
@@ -46,16 +50,20 @@ def _like(mirror, table: str, q: str) -> list[int]:
         conn.close()
 
 
-async def _ids(client, resource: str, q: str) -> list[int]:
+async def _ids(client, resource: str, q: str, per_page: int = 250, **params: str) -> list[int]:
+    """Every page's ids; the pages are as many as the count says (a count
+    too high would add empty pages, too low would lose rows)."""
     found: list[int] = []
     page = 1
     while True:
         reply = await client.get(
-            f"/api/1.4/{resource}/", params={"q": q, "per_page": "250", "page": str(page)}
+            f"/api/1.4/{resource}/",
+            params={"q": q, "per_page": str(per_page), "page": str(page), **params},
         )
         assert reply.status == 200
         found += [item["id"] for item in await reply.json()]
         if 'rel="next"' not in reply.headers.get("Link", ""):
+            assert page == max(1, math.ceil(len(found) / per_page)), "pages as counted"
             return sorted(found)
         page += 1
 
@@ -68,6 +76,37 @@ async def test_indexed_searches_find_what_like_finds(gateway, resource):
         assert await _ids(gateway, resource, q) == expected, q
         hits += bool(expected)
     assert hits >= 5, "the terms find something"
+
+
+@pytest.mark.parametrize("resource", ["patches", "covers", "series"])
+async def test_searches_within_a_project_find_what_like_finds(gateway, resource):
+    # The project is part of the index's query: by id or by name, and a
+    # term that looks like the index's own mark of a project is a term.
+    hits = 0
+    for q in [*TERMS, "<1>", "<2>", "1>"]:
+        for project, value in ((1, "1"), (2, "aiohttp"), (2, "2")):
+            expected = _like(gateway.mirror, resource, q, project)
+            found = await _ids(gateway, resource, q, per_page=3, project=value)
+            assert found == expected, (q, value)
+            hits += bool(expected)
+    assert hits >= 10, "the terms find something"
+
+
+async def test_a_patch_moved_to_another_project_is_found_there(gateway):
+    url = "/api/1.4/patches/?q=quuxwibble&project=2"
+    db = await schema.connect(gateway.mirror)
+    try:
+        batch = Batch()
+        batch.add("patches", {"id": 5, "name": "net: quuxwibble", "project": 1})
+        await store.write(db, batch)
+        assert await (await gateway.get(url)).json() == []
+        moved = Batch()
+        moved.add("patches", {"id": 5, "name": "net: quuxwibble", "project": 2})
+        await store.write(db, moved)
+    finally:
+        await db.close()
+    found = await _settled(gateway, url, lambda data: data)
+    assert [p["id"] for p in found] == [5]
 
 
 async def test_the_index_follows_writes(gateway):
