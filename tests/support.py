@@ -54,6 +54,21 @@ def copy_mirror(src: Path, dst: Path) -> Path:
     return dst
 
 
+def as_written_by_schema(path: Path, version: int, *undo: str) -> None:
+    """Make the mirror at ``path`` what schema ``version`` wrote: ``undo``
+    (SQL) takes back the later steps, then the version and a layout of its
+    own are stamped, as such a file has them; opening it migrates it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        for statement in undo:
+            conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {version}")
+        layout = f"v{version}-layout"
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema.layout'", (layout,))
+    finally:
+        conn.close()
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -16,7 +16,14 @@ from sync.fetch import mbox_patch_ids
 from sync.refresh import Wanted
 from tests.fake import CIBOT, FakePatchwork
 from tests.mirroring import TOKEN, Writes, fake_upstream, serve, worker
-from tests.support import GatewayProcess, free_port, request, run_cli, write_config
+from tests.support import (
+    GatewayProcess,
+    as_written_by_schema,
+    free_port,
+    request,
+    run_cli,
+    write_config,
+)
 
 
 def _orders(path: Path) -> dict[int, list[int]]:
@@ -92,11 +99,7 @@ async def test_an_order_is_written_with_its_bundle_and_goes_with_it(tmp_path):
 def test_a_version_5_mirror_is_migrated(tmp_path):
     path = tmp_path / "v5.sqlite3"
     schema.prepare(path)
-    conn = sqlite3.connect(path, isolation_level=None)
-    conn.execute("DROP TABLE bundle_orders")
-    conn.execute("PRAGMA user_version = 5")
-    conn.execute("UPDATE meta SET value = 'v5-layout' WHERE key = 'schema.layout'")
-    conn.close()
+    as_written_by_schema(path, 5, "DROP TABLE bundle_orders")
 
     schema.prepare(path)  # refuses a layout it does not expect
 

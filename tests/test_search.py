@@ -12,6 +12,7 @@ from gateway.http.limits import MAX_SEARCH_TERMS
 from mirror import schema, store
 from mirror.query import like_escape, search_terms
 from mirror.store import Batch
+from tests.support import as_written_by_schema
 from tests.test_gateway import _settled
 
 TERMS = [
@@ -165,19 +166,17 @@ async def test_letters_beyond_ascii_match_as_like_does(gateway):
 def test_a_version_7_mirror_gets_the_lower_case_index(tmp_path):
     path = tmp_path / "v7.sqlite3"
     schema.prepare(path)
-    conn = sqlite3.connect(path, isolation_level=None)
     # What version 7 had: the names as they are, folded by the tokenizer.
-    conn.execute("DROP TABLE patches_search")
-    conn.execute("CREATE VIRTUAL TABLE patches_search USING fts5(name, tokenize='trigram')")
-    conn.execute("DROP TRIGGER patches_search_insert")
-    conn.execute(
+    as_written_by_schema(
+        path,
+        7,
+        "DROP TABLE patches_search",
+        "CREATE VIRTUAL TABLE patches_search USING fts5(name, tokenize='trigram')",
+        "DROP TRIGGER patches_search_insert",
         "CREATE TRIGGER patches_search_insert AFTER INSERT ON patches BEGIN "
-        "INSERT INTO patches_search (rowid, name) VALUES (new.id, new.name); END"
+        "INSERT INTO patches_search (rowid, name) VALUES (new.id, new.name); END",
+        "INSERT INTO patches (id, name, doc) VALUES (1, 'Fix the Frobs', '{}')",
     )
-    conn.execute("INSERT INTO patches (id, name, doc) VALUES (1, 'Fix the Frobs', '{}')")
-    conn.execute("PRAGMA user_version = 7")
-    conn.execute("UPDATE meta SET value = 'v7-layout' WHERE key = 'schema.layout'")
-    conn.close()
 
     schema.prepare(path)
 

@@ -14,7 +14,14 @@ import pytest
 
 from mirror import schema
 from mirror.resources import DEFAULT_STATES, RESOURCES
-from tests.support import free_port, replay_upstream, run_cli, tokens, write_config
+from tests.support import (
+    as_written_by_schema,
+    free_port,
+    replay_upstream,
+    run_cli,
+    tokens,
+    write_config,
+)
 
 
 def snapshot(path: Path) -> dict[str, list[tuple]]:
@@ -145,13 +152,13 @@ def test_a_version_1_mirror_is_migrated(deployment, tmp_path):
     copy = tmp_path / "v1.sqlite3"
     with sqlite3.connect(deployment.storage) as src, sqlite3.connect(copy) as dst:
         src.backup(dst)
-    conn = sqlite3.connect(copy, isolation_level=None)
-    for column in ("patch_comment_id", "cover_comment_id", "check_id"):
-        conn.execute(f"DROP INDEX events_{column}")
-        conn.execute(f"ALTER TABLE events DROP COLUMN {column}")
-    conn.execute("PRAGMA user_version = 1")
-    conn.execute("UPDATE meta SET value = 'v1-layout' WHERE key = 'schema.layout'")
-    conn.close()
+    columns = ("patch_comment_id", "cover_comment_id", "check_id")
+    as_written_by_schema(
+        copy,
+        1,
+        *(f"DROP INDEX events_{column}" for column in columns),
+        *(f"ALTER TABLE events DROP COLUMN {column}" for column in columns),
+    )
 
     schema.prepare(copy)
 
