@@ -504,19 +504,25 @@ class Reader:
             # search's ids alone come in that order.)
             rows, args = _rows(table, query)
             by = "t.id DESC" if order[0][1] else "t.id"
+            # Read whole in id order, SQLite walks the table itself (every
+            # document, a whole big mirror read from disk); ``+`` keeps it
+            # on a narrow index and has it sort the ids (a million in half a
+            # second).
+            whole = "+" + by
         else:
             rows = f"{table} AS t {' '.join(query.joins)}{query.where_sql()}"
             args, by = query.args, query.order_by
-        sql = f"SELECT t.id FROM {rows} ORDER BY {by}"
+            whole = by
+        select = f"SELECT t.id FROM {rows} ORDER BY "
         deps, _ = _list_deps(table, query, order)
         dependencies.note_all(deps)
         if offset >= DEEP_OFFSET and count * 4 <= self._orders.max_bytes // 2 - 65536:
-            ordered = await self._ordered_ids(sql, tuple(args), deps, order)
+            ordered = await self._ordered_ids(select + whole, tuple(args), deps, order)
             if ordered is not None:
                 return ordered.ids.page(offset, offset + limit)
         # (One row, one JSON array: off the event loop, a row at a time would
         # wait for the GIL after each row; see _read_ids.)
-        listing = f"SELECT json_group_array(id) FROM ({sql} LIMIT ? OFFSET ?)"
+        listing = f"SELECT json_group_array(id) FROM ({select}{by} LIMIT ? OFFSET ?)"
         ((listed,),) = await self.fetch_fast(listing, [*args, limit, offset])
         return list(orjson.loads(listed))
 
@@ -544,9 +550,7 @@ class Reader:
         generation = self.generation
         ordered: Ordered | None = None
         try:
-            ids, seq = await loop.run_in_executor(
-                self._bulk_thread, self._read_ids, sql, args, order
-            )
+            ids, seq = await loop.run_in_executor(self._bulk_thread, self._read_ids, sql, args)
             ordered = Ordered(ids, seq, order)
             # (Those waiting get what was read; what is kept has every change.)
             kept = ordered if generation == self.generation else self._caught_up(ordered, deps)
@@ -560,9 +564,7 @@ class Reader:
             future.set_result(ordered)
         return ordered
 
-    def _read_ids(
-        self, sql: str, args: tuple[Any, ...], order: tuple[tuple[str, bool], ...] | None = None
-    ) -> tuple[Ids, int]:
+    def _read_ids(self, sql: str, args: tuple[Any, ...]) -> tuple[Ids, int]:
         """(In the ids thread.)  Into an array: 4 bytes an id (8 past 2**31),
         six million ids in the default budget; with the change log's
         position in the same snapshot.
@@ -578,12 +580,6 @@ class Reader:
         """
         conn = self._bulk
         assert conn is not None
-        if order is not None and order[0][0] == "id":
-            # In id order, SQLite walks the table itself (every document, a
-            # whole big mirror read from disk); ``+`` keeps it on a narrow
-            # index and has it sort the ids (a million in half a second).
-            term = f"+t.id{' DESC' if order[0][1] else ''}"
-            sql = f"{sql.rpartition(' ORDER BY ')[0]} ORDER BY {term}"
         # (A subquery keeps its ORDER BY when the query around it aggregates.)
         listing = f"SELECT count(*), max(id), group_concat(printf('%08x', id), '') FROM ({sql})"
         timer = threading.Timer(IDS_SECONDS, conn.interrupt)
