@@ -335,8 +335,8 @@ def _search(res: Resource, q: str, query: Query) -> None:
         phrases = " AND ".join('"' + fold(t).replace('"', '""') + '"' for t in indexed)
         match = f"{column} : ({phrases})"
         projects = [key for kind, key in query.scope if kind == "project"]
-        within = bool(res.search_scope and projects and query.project_term)
-        if within:
+        scope_term = query.project_term if res.search_scope and projects else None
+        if scope_term is not None:
             marks = " OR ".join(f'"<{key}>"' for key in projects)
             match += f" AND {res.search_scope} : ({marks})"
         lookup = f"SELECT rowid AS id FROM {fts} WHERE {fts} MATCH ?"
@@ -351,8 +351,8 @@ def _search(res: Resource, q: str, query: Query) -> None:
     said = [("contains", tuple(res.search), fold(term)) for term in terms]
     query.require(_all_of(conditions), [], *said)
     if indexed and len(conditions) == 1:
-        stands_for = [query.project_term, conditions[0]] if within else [conditions[0]]
-        query.searched = ([t for t in stands_for if t is not None], lookup, [match])
+        stands_for = [conditions[0]] if scope_term is None else [scope_term, conditions[0]]
+        query.searched = (stands_for, lookup, [match])
 
 
 def ordering_terms(res: Resource, params: MultiMapping[str]) -> list[str]:
