@@ -63,6 +63,7 @@ from scale_bench import (
     lua_script,
     run_wrk,
     size_on_disk,
+    status_of,
     url,
     url_lists,
 )
@@ -292,11 +293,7 @@ def prime(base: str, paths: list[str]) -> list[float]:
     took = []
     for path in dict.fromkeys(paths):
         started = time.monotonic()
-        try:
-            with urllib.request.urlopen(base + path, timeout=120) as resp:
-                resp.read()
-        except OSError:
-            pass  # (wrk counts what fails)
+        status_of(base, path, timeout=120)  # (wrk counts what fails)
         took.append(time.monotonic() - started)
     return sorted(took)
 

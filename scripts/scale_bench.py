@@ -451,9 +451,9 @@ def memory(pid: int) -> dict[str, int]:
     return found
 
 
-def status_of(base: str, path: str) -> tuple[int, str]:
+def status_of(base: str, path: str, timeout: float = 60) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(base + path, timeout=60) as resp:
+        with urllib.request.urlopen(base + path, timeout=timeout) as resp:
             return resp.status, ""
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read(300).decode("utf-8", "replace")
