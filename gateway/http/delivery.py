@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 
 import xxhash
-from aiohttp import web
+from aiohttp import hdrs, web
 from multidict import CIMultiDict
 
 from gateway.responses import HTML_SAFETY, Answer
@@ -185,7 +185,7 @@ class Delivery:
         gzip = gzip and prepared.compressible
         etag = prepared.etag_gz if gzip else prepared.etag
         if etag is not None:
-            condition = request.headers.get("If-None-Match")
+            condition = request.headers.get(hdrs.IF_NONE_MATCH)
             if condition is not None and _matches(condition, etag):
                 headers = _headers(prepared, True, gzip, private, extra)
                 return web.Response(status=304, headers=headers)

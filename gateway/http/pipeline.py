@@ -19,8 +19,8 @@ own endpoints take the Host step alone (:func:`guarded`).
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 
 from aiohttp import web
 
@@ -55,7 +55,7 @@ class Pipeline:
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """Every step, in order, then the count (gateway.ops.metrics)."""
-        started = time.perf_counter()
+        started = perf_counter()
         ctx = None
         try:
             ctx = self.context(request)
@@ -70,12 +70,15 @@ class Pipeline:
             status = exc.status if isinstance(exc, web.HTTPException) else 500
             self.count(request, UNMATCHED if ctx is None else ctx.label, status, started)
             raise
-        self.count(request, ctx.label, response.status, started)
+        # (count, inlined: every request comes here.)
+        self.counts.request(ctx.label, request.method, response.status, perf_counter() - started)
+        if self.logged:
+            request[LABEL] = ctx.label
         return response
 
     def count(self, request: web.Request, label: str, status: int, started: float) -> None:
         """The request, by route template, method and status, with its time."""
-        self.counts.request(label, request.method, status, time.perf_counter() - started)
+        self.counts.request(label, request.method, status, perf_counter() - started)
         if self.logged:
             request[LABEL] = label
 

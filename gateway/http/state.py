@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from gateway.http import limits
 from gateway.http.cache import ResponseCache
@@ -113,8 +113,9 @@ class GatewayState:
         if "format" in request.raw_path:  # (parse the query only then)
             formats = request.query.getall("format", [])
             fmt = formats[-1] if formats else None
-        host, accept = headers.get("Host", ""), headers.get("Accept")
-        return self.verdicts[(request.scheme, host, fmt, accept, headers.get("Accept-Encoding"))]
+        # (Header names as aiohttp's ``istr``: a look-up folds no case.)
+        host, accept = headers.get(hdrs.HOST, ""), headers.get(hdrs.ACCEPT)
+        return self.verdicts[(request.scheme, host, fmt, accept, headers.get(hdrs.ACCEPT_ENCODING))]
 
     def origin(self, request: web.Request) -> str | None:
         """The origin URLs point at, or ``None`` for a Host we do not serve."""

@@ -124,8 +124,13 @@ class SyncStatus:
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         """The same, as the headers every answer carries (the same tuple
-        until it changes: cheap to compare)."""
-        self.current()
+        until it changes: cheap to compare).  Every answer asks: the test
+        of :meth:`current` is repeated here, so that it costs no call."""
+        if (
+            self.reader.generation != self._read_generation
+            or time.monotonic() - self._read_at >= STATUS_TTL
+        ):
+            self.current()
         return self._headers
 
     async def counts(self) -> dict[str, int]:

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 from cachetools import TLRUCache
 
 from gateway.responses import Answer
@@ -144,8 +144,8 @@ def session_cookie(cookie_headers: list[str]) -> str | None:
 def credentials(request: web.BaseRequest) -> Credentials | None:
     """The request's credentials, or ``None`` for an anonymous request."""
     headers = request.headers
-    authorization = joined_authorization(headers) if "Authorization" in headers else None
-    session = session_cookie(headers.getall("Cookie")) if "Cookie" in headers else None
+    authorization = joined_authorization(headers) if hdrs.AUTHORIZATION in headers else None
+    session = session_cookie(headers.getall(hdrs.COOKIE)) if hdrs.COOKIE in headers else None
     if authorization is None and session is None:
         return None
     return Credentials(authorization, session)
@@ -155,9 +155,9 @@ def has_credentials(request: web.BaseRequest) -> bool:
     """Whether the request carries credentials (its answer may depend on
     them): an Authorization header, or Patchwork's session cookie."""
     headers = request.headers
-    if "Authorization" in headers:
+    if hdrs.AUTHORIZATION in headers:
         return True
-    return "Cookie" in headers and session_cookie(headers.getall("Cookie")) is not None
+    return hdrs.COOKIE in headers and session_cookie(headers.getall(hdrs.COOKIE)) is not None
 
 
 @dataclass(frozen=True)
