@@ -9,6 +9,7 @@ with optional request headers.
 from __future__ import annotations
 
 import json
+import os
 import random
 import re
 import shutil
@@ -109,6 +110,14 @@ class Server:
         assert self.proc is not None
         stop(self.proc)
         self.log.close()
+
+    def pin(self, cpu: int) -> None:
+        """Run the process (every thread, and those it starts) on ``cpu``
+        alone: the load generator on another core then never takes its
+        turn, and a comparison of two servers is not one of schedulings."""
+        assert self.proc is not None
+        for task in Path(f"/proc/{self.proc.pid}/task").iterdir():
+            os.sched_setaffinity(int(task.name), {cpu})
 
     def peak_rss(self) -> int:
         """Peak resident memory of the process and its children, in bytes."""
@@ -227,8 +236,11 @@ def wrk(
     connections: int,
     headers: dict[str, str] | None = None,
     expect: int = 200,
+    cpu: int | None = None,
 ) -> Result:
-    """Drive ``paths`` at ``base`` for ``seconds``; one wrk thread."""
+    """Drive ``paths`` at ``base`` for ``seconds``; one wrk thread (on
+    ``cpu`` alone, if given: see :meth:`Server.pin`)."""
+    pinned = None if cpu is None else lambda: os.sched_setaffinity(0, {cpu})
     with tempfile.NamedTemporaryFile("w", suffix=".lua") as script:
         script.write(lua(paths, headers))
         script.flush()
@@ -246,6 +258,7 @@ def wrk(
             capture_output=True,
             text=True,
             check=False,
+            preexec_fn=pinned,
         )
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {done.stderr or done.stdout}")
