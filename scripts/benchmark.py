@@ -213,10 +213,9 @@ def main() -> int:
     pinned = (os.cpu_count() or 1) >= 2
     load_cpu = {"cpu": 0} if pinned else {}
 
-    def pin(server: Server) -> Server:
+    def pin(server: Server) -> None:
         if pinned:
             server.pin(1)
-        return server
 
     def run(server: Server, paths: list[str], **kw: object) -> Result:
         """A short pass first (not counted): a fresh process's own caches

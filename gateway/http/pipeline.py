@@ -70,10 +70,7 @@ class Pipeline:
             status = exc.status if isinstance(exc, web.HTTPException) else 500
             self.count(request, UNMATCHED if ctx is None else ctx.label, status, started)
             raise
-        # (count, inlined: every request comes here.)
-        self.counts.request(ctx.label, request.method, response.status, perf_counter() - started)
-        if self.logged:
-            request[LABEL] = ctx.label
+        self.count(request, ctx.label, response.status, started)
         return response
 
     def count(self, request: web.Request, label: str, status: int, started: float) -> None:

@@ -90,27 +90,26 @@ class SyncStatus:
 
     def current(self) -> dict[str, Any]:
         """The worker's status, re-read at most once a second."""
-        now = time.monotonic()
-        generation = self.reader.generation
-        if now - self._read_at >= STATUS_TTL or generation != self._read_generation:
-            # (Also as soon as the mirror moved: the sync may just have finished.)
-            self._read_at, self._read_generation = now, generation
-            # A locked or damaged control file: keep what was read last.
-            with contextlib.suppress(sqlite3.Error, ValueError):
-                self._status = self.control.status() if self.control else {}
-            when = parse_time(self._status.get("last_success"))
-            if when is None:
-                when = parse_time(self.reader.meta("sync.completed_at"))
-            self._last_success = when
-            self._header = (
-                when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-                if when
-                else None
-            )
-            headers = ((SYNCED_HEADER, self._header),) if self._header else ()
-            if headers != self._headers:
-                self._headers = headers  # (the same tuple until it changes)
+        self.headers()
         return self._status
+
+    def _reread(self) -> None:
+        self._read_at, self._read_generation = time.monotonic(), self.reader.generation
+        # A locked or damaged control file: keep what was read last.
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            self._status = self.control.status() if self.control else {}
+        when = parse_time(self._status.get("last_success"))
+        if when is None:
+            when = parse_time(self.reader.meta("sync.completed_at"))
+        self._last_success = when
+        self._header = (
+            when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+            if when
+            else None
+        )
+        headers = ((SYNCED_HEADER, self._header),) if self._header else ()
+        if headers != self._headers:
+            self._headers = headers  # (the same tuple until it changes)
 
     def last_success(self) -> datetime | None:
         """When the mirror was last known to match upstream."""
@@ -124,13 +123,15 @@ class SyncStatus:
 
     def headers(self) -> tuple[tuple[str, str], ...]:
         """The same, as the headers every answer carries (the same tuple
-        until it changes: cheap to compare).  Every answer asks: the test
-        of :meth:`current` is repeated here, so that it costs no call."""
+        until it changes: cheap to compare).  Every answer asks, so the
+        test of freshness is here, and a fresh status costs no further call;
+        re-read as soon as the mirror moved (the sync may just have
+        finished), else at most once a second."""
         if (
             self.reader.generation != self._read_generation
             or time.monotonic() - self._read_at >= STATUS_TTL
         ):
-            self.current()
+            self._reread()
         return self._headers
 
     async def counts(self) -> dict[str, int]:
